@@ -1,0 +1,29 @@
+# Finds xplor's optional dependencies. The core target needs none of them; each backend target
+# exists only when its dependency was found (scripts/setup.sh installs them all on Debian).
+
+find_package(Eigen3 3.3 QUIET NO_MODULE)
+find_package(xtensor QUIET)
+if(TARGET Eigen3::Eigen AND TARGET xtensor)
+  set(XPLOR_HAVE_EIGEN ON)
+else()
+  set(XPLOR_HAVE_EIGEN OFF)
+  message(STATUS "xplor: Eigen3 or xtensor not found; xplor::eigen is not defined")
+endif()
+
+# Thrust: prefer the CCCL of a CUDA toolkit (the one nvcc uses), else Debian's libthrust-dev.
+# CUDA 13 moved the headers under include/cccl; never spell <cccl/...> in an include.
+find_package(CUDAToolkit QUIET)
+set(_xplor_thrust_hints)
+if(CUDAToolkit_INCLUDE_DIRS)
+  foreach(dir IN LISTS CUDAToolkit_INCLUDE_DIRS)
+    list(APPEND _xplor_thrust_hints "${dir}/cccl" "${dir}")
+  endforeach()
+endif()
+find_path(XPLOR_THRUST_INCLUDE_DIR thrust/version.h
+  HINTS ${_xplor_thrust_hints} /usr/local/cuda/include/cccl
+  DOC "Directory holding thrust/version.h (CCCL or libthrust-dev)")
+if(NOT XPLOR_THRUST_INCLUDE_DIR)
+  message(STATUS "xplor: Thrust not found; xplor::thrust is not defined")
+endif()
+
+find_package(OpenMP QUIET COMPONENTS CXX)

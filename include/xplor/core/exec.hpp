@@ -1,0 +1,128 @@
+// Execution tags and the CPU backend's primitive drivers. Every component loops through these
+// (for_each_index, transform_reduce, segmented_reduce) instead of writing its own OpenMP loops;
+// the device backend's overloads of the same drivers live in core/device.hpp (Thrust).
+//
+// Reproducibility: CPU reductions split the index range into fixed chunks whose boundaries do not
+// depend on the thread count, reduce each chunk left to right and combine the chunk results left
+// to right, so a floating-point sum is bit-identical on 1 thread or many.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "xplor/core/config.hpp"
+#include "xplor/core/error.hpp"
+#include "xplor/core/groups.hpp"
+
+#if XPLOR_HAS_OPENMP
+#include <omp.h>
+#endif
+
+namespace xplor {
+
+/// Host execution: OpenMP threads when compiled with OpenMP, serial otherwise.
+/// `num_threads = 0` uses OpenMP's default (OMP_NUM_THREADS); 1 forces serial execution.
+struct cpu_t {
+  int num_threads = 0;
+};
+/// Thrust's device system: CUDA under nvcc, OMP or serial C++ under g++ (THRUST_DEVICE_SYSTEM).
+/// Its drivers are in <xplor/core/device.hpp>.
+struct device_t {};
+
+inline constexpr cpu_t cpu{};
+inline constexpr device_t device{};
+
+namespace detail {
+/// Elements per reduction chunk: fixed, so chunk boundaries (and float results) do not depend on
+/// the number of threads. Large enough that per-chunk overhead is negligible.
+inline constexpr std::int64_t reduce_chunk = 4096;
+/// Below this many iterations a loop runs serially: a parallel region costs more than it saves.
+inline constexpr std::int64_t parallel_threshold = 2048;
+
+inline int cpu_threads(cpu_t exec) {
+#if XPLOR_HAS_OPENMP
+  return exec.num_threads > 0 ? exec.num_threads : omp_get_max_threads();
+#else
+  (void)exec;
+  return 1;
+#endif
+}
+
+inline void check_count(std::int64_t n, const char* function) {
+  require(n >= 0, function, "n = ", n, " is negative");
+}
+}  // namespace detail
+
+namespace detail {
+/// The one OpenMP loop of the CPU backend: f(i) for i in [0, n), on threads when `parallel`
+/// (the caller knows whether the work per index is worth a parallel region).
+template <class F>
+void cpu_loop(cpu_t exec, std::int64_t n, bool parallel, F& f) {
+#if XPLOR_HAS_OPENMP
+  const int threads = cpu_threads(exec);
+  if (parallel && threads > 1 && n > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (std::int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#else
+  (void)exec;
+  (void)parallel;
+#endif
+  for (std::int64_t i = 0; i < n; ++i) f(i);
+}
+}  // namespace detail
+
+/// Calls f(i) for every i in [0, n), in parallel and in unspecified order. f must not throw.
+template <class F>
+void for_each_index(cpu_t exec, std::int64_t n, F f) {
+  detail::check_count(n, "xplor::for_each_index");
+  detail::cpu_loop(exec, n, n >= detail::parallel_threshold, f);
+}
+
+/// reduce(... reduce(reduce(init, transform(0)), transform(1)) ..., transform(n-1)) up to
+/// reassociation in fixed chunks (see the header comment): `reduce` must be associative, and
+/// the result is the same for every thread count.
+template <class T, class Reduce, class Transform>
+T transform_reduce(cpu_t exec, std::int64_t n, T init, Reduce reduce, Transform transform) {
+  detail::check_count(n, "xplor::transform_reduce");
+  if (n <= detail::reduce_chunk) {
+    T acc = init;
+    for (std::int64_t i = 0; i < n; ++i) acc = reduce(acc, transform(i));
+    return acc;
+  }
+  const std::int64_t chunks = (n + detail::reduce_chunk - 1) / detail::reduce_chunk;
+  std::vector<T> partial(static_cast<std::size_t>(chunks));
+  auto reduce_one_chunk = [&](std::int64_t c) {
+    const std::int64_t lo = c * detail::reduce_chunk;
+    const std::int64_t hi = std::min(n, lo + detail::reduce_chunk);
+    T acc = transform(lo);
+    for (std::int64_t i = lo + 1; i < hi; ++i) acc = reduce(acc, transform(i));
+    partial[static_cast<std::size_t>(c)] = acc;
+  };
+  detail::cpu_loop(exec, chunks, true, reduce_one_chunk);
+  T acc = init;
+  for (const T& p : partial) acc = reduce(acc, p);
+  return acc;
+}
+
+/// out[g] = transform_reduce over the elements of group g (init for an empty group), for every
+/// group of `groups` (equal_groups or ragged_groups). Each group is reduced left to right by one
+/// thread; groups run in parallel. `out` must hold one value per group.
+template <class Groups, class T, class Reduce, class Transform>
+void segmented_reduce(cpu_t exec, const Groups& groups, T init, Reduce reduce, Transform transform,
+                      std::span<T> out) {
+  const std::int64_t g_count = groups.num_groups();
+  detail::require(static_cast<std::int64_t>(out.size()) == g_count, "xplor::segmented_reduce", "out has ",
+                  out.size(), " elements for ", g_count, " groups");
+  auto reduce_group = [&](std::int64_t g) {
+    T acc = init;
+    for (std::int64_t i = groups.begin(g), e = groups.end(g); i < e; ++i) acc = reduce(acc, transform(i));
+    out[static_cast<std::size_t>(g)] = acc;
+  };
+  detail::cpu_loop(exec, g_count, groups.num_elements() >= detail::parallel_threshold, reduce_group);
+}
+
+}  // namespace xplor

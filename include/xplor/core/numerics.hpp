@@ -1,0 +1,233 @@
+// Stable numerics on logits rows: pairwise summation, logsumexp, log-softmax, softmax and the
+// entropy of a softmax row, for one row (std::span) or a batch of rows ([rows, vocab] views) on
+// either backend. Every public entry point rejects NaN and +Inf logits and rows with no finite
+// logit (-inf marks a removed token; a row where every token is removed has no distribution).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+
+#include "xplor/core/config.hpp"
+#include "xplor/core/error.hpp"
+#include "xplor/core/exec.hpp"
+#include "xplor/core/view.hpp"
+
+namespace xplor {
+namespace detail {
+
+/// Pairwise (cascade) summation of value(0) + ... + value(n-1) in fp32: blocks of 32 summed left
+/// to right, block sums merged like a binary counter, so the rounding error grows with log2(n)
+/// instead of n. Iterative, so it runs unchanged in device code.
+template <class F>
+XPLOR_HD float pairwise_sum(std::int64_t n, F value) {
+  constexpr std::int64_t block = 32;
+  float sums[64];
+  std::int64_t blocks[64];  // how many blocks each partial sum holds (a power of two)
+  int top = 0;
+  for (std::int64_t lo = 0; lo < n; lo += block) {
+    const std::int64_t hi = lo + block < n ? lo + block : n;
+    float s = 0.0f;
+    for (std::int64_t i = lo; i < hi; ++i) s += value(i);
+    sums[top] = s;
+    blocks[top] = 1;
+    ++top;
+    while (top >= 2 && blocks[top - 1] == blocks[top - 2]) {
+      sums[top - 2] += sums[top - 1];
+      blocks[top - 2] *= 2;
+      --top;
+    }
+  }
+  float total = 0.0f;
+  while (top > 0) total += sums[--top];  // smallest partials first
+  return total;
+}
+
+/// One logits row: `n` values at z[0], z[stride], ...
+struct logits_row {
+  const float* z;
+  std::int64_t n;
+  std::int64_t stride;
+  XPLOR_HD float operator[](std::int64_t i) const { return z[i * stride]; }
+};
+
+XPLOR_HD inline float row_max(logits_row r) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (std::int64_t i = 0; i < r.n; ++i) m = r[i] > m ? r[i] : m;
+  return m;
+}
+
+/// sum_i exp(z_i - m) for the row's max m (in [1, n] for a valid row).
+XPLOR_HD inline float row_shifted_sum(logits_row r, float m) {
+  return pairwise_sum(r.n, [r, m](std::int64_t i) { return std::exp(r[i] - m); });
+}
+
+XPLOR_HD inline float row_logsumexp(logits_row r) {
+  const float m = row_max(r);
+  return m + std::log(row_shifted_sum(r, m));
+}
+
+/// H = logsumexp(z) - sum_i softmax(z)_i z_i, evaluated on z - max(z) (the same value, without
+/// the cancellation of two large numbers); removed tokens (-inf) contribute 0.
+XPLOR_HD inline float row_entropy(logits_row r) {
+  const float m = row_max(r);
+  const float log_s = std::log(row_shifted_sum(r, m));
+  const float expected = pairwise_sum(r.n, [r, m, log_s](std::int64_t i) {
+    const float shifted = r[i] - m;
+    return shifted == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(shifted - log_s) * shifted;
+  });
+  return log_s - expected;
+}
+
+/// Finds the first invalid logit of a [rows, cols] view as a packed code, or -1 when all are
+/// valid: code = 3 * flat_index + kind, kind 0 = NaN, 1 = +inf, 2 = whole row -inf (index of the
+/// row's first element).
+struct first_invalid_logit {
+  view2d<const float> v;
+  XPLOR_HD std::int64_t operator()(std::int64_t r) const {
+    bool any_finite = false;
+    for (std::int64_t c = 0; c < v.cols(); ++c) {
+      const float x = v(r, c);
+      if (x != x) return 3 * (r * v.cols() + c);
+      if (x == std::numeric_limits<float>::infinity()) return 3 * (r * v.cols() + c) + 1;
+      if (x != -std::numeric_limits<float>::infinity()) any_finite = true;
+    }
+    return any_finite ? -1 : 3 * (r * v.cols()) + 2;
+  }
+};
+struct min_valid_code {
+  XPLOR_HD std::int64_t operator()(std::int64_t a, std::int64_t b) const {
+    if (a < 0) return b;
+    if (b < 0) return a;
+    return a < b ? a : b;
+  }
+};
+
+/// Validates a [rows, cols] logits view on the backend that holds it.
+template <class Exec>
+void check_logits(Exec exec, view2d<const float> v, const char* function, const char* argument) {
+  require(v.rows() > 0 && v.cols() > 0, function, argument, " is empty (", v.rows(), " x ", v.cols(), ")");
+  const std::int64_t code =
+      transform_reduce(exec, v.rows(), std::int64_t{-1}, min_valid_code{}, first_invalid_logit{v});
+  if (code < 0) return;
+  const std::int64_t flat = code / 3, row = flat / v.cols(), col = flat % v.cols();
+  constexpr const char* kinds[] = {"NaN", "+inf", "-inf in every column (no token left)"};
+  if (code % 3 == 2) fail(function, argument, " row ", row, " is ", kinds[2]);
+  fail(function, argument, "[", row, ", ", col, "] is ", kinds[code % 3], "; logits must be finite or -inf");
+}
+
+/// A span as a [1, n] view.
+template <class T>
+view2d<T> as_row_view(std::span<T> z) {
+  return view2d<T>(z.data(), {1, static_cast<std::int64_t>(z.size())},
+                   {static_cast<std::int64_t>(z.size()), 1});
+}
+
+inline void check_same_shape(view2d<const float> a, view2d<float> b, const char* function) {
+  require(a.rows() == b.rows() && a.cols() == b.cols(), function, "out is ", b.rows(), " x ", b.cols(),
+          " but logits are ", a.rows(), " x ", a.cols());
+}
+
+struct log_softmax_row_op {
+  view2d<const float> in;
+  view2d<float> out;
+  bool exponentiate;  // write softmax instead of log-softmax
+  XPLOR_HD void operator()(std::int64_t r) const {
+    const logits_row row{&in(r, 0), in.cols(), in.stride(1)};
+    const float lse = row_logsumexp(row);
+    for (std::int64_t c = 0; c < in.cols(); ++c) {
+      const float lp = row[c] - lse;
+      out(r, c) = exponentiate ? std::exp(lp) : lp;
+    }
+  }
+};
+struct logsumexp_row_op {
+  view2d<const float> in;
+  float* out;
+  XPLOR_HD void operator()(std::int64_t r) const {
+    out[r] = row_logsumexp({&in(r, 0), in.cols(), in.stride(1)});
+  }
+};
+struct entropy_row_op {
+  view2d<const float> in;
+  float* out;
+  XPLOR_HD void operator()(std::int64_t r) const {
+    out[r] = row_entropy({&in(r, 0), in.cols(), in.stride(1)});
+  }
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Batched rows on a backend: logits [rows, vocab] -> out [rows, vocab] or [rows].
+
+/// out = log_softmax(logits) row by row.
+template <class Exec>
+void log_softmax_rows(Exec exec, view2d<const float> logits, view2d<float> out) {
+  detail::check_logits(exec, logits, "xplor::log_softmax_rows", "logits");
+  detail::check_same_shape(logits, out, "xplor::log_softmax_rows");
+  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, false});
+}
+
+/// out = softmax(logits) row by row.
+template <class Exec>
+void softmax_rows(Exec exec, view2d<const float> logits, view2d<float> out) {
+  detail::check_logits(exec, logits, "xplor::softmax_rows", "logits");
+  detail::check_same_shape(logits, out, "xplor::softmax_rows");
+  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, true});
+}
+
+/// out[r] = logsumexp(logits row r).
+template <class Exec>
+void logsumexp_rows(Exec exec, view2d<const float> logits, std::span<float> out) {
+  detail::check_logits(exec, logits, "xplor::logsumexp_rows", "logits");
+  detail::require(static_cast<std::int64_t>(out.size()) == logits.rows(), "xplor::logsumexp_rows", "out has ",
+                  out.size(), " elements for ", logits.rows(), " rows");
+  for_each_index(exec, logits.rows(), detail::logsumexp_row_op{logits, out.data()});
+}
+
+/// out[r] = entropy (nats) of softmax(logits row r).
+template <class Exec>
+void entropy_rows(Exec exec, view2d<const float> logits, std::span<float> out) {
+  detail::check_logits(exec, logits, "xplor::entropy_rows", "logits");
+  detail::require(static_cast<std::int64_t>(out.size()) == logits.rows(), "xplor::entropy_rows", "out has ",
+                  out.size(), " elements for ", logits.rows(), " rows");
+  for_each_index(exec, logits.rows(), detail::entropy_row_op{logits, out.data()});
+}
+
+// ---------------------------------------------------------------------------------------------
+// One host row.
+
+inline float logsumexp(std::span<const float> logits) {
+  float out = 0.0f;
+  logsumexp_rows(cpu, detail::as_row_view(logits), std::span<float>(&out, 1));
+  return out;
+}
+
+inline float entropy(std::span<const float> logits) {
+  float out = 0.0f;
+  entropy_rows(cpu, detail::as_row_view(logits), std::span<float>(&out, 1));
+  return out;
+}
+
+inline void log_softmax(std::span<const float> logits, std::span<float> out) {
+  detail::require(out.size() == logits.size(), "xplor::log_softmax", "out has ", out.size(), " elements for ",
+                  logits.size(), " logits");
+  log_softmax_rows(cpu, detail::as_row_view(logits), detail::as_row_view(out));
+}
+
+inline void softmax(std::span<const float> logits, std::span<float> out) {
+  detail::require(out.size() == logits.size(), "xplor::softmax", "out has ", out.size(), " elements for ",
+                  logits.size(), " logits");
+  softmax_rows(cpu, detail::as_row_view(logits), detail::as_row_view(out));
+}
+
+/// Throws xplor::error naming `argument` and the first index holding NaN or +/-Inf.
+inline void check_finite(std::span<const float> values, const char* function, const char* argument) {
+  for (std::size_t i = 0; i < values.size(); ++i)
+    detail::require(std::isfinite(values[i]), function, argument, "[", i, "] = ", values[i],
+                    " is not finite");
+}
+
+}  // namespace xplor

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages xplor's tests, examples and benchmarks need, only when missing.
+# Idempotent and silent when everything is present; safe to call before every build.
+set -euo pipefail
+
+packages=(
+  cmake g++ make            # build
+  libeigen3-dev             # dense algebra on the CPU backend (Eigen 3.4)
+  xtensor-dev xtl-dev       # N-d host arrays (xtensor 0.24)
+  catch2                    # unit tests (Catch2 2.13)
+  libbenchmark-dev          # Google Benchmark
+  nlohmann-json3-dev        # safetensors headers, benchmark summaries
+  libthrust-dev libcub-dev  # device backend on the CPU when no CUDA toolkit is installed
+  gnuplot-nox               # learning-curve plots written by the examples
+  ccache                    # faster rebuilds on 2 cores
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "xplor setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "xplor setup: apt-get failed (log above)" >&2
+  exit 1
+fi
+rm -f "$log"
