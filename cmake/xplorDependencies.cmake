@@ -3,11 +3,12 @@
 
 find_package(Eigen3 3.3 QUIET NO_MODULE)
 find_package(xtensor QUIET)
-if(TARGET Eigen3::Eigen AND TARGET xtensor)
+find_package(nlohmann_json 3 QUIET)
+if(TARGET Eigen3::Eigen AND TARGET xtensor AND TARGET nlohmann_json::nlohmann_json)
   set(XPLOR_HAVE_EIGEN ON)
 else()
   set(XPLOR_HAVE_EIGEN OFF)
-  message(STATUS "xplor: Eigen3 or xtensor not found; xplor::eigen is not defined")
+  message(STATUS "xplor: Eigen3, xtensor or nlohmann_json not found; xplor::eigen is not defined")
 endif()
 
 # Thrust: prefer the CCCL of a CUDA toolkit (the one nvcc uses), else Debian's libthrust-dev.

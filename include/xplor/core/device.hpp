@@ -90,9 +90,10 @@ void reduce_by_group(std::int64_t n, std::int64_t g_count, T init, Reduce reduce
 
 }  // namespace detail
 
-/// Calls f(i) for every i in [0, n) on the device system. f must not throw.
+/// Calls f(i) for every i in [0, n) on the device system. f must not throw. (`cost` is the CPU
+/// backend's parallelism hint; the device always runs in parallel.)
 template <class F>
-void for_each_index(device_t, std::int64_t n, F f) {
+void for_each_index(device_t, std::int64_t n, F f, std::int64_t /*cost*/ = 1) {
   detail::check_count(n, "xplor::for_each_index");
   thrust::for_each(thrust::device, thrust::counting_iterator<std::int64_t>(0),
                    thrust::counting_iterator<std::int64_t>(n), detail::index_invoker<F>{f});

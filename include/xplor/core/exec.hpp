@@ -76,10 +76,12 @@ void cpu_loop(cpu_t exec, std::int64_t n, bool parallel, F& f) {
 }  // namespace detail
 
 /// Calls f(i) for every i in [0, n), in parallel and in unspecified order. f must not throw.
+/// `cost` is the rough work of one call in elementary operations (1 for an elementwise update,
+/// the row length for a row operation): the loop goes parallel when n * cost is worth it.
 template <class F>
-void for_each_index(cpu_t exec, std::int64_t n, F f) {
+void for_each_index(cpu_t exec, std::int64_t n, F f, std::int64_t cost = 1) {
   detail::check_count(n, "xplor::for_each_index");
-  detail::cpu_loop(exec, n, n >= detail::parallel_threshold, f);
+  detail::cpu_loop(exec, n, n * cost >= detail::parallel_threshold, f);
 }
 
 /// reduce(... reduce(reduce(init, transform(0)), transform(1)) ..., transform(n-1)) up to

@@ -167,7 +167,7 @@ template <class Exec>
 void log_softmax_rows(Exec exec, view2d<const float> logits, view2d<float> out) {
   detail::check_logits(exec, logits, "xplor::log_softmax_rows", "logits");
   detail::check_same_shape(logits, out, "xplor::log_softmax_rows");
-  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, false});
+  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, false}, logits.cols());
 }
 
 /// out = softmax(logits) row by row.
@@ -175,7 +175,7 @@ template <class Exec>
 void softmax_rows(Exec exec, view2d<const float> logits, view2d<float> out) {
   detail::check_logits(exec, logits, "xplor::softmax_rows", "logits");
   detail::check_same_shape(logits, out, "xplor::softmax_rows");
-  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, true});
+  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, true}, logits.cols());
 }
 
 /// out[r] = logsumexp(logits row r).
@@ -184,7 +184,7 @@ void logsumexp_rows(Exec exec, view2d<const float> logits, std::span<float> out)
   detail::check_logits(exec, logits, "xplor::logsumexp_rows", "logits");
   detail::require(static_cast<std::int64_t>(out.size()) == logits.rows(), "xplor::logsumexp_rows", "out has ",
                   out.size(), " elements for ", logits.rows(), " rows");
-  for_each_index(exec, logits.rows(), detail::logsumexp_row_op{logits, out.data()});
+  for_each_index(exec, logits.rows(), detail::logsumexp_row_op{logits, out.data()}, logits.cols());
 }
 
 /// out[r] = entropy (nats) of softmax(logits row r).
@@ -193,7 +193,7 @@ void entropy_rows(Exec exec, view2d<const float> logits, std::span<float> out) {
   detail::check_logits(exec, logits, "xplor::entropy_rows", "logits");
   detail::require(static_cast<std::int64_t>(out.size()) == logits.rows(), "xplor::entropy_rows", "out has ",
                   out.size(), " elements for ", logits.rows(), " rows");
-  for_each_index(exec, logits.rows(), detail::entropy_row_op{logits, out.data()});
+  for_each_index(exec, logits.rows(), detail::entropy_row_op{logits, out.data()}, logits.cols());
 }
 
 // ---------------------------------------------------------------------------------------------

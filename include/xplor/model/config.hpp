@@ -1,0 +1,137 @@
+// The reference transformer's configuration and its parameter table: every tensor's name, shape
+// and offset in the one contiguous parameter buffer (llm.c style), so that parameters,
+// gradients and optimizer moments share one layout and a checkpoint is a list of named slices.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xplor/core/error.hpp"
+
+namespace xplor::model {
+
+enum class norm_kind { rmsnorm, layernorm };
+enum class position_kind { learned, rope };
+enum class mlp_kind { gelu, swiglu };
+
+inline std::string_view to_string(norm_kind k) { return k == norm_kind::rmsnorm ? "rmsnorm" : "layernorm"; }
+inline std::string_view to_string(position_kind k) { return k == position_kind::learned ? "learned" : "rope"; }
+inline std::string_view to_string(mlp_kind k) { return k == mlp_kind::gelu ? "gelu" : "swiglu"; }
+
+/// A GPT-style pre-norm decoder. Shapes below use V = vocab_size, C = d_model, L = n_layers,
+/// H = n_heads, D = C / H (head size), F = d_ff, T = max_seq_len.
+struct transformer_config {
+  int vocab_size = 259;  // 256 bytes + bos, eos, pad (byte_tokenizer)
+  int d_model = 128;
+  int n_layers = 2;
+  int n_heads = 4;
+  int d_ff = 512;
+  int max_seq_len = 256;
+  norm_kind norm = norm_kind::rmsnorm;
+  position_kind positions = position_kind::rope;
+  mlp_kind mlp = mlp_kind::swiglu;
+  bool tie_embeddings = true;  // unembedding = token embedding (GPT-2)
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;  // RoPE base (Su et al., RoFormer, 2021)
+  float init_std = 0.02f;       // N(0, 0.02) weights, GPT-2; residual projections / sqrt(2L)
+
+  int head_dim() const { return d_model / n_heads; }
+
+  /// Throws xplor::error naming the first invalid field.
+  void validate() const {
+    constexpr const char* fn = "xplor::model::transformer_config";
+    detail::require(vocab_size > 0, fn, "vocab_size = ", vocab_size, " must be positive");
+    detail::require(d_model > 0, fn, "d_model = ", d_model, " must be positive");
+    detail::require(n_layers > 0, fn, "n_layers = ", n_layers, " must be positive");
+    detail::require(n_heads > 0 && d_model % n_heads == 0, fn, "n_heads = ", n_heads, " must divide d_model = ",
+                    d_model);
+    detail::require(positions != position_kind::rope || head_dim() % 2 == 0, fn, "rope needs an even head size, got ",
+                    head_dim());
+    detail::require(d_ff > 0, fn, "d_ff = ", d_ff, " must be positive");
+    detail::require(max_seq_len > 0, fn, "max_seq_len = ", max_seq_len, " must be positive");
+    detail::require(norm_eps > 0.0f, fn, "norm_eps = ", norm_eps, " must be positive");
+    detail::require(rope_theta > 1.0f, fn, "rope_theta = ", rope_theta, " must exceed 1");
+    detail::require(init_std > 0.0f, fn, "init_std = ", init_std, " must be positive");
+  }
+};
+
+inline bool operator==(const transformer_config& a, const transformer_config& b) {
+  return a.vocab_size == b.vocab_size && a.d_model == b.d_model && a.n_layers == b.n_layers &&
+         a.n_heads == b.n_heads && a.d_ff == b.d_ff && a.max_seq_len == b.max_seq_len && a.norm == b.norm &&
+         a.positions == b.positions && a.mlp == b.mlp && a.tie_embeddings == b.tie_embeddings &&
+         a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta && a.init_std == b.init_std;
+}
+
+/// One named tensor of the parameter buffer.
+struct tensor_slot {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::int64_t offset = 0;  // in floats, into the parameter buffer
+  std::int64_t size = 0;    // product of shape
+  bool decay = false;       // AdamW weight decay applies (matrices, not norms or biases)
+};
+
+/// Offsets of one block's tensors (-1 when the configuration has no such tensor).
+struct layer_offsets {
+  std::int64_t attn_norm_w = -1, attn_norm_b = -1;  // (C)
+  std::int64_t qkv = -1;                            // (3C, C): rows [q; k; v], y = x W^T
+  std::int64_t attn_out = -1;                       // (C, C)
+  std::int64_t mlp_norm_w = -1, mlp_norm_b = -1;    // (C)
+  std::int64_t mlp_gate = -1;                       // (F, C), swiglu only
+  std::int64_t mlp_up = -1;                         // (F, C)
+  std::int64_t mlp_down = -1;                       // (C, F)
+};
+
+/// The parameter table: names follow PyTorch module paths, so tools/torch_reference.py can load
+/// a checkpoint into an equivalent nn.Module with load_state_dict (docs/model.md lists them).
+struct parameter_layout {
+  std::vector<tensor_slot> tensors;
+  std::int64_t total = 0;
+  std::int64_t embed = -1;       // (V, C)  embed.weight
+  std::int64_t pos_embed = -1;   // (T, C)  pos_embed.weight, learned positions only
+  std::vector<layer_offsets> layers;
+  std::int64_t final_norm_w = -1, final_norm_b = -1;  // (C)
+  std::int64_t lm_head = -1;                          // (V, C), untied only
+
+  explicit parameter_layout(const transformer_config& c) {
+    c.validate();
+    const std::int64_t V = c.vocab_size, C = c.d_model, T = c.max_seq_len, F = c.d_ff;
+    const bool ln = c.norm == norm_kind::layernorm;
+    embed = add("embed.weight", {V, C}, true);
+    if (c.positions == position_kind::learned) pos_embed = add("pos_embed.weight", {T, C}, true);
+    for (int l = 0; l < c.n_layers; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".";
+      layer_offsets o;
+      o.attn_norm_w = add(p + "attn_norm.weight", {C}, false);
+      if (ln) o.attn_norm_b = add(p + "attn_norm.bias", {C}, false);
+      o.qkv = add(p + "attn.qkv.weight", {3 * C, C}, true);
+      o.attn_out = add(p + "attn.out.weight", {C, C}, true);
+      o.mlp_norm_w = add(p + "mlp_norm.weight", {C}, false);
+      if (ln) o.mlp_norm_b = add(p + "mlp_norm.bias", {C}, false);
+      if (c.mlp == mlp_kind::swiglu) o.mlp_gate = add(p + "mlp.gate.weight", {F, C}, true);
+      o.mlp_up = add(p + "mlp.up.weight", {F, C}, true);
+      o.mlp_down = add(p + "mlp.down.weight", {C, F}, true);
+      layers.push_back(o);
+    }
+    final_norm_w = add("final_norm.weight", {C}, false);
+    if (ln) final_norm_b = add("final_norm.bias", {C}, false);
+    if (!c.tie_embeddings) lm_head = add("lm_head.weight", {V, C}, true);
+  }
+
+  /// The unembedding matrix (V, C): lm_head, or the token embedding when tied.
+  std::int64_t unembed() const { return lm_head >= 0 ? lm_head : embed; }
+
+ private:
+  std::int64_t add(std::string name, std::vector<std::int64_t> shape, bool decay) {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    tensors.push_back({std::move(name), std::move(shape), total, n, decay});
+    total += n;
+    return total - n;
+  }
+};
+
+}  // namespace xplor::model

@@ -1,0 +1,121 @@
+// Training utilities for the reference transformer: AdamW (Loshchilov & Hutter 2019, decoupled
+// weight decay, bias-corrected moments, as torch.optim.AdamW), global-norm gradient clipping (as
+// torch.nn.utils.clip_grad_norm_) and a linear-warmup + cosine learning-rate schedule.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <span>
+#include <vector>
+
+#include "xplor/core/error.hpp"
+#include "xplor/core/exec.hpp"
+#include "xplor/model/config.hpp"
+
+namespace xplor::model {
+
+/// Defaults are torch.optim.AdamW's.
+struct adamw_options {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.01f;  // applied to matrices only (tensor_slot::decay), not norms/biases
+};
+
+class adamw {
+ public:
+  adamw(const parameter_layout& layout, const adamw_options& options = {})
+      : layout_(&layout), opt_(options), m_(static_cast<std::size_t>(layout.total), 0.0f),
+        v_(static_cast<std::size_t>(layout.total), 0.0f) {
+    constexpr const char* fn = "xplor::model::adamw";
+    detail::require(options.lr >= 0.0f, fn, "lr = ", options.lr, " is negative");
+    detail::require(options.beta1 >= 0.0f && options.beta1 < 1.0f, fn, "beta1 = ", options.beta1,
+                    " is outside [0, 1)");
+    detail::require(options.beta2 >= 0.0f && options.beta2 < 1.0f, fn, "beta2 = ", options.beta2,
+                    " is outside [0, 1)");
+    detail::require(options.eps > 0.0f, fn, "eps = ", options.eps, " must be positive");
+    detail::require(options.weight_decay >= 0.0f, fn, "weight_decay = ", options.weight_decay, " is negative");
+  }
+
+  /// One update with learning rate `lr` (from a schedule), t -> t + 1:
+  ///   p <- p - lr * wd * p  (decayed tensors only)
+  ///   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2
+  ///   p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+  void step(std::span<float> params, std::span<const float> grads, float lr) {
+    constexpr const char* fn = "xplor::model::adamw::step";
+    detail::require(params.size() == m_.size() && grads.size() == m_.size(), fn, "params/grads have ",
+                    params.size(), "/", grads.size(), " elements, the layout has ", m_.size());
+    detail::require(std::isfinite(lr) && lr >= 0.0f, fn, "lr = ", lr, " must be finite and >= 0");
+    ++t_;
+    const float b1 = opt_.beta1, b2 = opt_.beta2, eps = opt_.eps;
+    const float c1 = 1.0f / (1.0f - static_cast<float>(std::pow(double(b1), double(t_))));
+    const float c2 = 1.0f / (1.0f - static_cast<float>(std::pow(double(b2), double(t_))));
+    for (const tensor_slot& s : layout_->tensors) {
+      const float decay = s.decay ? 1.0f - lr * opt_.weight_decay : 1.0f;
+      float* p = params.data() + s.offset;
+      const float* g = grads.data() + s.offset;
+      float* m = m_.data() + s.offset;
+      float* v = v_.data() + s.offset;
+      for_each_index(cpu, s.size, [=](std::int64_t i) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        p[i] = p[i] * decay - lr * (m[i] * c1) / (std::sqrt(v[i] * c2) + eps);
+      });
+    }
+  }
+
+  const adamw_options& options() const { return opt_; }
+  std::int64_t steps() const { return t_; }
+  /// Moments, laid out like the parameters (for checkpoints).
+  std::span<float> first_moment() { return m_; }
+  std::span<float> second_moment() { return v_; }
+  void set_steps(std::int64_t t) {
+    detail::require(t >= 0, "xplor::model::adamw::set_steps", "t = ", t, " is negative");
+    t_ = t;
+  }
+
+ private:
+  const parameter_layout* layout_;
+  adamw_options opt_;
+  std::vector<float> m_, v_;
+  std::int64_t t_ = 0;
+};
+
+/// The global L2 norm of `grads`; when it exceeds max_norm, scales grads by
+/// max_norm / (norm + 1e-6) (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
+inline float clip_grad_norm(std::span<float> grads, float max_norm) {
+  detail::require(max_norm > 0.0f, "xplor::model::clip_grad_norm", "max_norm = ", max_norm, " must be positive");
+  const double sq = transform_reduce(cpu, static_cast<std::int64_t>(grads.size()), 0.0, std::plus<>{},
+                                     [&](std::int64_t i) { return double(grads[i]) * grads[i]; });
+  const auto norm = static_cast<float>(std::sqrt(sq));
+  detail::require(std::isfinite(norm), "xplor::model::clip_grad_norm", "the gradient norm is ", norm);
+  if (norm > max_norm) {
+    const float scale = max_norm / (norm + 1e-6f);
+    for_each_index(cpu, static_cast<std::int64_t>(grads.size()), [&](std::int64_t i) { grads[i] *= scale; });
+  }
+  return norm;
+}
+
+/// Linear warmup from 0 to max_lr over warmup_steps, then cosine decay to min_lr at total_steps
+/// (held at min_lr after): lr(t) = min + (max - min) (1 + cos(pi (t - w) / (S - w))) / 2.
+struct cosine_schedule {
+  float max_lr = 1e-3f;
+  float min_lr = 1e-4f;
+  std::int64_t warmup_steps = 0;
+  std::int64_t total_steps = 1;
+
+  float operator()(std::int64_t step) const {
+    constexpr const char* fn = "xplor::model::cosine_schedule";
+    detail::require(step >= 0, fn, "step = ", step, " is negative");
+    detail::require(total_steps > warmup_steps && warmup_steps >= 0, fn, "total_steps = ", total_steps,
+                    " must exceed warmup_steps = ", warmup_steps, " >= 0");
+    if (step < warmup_steps) return max_lr * static_cast<float>(step + 1) / static_cast<float>(warmup_steps);
+    if (step >= total_steps) return min_lr;
+    const double progress = double(step - warmup_steps) / double(total_steps - warmup_steps);
+    return min_lr + (max_lr - min_lr) * static_cast<float>(0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
+  }
+};
+
+}  // namespace xplor::model

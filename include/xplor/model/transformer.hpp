@@ -1,0 +1,626 @@
+// The reference transformer on the CPU: a GPT-style pre-norm decoder (RMSNorm or LayerNorm,
+// learned or rotary positions, GELU or SwiGLU MLP, tied or separate unembedding) with a
+// hand-written backward pass. Parameters and gradients each live in one contiguous buffer laid
+// out by parameter_layout (llm.c style); matrix products go through Eigen (OpenMP-parallel when
+// compiled with OpenMP). The KV-cache decoder is in decode.hpp, AdamW in optim.hpp.
+//
+// Shapes: B = batch, T = sequence length, N = B * T rows, C = d_model, H = heads, D = C / H,
+// F = d_ff, V = vocab. Linear layers follow PyTorch: W is (out, in) and y = x W^T.
+#pragma once
+
+#include <Eigen/Core>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "xplor/core/error.hpp"
+#include "xplor/core/exec.hpp"
+#include "xplor/core/numerics.hpp"
+#include "xplor/core/random.hpp"
+#include "xplor/core/view.hpp"
+#include "xplor/model/config.hpp"
+#include "xplor/model/layers.hpp"
+
+namespace xplor::model {
+
+class kv_decoder;
+
+/// Marks a position of the input whose embedding is a caller-supplied latent vector instead of a
+/// token embedding (MemGen latents, Thoughtbubbles, soft prompts).
+inline constexpr std::int32_t latent_slot = -1;
+/// A target that contributes no loss (and no gradient).
+inline constexpr std::int32_t ignore_target = -1;
+
+/// One forward pass's input: B sequences of T positions, row-major [B, T].
+struct forward_batch {
+  std::span<const std::int32_t> tokens;   // [B*T] token ids, or latent_slot
+  std::int64_t batch = 1;                 // B
+  std::int64_t seq_len = 0;               // T <= max_seq_len
+  std::span<const std::int32_t> targets;  // [B*T] next-token ids or ignore_target; empty: no loss
+  std::span<const float> loss_mask;       // [B*T] per-token weights >= 0; empty: 1 for every target
+  view2d<const float> latents;            // [number of latent_slot positions, C], in row-major order
+};
+
+/// Interventions during the forward pass. after_block(l, residual) sees the residual stream
+/// [N, C] after block l and may modify it in place (steering, patching). The backward pass treats
+/// the hook as an additive edit (identity Jacobian), exact for steering vectors and the
+/// straight-through estimator for replacements.
+struct forward_hooks {
+  std::function<void(int layer, view2d<float> residual)> after_block;
+};
+
+namespace dense {
+using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using matrix_map = Eigen::Map<row_matrix>;
+using const_matrix_map = Eigen::Map<const row_matrix>;
+using strided_map = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
+using const_strided_map = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
+
+inline matrix_map mat(float* p, std::int64_t rows, std::int64_t cols) { return {p, rows, cols}; }
+inline const_matrix_map mat(const float* p, std::int64_t rows, std::int64_t cols) { return {p, rows, cols}; }
+
+/// y[N, out] (+)= x[N, in] W^T for W (out, in).
+inline void linear_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
+                           std::int64_t out, bool accumulate = false) {
+  auto Y = mat(y, n, out);
+  if (accumulate)
+    Y.noalias() += mat(x, n, in) * mat(w, out, in).transpose();
+  else
+    Y.noalias() = mat(x, n, in) * mat(w, out, in).transpose();
+}
+
+/// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x.
+inline void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, std::int64_t n,
+                            std::int64_t in, std::int64_t out) {
+  mat(dx, n, in).noalias() += mat(dy, n, out) * mat(w, out, in);
+  mat(dw, out, in).noalias() += mat(dy, n, out).transpose() * mat(x, n, in);
+}
+}  // namespace dense
+
+class transformer {
+ public:
+  /// A model with parameters drawn deterministically from `seed` (Philox; one stream per tensor,
+  /// so adding a tensor never changes the others' values).
+  explicit transformer(const transformer_config& config, std::uint64_t seed = 0)
+      : cfg_(config), layout_(config), params_(static_cast<std::size_t>(layout_.total), 0.0f),
+        grads_(static_cast<std::size_t>(layout_.total), 0.0f) {
+    initialize(seed);
+    build_rope_tables();
+  }
+
+  const transformer_config& config() const { return cfg_; }
+  const parameter_layout& layout() const { return layout_; }
+  std::span<float> params() { return params_; }
+  std::span<const float> params() const { return params_; }
+  std::span<float> grads() { return grads_; }
+  std::span<const float> grads() const { return grads_; }
+  std::int64_t num_params() const { return layout_.total; }
+
+  /// The named tensor's slice of the parameter buffer (names as in docs/model.md).
+  std::span<float> param(std::string_view name) { return slice(params_.data(), name); }
+  std::span<const float> param(std::string_view name) const { return slice(params_.data(), name); }
+  std::span<float> grad(std::string_view name) { return slice(grads_.data(), name); }
+
+  void zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+  // -------------------------------------------------------------------------------------------
+  // Forward
+
+  /// Runs the model over `batch`; returns the mean cross-entropy over the weighted targets (0 when
+  /// there are none). Keeps the activations for backward(), logits() and residual().
+  float forward(const forward_batch& batch, const forward_hooks& hooks = {}) {
+    validate(batch);
+    const std::int64_t B = batch.batch, T = batch.seq_len, N = B * T;
+    const std::int64_t C = cfg_.d_model, V = cfg_.vocab_size;
+    resize_activations(B, T);
+    std::copy(batch.tokens.begin(), batch.tokens.end(), tokens_.begin());
+    targets_.assign(static_cast<std::size_t>(N), ignore_target);
+    if (!batch.targets.empty()) std::copy(batch.targets.begin(), batch.targets.end(), targets_.begin());
+    weights_.assign(static_cast<std::size_t>(N), 0.0f);
+    for (std::int64_t n = 0; n < N; ++n)
+      if (targets_[n] >= 0) weights_[n] = batch.loss_mask.empty() ? 1.0f : batch.loss_mask[n];
+    positions_.resize(static_cast<std::size_t>(N));
+    for (std::int64_t n = 0; n < N; ++n) positions_[n] = static_cast<std::int32_t>(n % T);
+
+    embed_rows(tokens_.data(), positions_.data(), batch.latents, N, act_.residual[0].data());
+    for (int l = 0; l < cfg_.n_layers; ++l) {
+      block_forward(l, B, T);
+      if (hooks.after_block)
+        hooks.after_block(l, view2d<float>(act_.residual[l + 1].data(), {N, C}, {C, 1}));
+    }
+    // Final norm and unembedding.
+    norm_rows(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b, act_.final_norm.data(),
+              act_.final_mean.data(), act_.final_rstd.data(), N);
+    dense::linear_forward(act_.final_norm.data(), p(layout_.unembed()), act_.logits.data(), N, C, V);
+    // Log-probabilities of the targets and the weighted mean cross-entropy.
+    for_each_index(
+        cpu, N,
+        [&](std::int64_t n) {
+          const float* row = act_.logits.data() + n * V;
+          act_.lse[n] = xplor::detail::row_logsumexp({row, V, 1});
+          act_.target_logp[n] = targets_[n] >= 0 ? row[targets_[n]] - act_.lse[n] : 0.0f;
+        },
+        V);
+    double loss = 0.0, weight = 0.0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      loss -= double(weights_[n]) * act_.target_logp[n];
+      weight += weights_[n];
+    }
+    loss_weight_ = static_cast<float>(weight);
+    return weight > 0.0 ? static_cast<float>(loss / weight) : 0.0f;
+  }
+
+  /// Logits [N, V] of the last forward.
+  view2d<const float> logits() const { return make_view(act_.logits.data(), {rows(), cfg_.vocab_size}); }
+  /// log p(target) [N] of the last forward (0 where the target is ignore_target).
+  std::span<const float> target_logprobs() const {
+    return std::span<const float>(act_.target_logp.data(), static_cast<std::size_t>(rows()));
+  }
+  /// The residual stream [N, C] entering block `layer` of the last forward; layer == n_layers is
+  /// the stream after the last block (before the final norm). Index 0 is the embeddings.
+  view2d<const float> residual(int layer) const {
+    detail::require(layer >= 0 && layer <= cfg_.n_layers, "xplor::model::transformer::residual", "layer = ", layer,
+                    " is outside [0, ", cfg_.n_layers, "]");
+    return make_view(act_.residual[layer].data(), {rows(), std::int64_t{cfg_.d_model}});
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Backward
+
+  /// Accumulates into grads() the gradient of loss_scale x the last forward's loss (the weighted
+  /// mean cross-entropy it returned). For gradient accumulation over k micro-batches, pass
+  /// loss_scale = 1/k so the sum is the gradient of the mean.
+  void backward(float loss_scale = 1.0f) {
+    const std::int64_t N = rows();
+    std::vector<float> dlogp(static_cast<std::size_t>(N), 0.0f);
+    if (loss_weight_ > 0.0f)
+      for (std::int64_t n = 0; n < N; ++n) dlogp[n] = -loss_scale * weights_[n] / loss_weight_;
+    backward(std::span<const float>(dlogp));
+  }
+
+  /// Accumulates into grads() the gradient of sum_n dlogp[n] * log p(target_n): the entry point
+  /// for policy losses, which give the gradient of their loss with respect to each sampled token's
+  /// log-probability (e.g. -advantage / num_tokens for a REINFORCE-style loss). dlogp is [N].
+  void backward(std::span<const float> dlogp) {
+    constexpr const char* fn = "xplor::model::transformer::backward";
+    const std::int64_t N = rows(), C = cfg_.d_model, V = cfg_.vocab_size;
+    detail::require(N > 0, fn, "no forward pass to differentiate");
+    detail::require(static_cast<std::int64_t>(dlogp.size()) == N, fn, "dlogp has ", dlogp.size(),
+                    " elements for ", N, " positions");
+    for (std::int64_t n = 0; n < N; ++n) {
+      detail::require(std::isfinite(dlogp[n]), fn, "dlogp[", n, "] = ", dlogp[n], " is not finite");
+      detail::require(dlogp[n] == 0.0f || targets_[n] >= 0, fn, "dlogp[", n, "] = ", dlogp[n],
+                      " at a position without a target");
+    }
+    // d log p(y) / d logits = onehot(y) - softmax(logits).
+    for_each_index(
+        cpu, N,
+        [&](std::int64_t n) {
+          float* d = act_.dlogits.data() + n * V;
+          const float g = dlogp[n];
+          if (g == 0.0f) {
+            std::fill(d, d + V, 0.0f);
+            return;
+          }
+          const float* row = act_.logits.data() + n * V;
+          const float lse = act_.lse[n];
+          for (std::int64_t v = 0; v < V; ++v) d[v] = -g * std::exp(row[v] - lse);
+          d[targets_[n]] += g;
+        },
+        V);
+    // Unembedding and final norm.
+    std::fill(act_.dx.begin(), act_.dx.end(), 0.0f);
+    std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
+    dense::linear_backward(act_.final_norm.data(), p(layout_.unembed()), act_.dlogits.data(), act_.dnorm.data(),
+                            g(layout_.unembed()), N, C, V);
+    norm_rows_backward(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
+                       act_.final_mean.data(), act_.final_rstd.data(), act_.dnorm.data(), act_.dx.data(), N);
+    for (int l = cfg_.n_layers - 1; l >= 0; --l) block_backward(l);
+    embed_backward();
+  }
+
+  /// Gradient [n_latents, C] with respect to the latent vectors of the last forward (filled by
+  /// backward()).
+  view2d<const float> latent_grads() const {
+    return make_view(latent_grads_.data(), {n_latents_, std::int64_t{cfg_.d_model}});
+  }
+
+ private:
+  friend class kv_decoder;
+
+  struct activations {
+    std::int64_t B = 0, T = 0;
+    std::vector<std::vector<float>> residual;  // L + 1 of (N, C)
+    std::vector<std::vector<float>> norm1, mean1, rstd1, qkv, att, att_y, mid, norm2, mean2, rstd2, mlp_a, mlp_b,
+        mlp_act;
+    std::vector<float> final_norm, final_mean, final_rstd, logits, lse, target_logp, dlogits;
+    std::vector<float> dx, dnorm, dmid, dqkv, datt_y, dmlp, dmlp_b, datt;  // backward scratch
+  };
+
+  float* p(std::int64_t offset) { return params_.data() + offset; }
+  const float* p(std::int64_t offset) const { return params_.data() + offset; }
+  float* g(std::int64_t offset) { return grads_.data() + offset; }
+  std::int64_t rows() const { return act_.B * act_.T; }
+
+  template <class T>
+  std::span<T> slice(T* buffer, std::string_view name) const {
+    for (const auto& t : layout_.tensors)
+      if (t.name == name) return std::span<T>(buffer + t.offset, static_cast<std::size_t>(t.size));
+    detail::fail("xplor::model::transformer::param", "no tensor named '", name, "'");
+  }
+
+  void initialize(std::uint64_t seed) {
+    const float residual_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(cfg_.n_layers));
+    for (std::size_t k = 0; k < layout_.tensors.size(); ++k) {
+      const tensor_slot& t = layout_.tensors[k];
+      float* dst = params_.data() + t.offset;
+      const bool is_norm_weight = t.name.ends_with("norm.weight");
+      if (t.shape.size() == 1) {  // norm weights 1, biases 0
+        std::fill(dst, dst + t.size, is_norm_weight ? 1.0f : 0.0f);
+        continue;
+      }
+      const bool residual_out = t.name.ends_with("attn.out.weight") || t.name.ends_with("mlp.down.weight");
+      const float std_dev = cfg_.init_std * (residual_out ? residual_scale : 1.0f);
+      philox_stream gen(seed, k);
+      for (std::int64_t i = 0; i + 1 < t.size; i += 2) {
+        const auto z = gen.normal_pair();
+        dst[i] = std_dev * z[0];
+        dst[i + 1] = std_dev * z[1];
+      }
+      if (t.size % 2 == 1) dst[t.size - 1] = std_dev * gen.normal();
+    }
+  }
+
+  void build_rope_tables() {
+    if (cfg_.positions != position_kind::rope) return;
+    const int half = cfg_.head_dim() / 2;
+    rope_cos_.resize(static_cast<std::size_t>(cfg_.max_seq_len) * half);
+    rope_sin_.resize(rope_cos_.size());
+    for (int t = 0; t < cfg_.max_seq_len; ++t)
+      for (int i = 0; i < half; ++i) {
+        // Angles in double: at t ~ 1e3 a float angle loses the low bits that the sine needs.
+        const double freq = std::pow(double(cfg_.rope_theta), -2.0 * i / cfg_.head_dim());
+        rope_cos_[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::cos(t * freq));
+        rope_sin_[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::sin(t * freq));
+      }
+  }
+
+  void validate(const forward_batch& b) const {
+    constexpr const char* fn = "xplor::model::transformer::forward";
+    detail::require(b.batch > 0, fn, "batch = ", b.batch, " must be positive");
+    detail::require(b.seq_len > 0 && b.seq_len <= cfg_.max_seq_len, fn, "seq_len = ", b.seq_len,
+                    " is outside [1, max_seq_len = ", cfg_.max_seq_len, "]");
+    const std::int64_t N = b.batch * b.seq_len;
+    detail::require(static_cast<std::int64_t>(b.tokens.size()) == N, fn, "tokens has ", b.tokens.size(),
+                    " elements for batch x seq_len = ", N);
+    std::int64_t latents = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const std::int32_t t = b.tokens[n];
+      if (t == latent_slot) {
+        ++latents;
+        continue;
+      }
+      detail::require(t >= 0 && t < cfg_.vocab_size, fn, "tokens[", n, "] = ", t, " is outside [0, vocab_size = ",
+                      cfg_.vocab_size, ")");
+    }
+    detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ", latents,
+                    " latent_slot positions");
+    detail::require(latents == 0 || b.latents.cols() == cfg_.d_model, fn, "latents has ", b.latents.cols(),
+                    " columns, d_model = ", cfg_.d_model);
+    if (!b.targets.empty()) {
+      detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ", b.targets.size(),
+                      " elements for ", N, " positions");
+      for (std::int64_t n = 0; n < N; ++n)
+        detail::require(b.targets[n] == ignore_target || (b.targets[n] >= 0 && b.targets[n] < cfg_.vocab_size), fn,
+                        "targets[", n, "] = ", b.targets[n], " is outside [0, vocab_size = ", cfg_.vocab_size,
+                        ") and is not ignore_target");
+    }
+    if (!b.loss_mask.empty()) {
+      detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ", b.loss_mask.size(),
+                      " elements for ", N, " positions");
+      for (std::int64_t n = 0; n < N; ++n)
+        detail::require(std::isfinite(b.loss_mask[n]) && b.loss_mask[n] >= 0.0f, fn, "loss_mask[", n,
+                        "] = ", b.loss_mask[n], " must be finite and >= 0");
+    }
+  }
+
+  void resize_activations(std::int64_t B, std::int64_t T) {
+    if (act_.B == B && act_.T == T) return;
+    const std::int64_t N = B * T, C = cfg_.d_model, F = cfg_.d_ff, V = cfg_.vocab_size, H = cfg_.n_heads;
+    const auto L = static_cast<std::size_t>(cfg_.n_layers);
+    auto per_layer = [&](std::vector<std::vector<float>>& v, std::int64_t size) {
+      v.assign(L, std::vector<float>(static_cast<std::size_t>(size)));
+    };
+    act_.residual.assign(L + 1, std::vector<float>(static_cast<std::size_t>(N * C)));
+    per_layer(act_.norm1, N * C);
+    per_layer(act_.mean1, N);
+    per_layer(act_.rstd1, N);
+    per_layer(act_.qkv, N * 3 * C);
+    per_layer(act_.att, B * H * T * T);
+    per_layer(act_.att_y, N * C);
+    per_layer(act_.mid, N * C);
+    per_layer(act_.norm2, N * C);
+    per_layer(act_.mean2, N);
+    per_layer(act_.rstd2, N);
+    per_layer(act_.mlp_a, N * F);
+    per_layer(act_.mlp_b, cfg_.mlp == mlp_kind::swiglu ? N * F : 0);
+    per_layer(act_.mlp_act, N * F);
+    auto flat = [](std::vector<float>& v, std::int64_t size) { v.assign(static_cast<std::size_t>(size), 0.0f); };
+    flat(act_.final_norm, N * C);
+    flat(act_.final_mean, N);
+    flat(act_.final_rstd, N);
+    flat(act_.logits, N * V);
+    flat(act_.lse, N);
+    flat(act_.target_logp, N);
+    flat(act_.dlogits, N * V);
+    flat(act_.dx, N * C);
+    flat(act_.dnorm, N * C);
+    flat(act_.dmid, N * C);
+    flat(act_.dqkv, N * 3 * C);
+    flat(act_.datt_y, N * C);
+    flat(act_.dmlp, N * F);
+    flat(act_.dmlp_b, cfg_.mlp == mlp_kind::swiglu ? N * F : 0);
+    flat(act_.datt, B * H * T * T);
+    tokens_.resize(static_cast<std::size_t>(N));
+    act_.B = B;
+    act_.T = T;
+  }
+
+  // Building blocks shared by forward() and kv_decoder (rows = tokens, each with its position).
+
+  /// out[n] = embed[token n] (+ pos_embed[position n]), or the next latent row for latent_slot.
+  void embed_rows(const std::int32_t* tokens, const std::int32_t* positions, view2d<const float> latents,
+                  std::int64_t n_rows, float* out) {
+    const std::int64_t C = cfg_.d_model;
+    std::int64_t next_latent = 0;
+    for (std::int64_t n = 0; n < n_rows; ++n) {
+      float* o = out + n * C;
+      if (tokens[n] == latent_slot) {
+        for (std::int64_t c = 0; c < C; ++c) o[c] = latents(next_latent, c);
+        ++next_latent;
+      } else {
+        const float* e = p(layout_.embed) + std::int64_t{tokens[n]} * C;
+        std::copy(e, e + C, o);
+      }
+      if (layout_.pos_embed >= 0) {
+        const float* pe = p(layout_.pos_embed) + std::int64_t{positions[n]} * C;
+        for (std::int64_t c = 0; c < C; ++c) o[c] += pe[c];
+      }
+    }
+    n_latents_ = next_latent;
+  }
+
+  void norm_rows(const float* x, std::int64_t w_off, std::int64_t b_off, float* y, float* mean, float* rstd,
+                 std::int64_t n_rows) const {
+    const int C = cfg_.d_model;
+    const float* w = p(w_off);
+    const float* b = b_off >= 0 ? p(b_off) : nullptr;
+    for_each_index(
+        cpu, n_rows,
+        [&](std::int64_t n) { layers::norm_forward(x + n * C, w, b, y + n * C, C, cfg_.norm_eps, mean + n, rstd + n); },
+        C);
+  }
+
+  /// dx += d(norm)/dx^T dy per row (parallel); dw, db accumulated serially (no races).
+  void norm_rows_backward(const float* x, std::int64_t w_off, std::int64_t b_off, const float* mean,
+                          const float* rstd, const float* dy, float* dx, std::int64_t n_rows) {
+    const int C = cfg_.d_model;
+    const bool ln = b_off >= 0;
+    const float* w = p(w_off);
+    for_each_index(
+        cpu, n_rows,
+        [&](std::int64_t n) {
+          layers::norm_backward<float>(x + n * C, w, ln, mean[n], rstd[n], dy + n * C, dx + n * C, nullptr, nullptr, C);
+        },
+        C);
+    float* dw = g(w_off);
+    float* db = ln ? g(b_off) : nullptr;
+    for (std::int64_t n = 0; n < n_rows; ++n) {
+      const float* xr = x + n * C;
+      const float* dyr = dy + n * C;
+      for (int c = 0; c < C; ++c) {
+        dw[c] += dyr[c] * (xr[c] - mean[n]) * rstd[n];
+        if (ln) db[c] += dyr[c];
+      }
+    }
+  }
+
+  /// Rotates the q and k parts of qkv rows [n, 3C] at their positions (sign -1: inverse).
+  void rope_rows(float* qkv, const std::int32_t* positions, std::int64_t n_rows, float sign) const {
+    if (cfg_.positions != position_kind::rope) return;
+    const int C = cfg_.d_model, D = cfg_.head_dim(), H = cfg_.n_heads, half = D / 2;
+    for_each_index(
+        cpu, n_rows,
+        [&](std::int64_t n) {
+          const float* cs = rope_cos_.data() + std::int64_t{positions[n]} * half;
+          const float* sn = rope_sin_.data() + std::int64_t{positions[n]} * half;
+          float* row = qkv + n * 3 * C;
+          for (int h = 0; h < H; ++h) {
+            layers::rope_rotate(row + h * D, cs, sn, D, sign);      // q
+            layers::rope_rotate(row + C + h * D, cs, sn, D, sign);  // k
+          }
+        },
+        2 * C);
+  }
+
+  /// MLP activation: act = gelu(a) or silu(a) * b, elementwise over [n, F].
+  void mlp_activation(const float* a, const float* b, float* act, std::int64_t count) const {
+    if (cfg_.mlp == mlp_kind::gelu)
+      for_each_index(cpu, count, [&](std::int64_t i) { act[i] = layers::gelu(a[i]); });
+    else
+      for_each_index(cpu, count, [&](std::int64_t i) { act[i] = layers::silu(a[i]) * b[i]; });
+  }
+
+  /// norm2 -> MLP -> out (+)= MLP output, for n rows. a, b, act are [n, F] workspaces.
+  void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out, std::int64_t n) const {
+    const layer_offsets& o = layout_.layers[l];
+    const std::int64_t C = cfg_.d_model, F = cfg_.d_ff;
+    if (cfg_.mlp == mlp_kind::swiglu) {
+      dense::linear_forward(x_norm, p(o.mlp_gate), a, n, C, F);
+      dense::linear_forward(x_norm, p(o.mlp_up), b, n, C, F);
+    } else {
+      dense::linear_forward(x_norm, p(o.mlp_up), a, n, C, F);
+    }
+    mlp_activation(a, b, act, n * F);
+    dense::linear_forward(act, p(o.mlp_down), out, n, F, C, /*accumulate=*/true);
+  }
+
+  /// Causal self-attention of one (sequence b, head h): att = softmax(q k^T / sqrt(D)) masked,
+  /// y = att v. q, k, v are read from qkv [N, 3C]; y is written into att_y [N, C].
+  void attention_forward(const float* qkv, float* att, float* att_y, std::int64_t B, std::int64_t T) const {
+    const std::int64_t C = cfg_.d_model, D = cfg_.head_dim(), H = cfg_.n_heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    for_each_index(
+        cpu, B * H,
+        [&](std::int64_t bh) {
+          const std::int64_t b = bh / H, h = bh % H;
+          const float* base = qkv + b * T * 3 * C + h * D;
+          const dense::const_strided_map q(base, T, D, Eigen::OuterStride<>(3 * C));
+          const dense::const_strided_map k(base + C, T, D, Eigen::OuterStride<>(3 * C));
+          const dense::const_strided_map v(base + 2 * C, T, D, Eigen::OuterStride<>(3 * C));
+          auto P = dense::mat(att + bh * T * T, T, T);
+          P.noalias() = (q * k.transpose()) * scale;
+          for (std::int64_t i = 0; i < T; ++i) {
+            float* row = P.data() + i * T;
+            float m = -std::numeric_limits<float>::infinity();
+            for (std::int64_t j = 0; j <= i; ++j) m = std::max(m, row[j]);
+            float sum = 0.0f;
+            for (std::int64_t j = 0; j <= i; ++j) {
+              row[j] = std::exp(row[j] - m);
+              sum += row[j];
+            }
+            const float inv = 1.0f / sum;
+            for (std::int64_t j = 0; j <= i; ++j) row[j] *= inv;
+            for (std::int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
+          }
+          dense::strided_map y(att_y + b * T * C + h * D, T, D, Eigen::OuterStride<>(C));
+          y.noalias() = P * v;
+        },
+        T * T * D);
+  }
+
+  void block_forward(int l, std::int64_t B, std::int64_t T) {
+    const layer_offsets& o = layout_.layers[l];
+    const std::int64_t N = B * T, C = cfg_.d_model;
+    const float* x = act_.residual[l].data();
+    norm_rows(x, o.attn_norm_w, o.attn_norm_b, act_.norm1[l].data(), act_.mean1[l].data(), act_.rstd1[l].data(), N);
+    dense::linear_forward(act_.norm1[l].data(), p(o.qkv), act_.qkv[l].data(), N, C, 3 * C);
+    rope_rows(act_.qkv[l].data(), positions_.data(), N, 1.0f);
+    attention_forward(act_.qkv[l].data(), act_.att[l].data(), act_.att_y[l].data(), B, T);
+    float* mid = act_.mid[l].data();
+    std::copy(x, x + N * C, mid);
+    dense::linear_forward(act_.att_y[l].data(), p(o.attn_out), mid, N, C, C, /*accumulate=*/true);
+    norm_rows(mid, o.mlp_norm_w, o.mlp_norm_b, act_.norm2[l].data(), act_.mean2[l].data(), act_.rstd2[l].data(), N);
+    float* out = act_.residual[l + 1].data();
+    std::copy(mid, mid + N * C, out);
+    mlp_forward(l, act_.norm2[l].data(), act_.mlp_a[l].data(), act_.mlp_b[l].data(), act_.mlp_act[l].data(), out, N);
+  }
+
+  /// Backward of block l: on entry act_.dx holds dL/d(output of block l); on exit dL/d(input).
+  void block_backward(int l) {
+    const layer_offsets& o = layout_.layers[l];
+    const std::int64_t B = act_.B, T = act_.T, N = B * T, C = cfg_.d_model, F = cfg_.d_ff, H = cfg_.n_heads,
+                       D = cfg_.head_dim();
+    float* dx = act_.dx.data();
+    // MLP: out = mid + down(act).
+    std::fill(act_.dmlp.begin(), act_.dmlp.end(), 0.0f);
+    dense::linear_backward(act_.mlp_act[l].data(), p(o.mlp_down), dx, act_.dmlp.data(), g(o.mlp_down), N, F, C);
+    const float* a = act_.mlp_a[l].data();
+    float* da = act_.dmlp.data();  // d act -> d a in place
+    std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
+    if (cfg_.mlp == mlp_kind::gelu) {
+      for_each_index(cpu, N * F, [&](std::int64_t i) { da[i] *= layers::gelu_grad(a[i]); });
+      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_up), da, act_.dnorm.data(), g(o.mlp_up), N, C, F);
+    } else {
+      const float* bu = act_.mlp_b[l].data();
+      float* db = act_.dmlp_b.data();
+      for_each_index(cpu, N * F, [&](std::int64_t i) {
+        db[i] = da[i] * layers::silu(a[i]);
+        da[i] *= bu[i] * layers::silu_grad(a[i]);
+      });
+      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_gate), da, act_.dnorm.data(), g(o.mlp_gate), N, C, F);
+      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_up), db, act_.dnorm.data(), g(o.mlp_up), N, C, F);
+    }
+    // dmid = dx (residual) + norm2 backward.
+    float* dmid = act_.dmid.data();
+    std::copy(dx, dx + N * C, dmid);
+    norm_rows_backward(act_.mid[l].data(), o.mlp_norm_w, o.mlp_norm_b, act_.mean2[l].data(), act_.rstd2[l].data(),
+                       act_.dnorm.data(), dmid, N);
+    // Attention output projection: mid = x + out(att_y).
+    std::fill(act_.datt_y.begin(), act_.datt_y.end(), 0.0f);
+    dense::linear_backward(act_.att_y[l].data(), p(o.attn_out), dmid, act_.datt_y.data(), g(o.attn_out), N, C, C);
+    // Attention core, per (b, h): dP = dY V^T, dV = P^T dY, dS = P * (dP - rowsum(P * dP)) * scale,
+    // dQ = dS K, dK = dS^T Q.
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    const float* qkv = act_.qkv[l].data();
+    float* dqkv = act_.dqkv.data();
+    for_each_index(
+        cpu, B * H,
+        [&](std::int64_t bh) {
+          const std::int64_t b = bh / H, h = bh % H;
+          const float* base = qkv + b * T * 3 * C + h * D;
+          float* dbase = dqkv + b * T * 3 * C + h * D;
+          const Eigen::OuterStride<> s3(3 * C), s1(C);
+          const dense::const_strided_map q(base, T, D, s3), k(base + C, T, D, s3), v(base + 2 * C, T, D, s3);
+          dense::strided_map dq(dbase, T, D, s3), dk(dbase + C, T, D, s3), dv(dbase + 2 * C, T, D, s3);
+          const dense::const_strided_map dy(act_.datt_y.data() + b * T * C + h * D, T, D, s1);
+          const auto P = dense::mat(static_cast<const float*>(act_.att[l].data()) + bh * T * T, T, T);
+          auto dP = dense::mat(act_.datt.data() + bh * T * T, T, T);
+          dP.noalias() = dy * v.transpose();
+          dv.noalias() = P.transpose() * dy;
+          for (std::int64_t i = 0; i < T; ++i) {
+            const float* pr = P.data() + i * T;
+            float* dr = dP.data() + i * T;
+            float dot = 0.0f;
+            for (std::int64_t j = 0; j <= i; ++j) dot += pr[j] * dr[j];
+            for (std::int64_t j = 0; j < T; ++j) dr[j] = j <= i ? pr[j] * (dr[j] - dot) * scale : 0.0f;
+          }
+          dq.noalias() = dP * k;
+          dk.noalias() = dP.transpose() * q;
+        },
+        T * T * D);
+    rope_rows(dqkv, positions_.data(), N, -1.0f);
+    std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
+    dense::linear_backward(act_.norm1[l].data(), p(o.qkv), dqkv, act_.dnorm.data(), g(o.qkv), N, C, 3 * C);
+    // dx = dmid (residual) + norm1 backward.
+    std::copy(dmid, dmid + N * C, dx);
+    norm_rows_backward(act_.residual[l].data(), o.attn_norm_w, o.attn_norm_b, act_.mean1[l].data(),
+                       act_.rstd1[l].data(), act_.dnorm.data(), dx, N);
+  }
+
+  /// Scatters dL/d(embeddings) into the token (and position) embedding gradients; latent rows go
+  /// to latent_grads_.
+  void embed_backward() {
+    const std::int64_t N = rows(), C = cfg_.d_model;
+    latent_grads_.assign(static_cast<std::size_t>(n_latents_ * C), 0.0f);
+    std::int64_t next_latent = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const float* d = act_.dx.data() + n * C;
+      float* dst = tokens_[n] == latent_slot ? latent_grads_.data() + (next_latent++) * C
+                                             : g(layout_.embed) + std::int64_t{tokens_[n]} * C;
+      for (std::int64_t c = 0; c < C; ++c) dst[c] += d[c];
+      if (layout_.pos_embed >= 0) {
+        float* dp = g(layout_.pos_embed) + std::int64_t{positions_[n]} * C;
+        for (std::int64_t c = 0; c < C; ++c) dp[c] += d[c];
+      }
+    }
+  }
+
+  transformer_config cfg_;
+  parameter_layout layout_;
+  std::vector<float> params_;
+  std::vector<float> grads_;
+  std::vector<float> rope_cos_, rope_sin_;  // (max_seq_len, D/2)
+  activations act_;
+  std::vector<std::int32_t> tokens_, targets_, positions_;
+  std::vector<float> weights_;
+  float loss_weight_ = 0.0f;
+  std::int64_t n_latents_ = 0;
+  std::vector<float> latent_grads_;
+};
+
+}  // namespace xplor::model
