@@ -30,7 +30,8 @@ TEST_CASE("norm backward equals double-precision finite differences", "[model][l
       for (int i = 0; i < C; ++i) x[i] = nd(rng), w[i] = nd(rng), b[i] = nd(rng), dy[i] = nd(rng);
       const double eps = 1e-5;
       const double* bp = layernorm ? b.data() : nullptr;
-      auto loss = [&](const std::vector<double>& xx, const std::vector<double>& ww, const std::vector<double>& bb) {
+      auto loss = [&](const std::vector<double>& xx, const std::vector<double>& ww,
+                      const std::vector<double>& bb) {
         double m, r, s = 0;
         L::norm_forward(xx.data(), ww.data(), layernorm ? bb.data() : nullptr, y.data(), C, eps, &m, &r);
         for (int i = 0; i < C; ++i) s += dy[i] * y[i];
@@ -39,7 +40,8 @@ TEST_CASE("norm backward equals double-precision finite differences", "[model][l
       double mean, rstd;
       L::norm_forward(x.data(), w.data(), bp, y.data(), C, eps, &mean, &rstd);
       std::vector<double> dx(C, 0.0), dw(C, 0.0), db(C, 0.0);
-      L::norm_backward(x.data(), w.data(), layernorm, mean, rstd, dy.data(), dx.data(), dw.data(), db.data(), C);
+      L::norm_backward(x.data(), w.data(), layernorm, mean, rstd, dy.data(), dx.data(), dw.data(), db.data(),
+                       C);
       const double h = 1e-6;
       for (int i = 0; i < C; ++i) {
         auto xp = x, xm = x, wp = w, wm = w, bpv = b, bmv = b;
@@ -61,8 +63,10 @@ TEST_CASE("activations: values and derivatives", "[model][layers][property]") {
   std::uniform_real_distribution<double> ud(-6.0, 6.0);
   for (int i = 0; i < 200; ++i) {
     const double x = ud(rng), h = 1e-6;
-    REQUIRE(L::gelu_grad(x) == Approx((L::gelu(x + h) - L::gelu(x - h)) / (2 * h)).epsilon(1e-7).margin(1e-9));
-    REQUIRE(L::silu_grad(x) == Approx((L::silu(x + h) - L::silu(x - h)) / (2 * h)).epsilon(1e-7).margin(1e-9));
+    REQUIRE(L::gelu_grad(x) ==
+            Approx((L::gelu(x + h) - L::gelu(x - h)) / (2 * h)).epsilon(1e-7).margin(1e-9));
+    REQUIRE(L::silu_grad(x) ==
+            Approx((L::silu(x + h) - L::silu(x - h)) / (2 * h)).epsilon(1e-7).margin(1e-9));
   }
 }
 

@@ -18,7 +18,9 @@ enum class position_kind { learned, rope };
 enum class mlp_kind { gelu, swiglu };
 
 inline std::string_view to_string(norm_kind k) { return k == norm_kind::rmsnorm ? "rmsnorm" : "layernorm"; }
-inline std::string_view to_string(position_kind k) { return k == position_kind::learned ? "learned" : "rope"; }
+inline std::string_view to_string(position_kind k) {
+  return k == position_kind::learned ? "learned" : "rope";
+}
 inline std::string_view to_string(mlp_kind k) { return k == mlp_kind::gelu ? "gelu" : "swiglu"; }
 
 /// A GPT-style pre-norm decoder. Shapes below use V = vocab_size, C = d_model, L = n_layers,
@@ -46,10 +48,10 @@ struct transformer_config {
     detail::require(vocab_size > 0, fn, "vocab_size = ", vocab_size, " must be positive");
     detail::require(d_model > 0, fn, "d_model = ", d_model, " must be positive");
     detail::require(n_layers > 0, fn, "n_layers = ", n_layers, " must be positive");
-    detail::require(n_heads > 0 && d_model % n_heads == 0, fn, "n_heads = ", n_heads, " must divide d_model = ",
-                    d_model);
-    detail::require(positions != position_kind::rope || head_dim() % 2 == 0, fn, "rope needs an even head size, got ",
-                    head_dim());
+    detail::require(n_heads > 0 && d_model % n_heads == 0, fn, "n_heads = ", n_heads,
+                    " must divide d_model = ", d_model);
+    detail::require(positions != position_kind::rope || head_dim() % 2 == 0, fn,
+                    "rope needs an even head size, got ", head_dim());
     detail::require(d_ff > 0, fn, "d_ff = ", d_ff, " must be positive");
     detail::require(max_seq_len > 0, fn, "max_seq_len = ", max_seq_len, " must be positive");
     detail::require(norm_eps > 0.0f, fn, "norm_eps = ", norm_eps, " must be positive");
@@ -90,8 +92,8 @@ struct layer_offsets {
 struct parameter_layout {
   std::vector<tensor_slot> tensors;
   std::int64_t total = 0;
-  std::int64_t embed = -1;       // (V, C)  embed.weight
-  std::int64_t pos_embed = -1;   // (T, C)  pos_embed.weight, learned positions only
+  std::int64_t embed = -1;      // (V, C)  embed.weight
+  std::int64_t pos_embed = -1;  // (T, C)  pos_embed.weight, learned positions only
   std::vector<layer_offsets> layers;
   std::int64_t final_norm_w = -1, final_norm_b = -1;  // (C)
   std::int64_t lm_head = -1;                          // (V, C), untied only

@@ -43,8 +43,8 @@ XPLOR_HD void norm_forward(const T* x, const T* w, const T* b, T* y, int C, T ep
 /// Backward of one row: accumulates dw (and db for LayerNorm) and *adds* the input gradient to dx.
 /// dw/db accumulation is per row; callers reduce rows serially (or per thread) to avoid races.
 template <class T>
-XPLOR_HD void norm_backward(const T* x, const T* w, bool layernorm, T mean, T rstd, const T* dy, T* dx, T* dw, T* db,
-                            int C) {
+XPLOR_HD void norm_backward(const T* x, const T* w, bool layernorm, T mean, T rstd, const T* dy, T* dx, T* dw,
+                            T* db, int C) {
   T sum_dxhat = 0, sum_dxhat_xhat = 0;
   for (int i = 0; i < C; ++i) {
     const T xhat = (x[i] - mean) * rstd;

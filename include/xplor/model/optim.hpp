@@ -27,7 +27,9 @@ struct adamw_options {
 class adamw {
  public:
   adamw(const parameter_layout& layout, const adamw_options& options = {})
-      : layout_(&layout), opt_(options), m_(static_cast<std::size_t>(layout.total), 0.0f),
+      : layout_(&layout),
+        opt_(options),
+        m_(static_cast<std::size_t>(layout.total), 0.0f),
         v_(static_cast<std::size_t>(layout.total), 0.0f) {
     constexpr const char* fn = "xplor::model::adamw";
     detail::require(options.lr >= 0.0f, fn, "lr = ", options.lr, " is negative");
@@ -36,7 +38,8 @@ class adamw {
     detail::require(options.beta2 >= 0.0f && options.beta2 < 1.0f, fn, "beta2 = ", options.beta2,
                     " is outside [0, 1)");
     detail::require(options.eps > 0.0f, fn, "eps = ", options.eps, " must be positive");
-    detail::require(options.weight_decay >= 0.0f, fn, "weight_decay = ", options.weight_decay, " is negative");
+    detail::require(options.weight_decay >= 0.0f, fn, "weight_decay = ", options.weight_decay,
+                    " is negative");
   }
 
   /// One update with learning rate `lr` (from a schedule), t -> t + 1:
@@ -86,7 +89,8 @@ class adamw {
 /// The global L2 norm of `grads`; when it exceeds max_norm, scales grads by
 /// max_norm / (norm + 1e-6) (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
 inline float clip_grad_norm(std::span<float> grads, float max_norm) {
-  detail::require(max_norm > 0.0f, "xplor::model::clip_grad_norm", "max_norm = ", max_norm, " must be positive");
+  detail::require(max_norm > 0.0f, "xplor::model::clip_grad_norm", "max_norm = ", max_norm,
+                  " must be positive");
   const double sq = transform_reduce(cpu, static_cast<std::int64_t>(grads.size()), 0.0, std::plus<>{},
                                      [&](std::int64_t i) { return double(grads[i]) * grads[i]; });
   const auto norm = static_cast<float>(std::sqrt(sq));
@@ -114,7 +118,8 @@ struct cosine_schedule {
     if (step < warmup_steps) return max_lr * static_cast<float>(step + 1) / static_cast<float>(warmup_steps);
     if (step >= total_steps) return min_lr;
     const double progress = double(step - warmup_steps) / double(total_steps - warmup_steps);
-    return min_lr + (max_lr - min_lr) * static_cast<float>(0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
+    return min_lr +
+           (max_lr - min_lr) * static_cast<float>(0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
   }
 };
 

@@ -74,8 +74,8 @@ inline void linear_forward(const float* x, const float* w, float* y, std::int64_
 }
 
 /// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x.
-inline void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, std::int64_t n,
-                            std::int64_t in, std::int64_t out) {
+inline void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                            std::int64_t n, std::int64_t in, std::int64_t out) {
   mat(dx, n, in).noalias() += mat(dy, n, out) * mat(w, out, in);
   mat(dw, out, in).noalias() += mat(dy, n, out).transpose() * mat(x, n, in);
 }
@@ -86,7 +86,9 @@ class transformer {
   /// A model with parameters drawn deterministically from `seed` (Philox; one stream per tensor,
   /// so adding a tensor never changes the others' values).
   explicit transformer(const transformer_config& config, std::uint64_t seed = 0)
-      : cfg_(config), layout_(config), params_(static_cast<std::size_t>(layout_.total), 0.0f),
+      : cfg_(config),
+        layout_(config),
+        params_(static_cast<std::size_t>(layout_.total), 0.0f),
         grads_(static_cast<std::size_t>(layout_.total), 0.0f) {
     initialize(seed);
     build_rope_tables();
@@ -126,15 +128,14 @@ class transformer {
     positions_.resize(static_cast<std::size_t>(N));
     for (std::int64_t n = 0; n < N; ++n) positions_[n] = static_cast<std::int32_t>(n % T);
 
-    embed_rows(tokens_.data(), positions_.data(), batch.latents, N, act_.residual[0].data());
+    n_latents_ = embed_rows(tokens_.data(), positions_.data(), batch.latents, N, act_.residual[0].data());
     for (int l = 0; l < cfg_.n_layers; ++l) {
       block_forward(l, B, T);
-      if (hooks.after_block)
-        hooks.after_block(l, view2d<float>(act_.residual[l + 1].data(), {N, C}, {C, 1}));
+      if (hooks.after_block) hooks.after_block(l, view2d<float>(act_.residual[l + 1].data(), {N, C}, {C, 1}));
     }
     // Final norm and unembedding.
-    norm_rows(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b, act_.final_norm.data(),
-              act_.final_mean.data(), act_.final_rstd.data(), N);
+    norm_rows(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
+              act_.final_norm.data(), act_.final_mean.data(), act_.final_rstd.data(), N);
     dense::linear_forward(act_.final_norm.data(), p(layout_.unembed()), act_.logits.data(), N, C, V);
     // Log-probabilities of the targets and the weighted mean cross-entropy.
     for_each_index(
@@ -163,8 +164,8 @@ class transformer {
   /// The residual stream [N, C] entering block `layer` of the last forward; layer == n_layers is
   /// the stream after the last block (before the final norm). Index 0 is the embeddings.
   view2d<const float> residual(int layer) const {
-    detail::require(layer >= 0 && layer <= cfg_.n_layers, "xplor::model::transformer::residual", "layer = ", layer,
-                    " is outside [0, ", cfg_.n_layers, "]");
+    detail::require(layer >= 0 && layer <= cfg_.n_layers, "xplor::model::transformer::residual",
+                    "layer = ", layer, " is outside [0, ", cfg_.n_layers, "]");
     return make_view(act_.residual[layer].data(), {rows(), std::int64_t{cfg_.d_model}});
   }
 
@@ -215,8 +216,8 @@ class transformer {
     // Unembedding and final norm.
     std::fill(act_.dx.begin(), act_.dx.end(), 0.0f);
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
-    dense::linear_backward(act_.final_norm.data(), p(layout_.unembed()), act_.dlogits.data(), act_.dnorm.data(),
-                            g(layout_.unembed()), N, C, V);
+    dense::linear_backward(act_.final_norm.data(), p(layout_.unembed()), act_.dlogits.data(),
+                           act_.dnorm.data(), g(layout_.unembed()), N, C, V);
     norm_rows_backward(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
                        act_.final_mean.data(), act_.final_rstd.data(), act_.dnorm.data(), act_.dx.data(), N);
     for (int l = cfg_.n_layers - 1; l >= 0; --l) block_backward(l);
@@ -235,8 +236,8 @@ class transformer {
   struct activations {
     std::int64_t B = 0, T = 0;
     std::vector<std::vector<float>> residual;  // L + 1 of (N, C)
-    std::vector<std::vector<float>> norm1, mean1, rstd1, qkv, att, att_y, mid, norm2, mean2, rstd2, mlp_a, mlp_b,
-        mlp_act;
+    std::vector<std::vector<float>> norm1, mean1, rstd1, qkv, att, att_y, mid, norm2, mean2, rstd2, mlp_a,
+        mlp_b, mlp_act;
     std::vector<float> final_norm, final_mean, final_rstd, logits, lse, target_logp, dlogits;
     std::vector<float> dx, dnorm, dmid, dqkv, datt_y, dmlp, dmlp_b, datt;  // backward scratch
   };
@@ -304,8 +305,8 @@ class transformer {
         ++latents;
         continue;
       }
-      detail::require(t >= 0 && t < cfg_.vocab_size, fn, "tokens[", n, "] = ", t, " is outside [0, vocab_size = ",
-                      cfg_.vocab_size, ")");
+      detail::require(t >= 0 && t < cfg_.vocab_size, fn, "tokens[", n, "] = ", t,
+                      " is outside [0, vocab_size = ", cfg_.vocab_size, ")");
     }
     detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ", latents,
                     " latent_slot positions");
@@ -315,13 +316,14 @@ class transformer {
       detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ", b.targets.size(),
                       " elements for ", N, " positions");
       for (std::int64_t n = 0; n < N; ++n)
-        detail::require(b.targets[n] == ignore_target || (b.targets[n] >= 0 && b.targets[n] < cfg_.vocab_size), fn,
-                        "targets[", n, "] = ", b.targets[n], " is outside [0, vocab_size = ", cfg_.vocab_size,
-                        ") and is not ignore_target");
+        detail::require(
+            b.targets[n] == ignore_target || (b.targets[n] >= 0 && b.targets[n] < cfg_.vocab_size), fn,
+            "targets[", n, "] = ", b.targets[n], " is outside [0, vocab_size = ", cfg_.vocab_size,
+            ") and is not ignore_target");
     }
     if (!b.loss_mask.empty()) {
-      detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ", b.loss_mask.size(),
-                      " elements for ", N, " positions");
+      detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ",
+                      b.loss_mask.size(), " elements for ", N, " positions");
       for (std::int64_t n = 0; n < N; ++n)
         detail::require(std::isfinite(b.loss_mask[n]) && b.loss_mask[n] >= 0.0f, fn, "loss_mask[", n,
                         "] = ", b.loss_mask[n], " must be finite and >= 0");
@@ -349,7 +351,9 @@ class transformer {
     per_layer(act_.mlp_a, N * F);
     per_layer(act_.mlp_b, cfg_.mlp == mlp_kind::swiglu ? N * F : 0);
     per_layer(act_.mlp_act, N * F);
-    auto flat = [](std::vector<float>& v, std::int64_t size) { v.assign(static_cast<std::size_t>(size), 0.0f); };
+    auto flat = [](std::vector<float>& v, std::int64_t size) {
+      v.assign(static_cast<std::size_t>(size), 0.0f);
+    };
     flat(act_.final_norm, N * C);
     flat(act_.final_mean, N);
     flat(act_.final_rstd, N);
@@ -373,8 +377,9 @@ class transformer {
   // Building blocks shared by forward() and kv_decoder (rows = tokens, each with its position).
 
   /// out[n] = embed[token n] (+ pos_embed[position n]), or the next latent row for latent_slot.
-  void embed_rows(const std::int32_t* tokens, const std::int32_t* positions, view2d<const float> latents,
-                  std::int64_t n_rows, float* out) {
+  /// Returns the number of latent rows used.
+  std::int64_t embed_rows(const std::int32_t* tokens, const std::int32_t* positions,
+                          view2d<const float> latents, std::int64_t n_rows, float* out) const {
     const std::int64_t C = cfg_.d_model;
     std::int64_t next_latent = 0;
     for (std::int64_t n = 0; n < n_rows; ++n) {
@@ -391,7 +396,7 @@ class transformer {
         for (std::int64_t c = 0; c < C; ++c) o[c] += pe[c];
       }
     }
-    n_latents_ = next_latent;
+    return next_latent;
   }
 
   void norm_rows(const float* x, std::int64_t w_off, std::int64_t b_off, float* y, float* mean, float* rstd,
@@ -401,7 +406,9 @@ class transformer {
     const float* b = b_off >= 0 ? p(b_off) : nullptr;
     for_each_index(
         cpu, n_rows,
-        [&](std::int64_t n) { layers::norm_forward(x + n * C, w, b, y + n * C, C, cfg_.norm_eps, mean + n, rstd + n); },
+        [&](std::int64_t n) {
+          layers::norm_forward(x + n * C, w, b, y + n * C, C, cfg_.norm_eps, mean + n, rstd + n);
+        },
         C);
   }
 
@@ -414,7 +421,8 @@ class transformer {
     for_each_index(
         cpu, n_rows,
         [&](std::int64_t n) {
-          layers::norm_backward<float>(x + n * C, w, ln, mean[n], rstd[n], dy + n * C, dx + n * C, nullptr, nullptr, C);
+          layers::norm_backward<float>(x + n * C, w, ln, mean[n], rstd[n], dy + n * C, dx + n * C, nullptr,
+                                       nullptr, C);
         },
         C);
     float* dw = g(w_off);
@@ -456,7 +464,8 @@ class transformer {
   }
 
   /// norm2 -> MLP -> out (+)= MLP output, for n rows. a, b, act are [n, F] workspaces.
-  void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out, std::int64_t n) const {
+  void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out,
+                   std::int64_t n) const {
     const layer_offsets& o = layout_.layers[l];
     const std::int64_t C = cfg_.d_model, F = cfg_.d_ff;
     if (cfg_.mlp == mlp_kind::swiglu) {
@@ -507,17 +516,20 @@ class transformer {
     const layer_offsets& o = layout_.layers[l];
     const std::int64_t N = B * T, C = cfg_.d_model;
     const float* x = act_.residual[l].data();
-    norm_rows(x, o.attn_norm_w, o.attn_norm_b, act_.norm1[l].data(), act_.mean1[l].data(), act_.rstd1[l].data(), N);
+    norm_rows(x, o.attn_norm_w, o.attn_norm_b, act_.norm1[l].data(), act_.mean1[l].data(),
+              act_.rstd1[l].data(), N);
     dense::linear_forward(act_.norm1[l].data(), p(o.qkv), act_.qkv[l].data(), N, C, 3 * C);
     rope_rows(act_.qkv[l].data(), positions_.data(), N, 1.0f);
     attention_forward(act_.qkv[l].data(), act_.att[l].data(), act_.att_y[l].data(), B, T);
     float* mid = act_.mid[l].data();
     std::copy(x, x + N * C, mid);
     dense::linear_forward(act_.att_y[l].data(), p(o.attn_out), mid, N, C, C, /*accumulate=*/true);
-    norm_rows(mid, o.mlp_norm_w, o.mlp_norm_b, act_.norm2[l].data(), act_.mean2[l].data(), act_.rstd2[l].data(), N);
+    norm_rows(mid, o.mlp_norm_w, o.mlp_norm_b, act_.norm2[l].data(), act_.mean2[l].data(),
+              act_.rstd2[l].data(), N);
     float* out = act_.residual[l + 1].data();
     std::copy(mid, mid + N * C, out);
-    mlp_forward(l, act_.norm2[l].data(), act_.mlp_a[l].data(), act_.mlp_b[l].data(), act_.mlp_act[l].data(), out, N);
+    mlp_forward(l, act_.norm2[l].data(), act_.mlp_a[l].data(), act_.mlp_b[l].data(), act_.mlp_act[l].data(),
+                out, N);
   }
 
   /// Backward of block l: on entry act_.dx holds dL/d(output of block l); on exit dL/d(input).
@@ -528,7 +540,8 @@ class transformer {
     float* dx = act_.dx.data();
     // MLP: out = mid + down(act).
     std::fill(act_.dmlp.begin(), act_.dmlp.end(), 0.0f);
-    dense::linear_backward(act_.mlp_act[l].data(), p(o.mlp_down), dx, act_.dmlp.data(), g(o.mlp_down), N, F, C);
+    dense::linear_backward(act_.mlp_act[l].data(), p(o.mlp_down), dx, act_.dmlp.data(), g(o.mlp_down), N, F,
+                           C);
     const float* a = act_.mlp_a[l].data();
     float* da = act_.dmlp.data();  // d act -> d a in place
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
@@ -542,17 +555,19 @@ class transformer {
         db[i] = da[i] * layers::silu(a[i]);
         da[i] *= bu[i] * layers::silu_grad(a[i]);
       });
-      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_gate), da, act_.dnorm.data(), g(o.mlp_gate), N, C, F);
+      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_gate), da, act_.dnorm.data(), g(o.mlp_gate), N, C,
+                             F);
       dense::linear_backward(act_.norm2[l].data(), p(o.mlp_up), db, act_.dnorm.data(), g(o.mlp_up), N, C, F);
     }
     // dmid = dx (residual) + norm2 backward.
     float* dmid = act_.dmid.data();
     std::copy(dx, dx + N * C, dmid);
-    norm_rows_backward(act_.mid[l].data(), o.mlp_norm_w, o.mlp_norm_b, act_.mean2[l].data(), act_.rstd2[l].data(),
-                       act_.dnorm.data(), dmid, N);
+    norm_rows_backward(act_.mid[l].data(), o.mlp_norm_w, o.mlp_norm_b, act_.mean2[l].data(),
+                       act_.rstd2[l].data(), act_.dnorm.data(), dmid, N);
     // Attention output projection: mid = x + out(att_y).
     std::fill(act_.datt_y.begin(), act_.datt_y.end(), 0.0f);
-    dense::linear_backward(act_.att_y[l].data(), p(o.attn_out), dmid, act_.datt_y.data(), g(o.attn_out), N, C, C);
+    dense::linear_backward(act_.att_y[l].data(), p(o.attn_out), dmid, act_.datt_y.data(), g(o.attn_out), N, C,
+                           C);
     // Attention core, per (b, h): dP = dY V^T, dV = P^T dY, dS = P * (dP - rowsum(P * dP)) * scale,
     // dQ = dS K, dK = dS^T Q.
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));

@@ -1,0 +1,308 @@
+// KV-cache decoding for the reference transformer, implementing xplor::decode_policy. States
+// form a tree of cache segments: begin(prompt) prefills one segment; fork(state, n) gives n new
+// states whose (empty) segments point at the parent's, so n completions of one prompt hold the
+// prompt's keys and values once plus their own tokens. step() runs one token for a batch of
+// states with batched matrix products and per-state attention over each state's segment chain.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <span>
+#include <unordered_set>
+#include <vector>
+
+#include "xplor/core/decode.hpp"
+#include "xplor/core/error.hpp"
+#include "xplor/core/exec.hpp"
+#include "xplor/model/transformer.hpp"
+
+namespace xplor::model {
+
+class kv_decoder {
+ public:
+  using state_id = std::int32_t;
+
+  /// Decodes with `model`'s current parameters. The model must outlive the decoder; changing its
+  /// parameters makes existing states' caches stale (start new states after an update).
+  explicit kv_decoder(const transformer& model) : m_(&model) {}
+
+  std::int64_t vocab_size() const { return m_->config().vocab_size; }
+
+  /// A new state holding `prompt` (1 <= size <= max_seq_len), prefilled in one pass.
+  state_id begin(std::span<const std::int32_t> prompt) {
+    constexpr const char* fn = "xplor::model::kv_decoder::begin";
+    detail::require(!prompt.empty(), fn, "prompt is empty");
+    detail::require(static_cast<std::int64_t>(prompt.size()) <= m_->config().max_seq_len, fn, "prompt has ",
+                    prompt.size(), " tokens, max_seq_len = ", m_->config().max_seq_len);
+    check_tokens(prompt, fn, "prompt");
+    const state_id id = new_state(std::make_shared<segment>(nullptr, 0, m_->config().n_layers));
+    std::vector<row> rows(prompt.size());
+    for (std::size_t i = 0; i < prompt.size(); ++i) rows[i] = {id, static_cast<std::int64_t>(i)};
+    run(rows, prompt, {}, /*want_logits=*/false);
+    return id;
+  }
+
+  /// n new states continuing `s`; they share its cache up to its current length.
+  std::vector<state_id> fork(state_id s, int n) {
+    constexpr const char* fn = "xplor::model::kv_decoder::fork";
+    check_live(s, fn);
+    detail::require(n >= 0, fn, "n = ", n, " is negative");
+    std::vector<state_id> out;
+    out.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      const state& parent = states_[s];  // re-read: new_state may reallocate states_
+      auto seg = std::make_shared<segment>(parent.seg, parent.seg->rows, m_->config().n_layers);
+      const auto hidden = parent.hidden;
+      const std::int64_t length = parent.length;
+      const state_id id = new_state(std::move(seg));
+      states_[id].hidden = hidden;
+      states_[id].length = length;
+      out.push_back(id);
+    }
+    return out;
+  }
+
+  /// [n, V] next-token logits of each state (computed from its last hidden state).
+  view2d<const float> logits(std::span<const state_id> ids) {
+    const std::int64_t n = static_cast<std::int64_t>(ids.size()), C = m_->config().d_model;
+    hidden_.resize(static_cast<std::size_t>(n * C));
+    for (std::int64_t i = 0; i < n; ++i) {
+      check_live(ids[i], "xplor::model::kv_decoder::logits");
+      std::copy(states_[ids[i]].hidden.begin(), states_[ids[i]].hidden.end(), hidden_.begin() + i * C);
+    }
+    return unembed(n);
+  }
+
+  /// Appends tokens[i] to states[i] (distinct live states) and returns [n, V] logits after them.
+  view2d<const float> step(std::span<const state_id> ids, std::span<const std::int32_t> tokens) {
+    constexpr const char* fn = "xplor::model::kv_decoder::step";
+    detail::require(tokens.size() == ids.size(), fn, "tokens has ", tokens.size(), " elements for ",
+                    ids.size(), " states");
+    check_tokens(tokens, fn, "tokens");
+    return step_rows(ids, tokens, {}, fn);
+  }
+
+  /// Like step(), with caller-supplied input embeddings [n, C] instead of tokens (latent tokens).
+  view2d<const float> step_embeddings(std::span<const state_id> ids, view2d<const float> embeddings) {
+    constexpr const char* fn = "xplor::model::kv_decoder::step_embeddings";
+    detail::require(embeddings.rows() == static_cast<std::int64_t>(ids.size()) &&
+                        embeddings.cols() == m_->config().d_model,
+                    fn, "embeddings is ", embeddings.rows(), " x ", embeddings.cols(), " for ", ids.size(),
+                    " states and d_model = ", m_->config().d_model);
+    latent_tokens_.assign(ids.size(), latent_slot);
+    return step_rows(ids, latent_tokens_, embeddings, fn);
+  }
+
+  void release(std::span<const state_id> ids) {
+    for (state_id s : ids) {
+      check_live(s, "xplor::model::kv_decoder::release");
+      states_[s] = state{};
+      free_.push_back(s);
+    }
+  }
+  void release(state_id s) { release(std::span<const state_id>(&s, 1)); }
+
+  /// Tokens held by a state (prompt plus completion).
+  std::int64_t length(state_id s) const {
+    check_live(s, "xplor::model::kv_decoder::length");
+    return states_[s].length;
+  }
+  std::int64_t live_states() const { return static_cast<std::int64_t>(states_.size() - free_.size()); }
+
+  /// Bytes of keys and values held by the live states' segments (shared segments counted once).
+  std::int64_t cache_bytes() const {
+    std::unordered_set<const segment*> seen;
+    std::int64_t floats = 0;
+    for (const state& st : states_)
+      for (const segment* g = st.seg.get(); g != nullptr && seen.insert(g).second; g = g->parent.get())
+        for (std::size_t l = 0; l < g->k.size(); ++l)
+          floats += static_cast<std::int64_t>(g->k[l].size() + g->v[l].size());
+    return floats * static_cast<std::int64_t>(sizeof(float));
+  }
+
+ private:
+  /// Keys and values [rows, C] per layer for a run of positions; the rows before them are the
+  /// first parent_rows rows of the parent segment, recursively.
+  struct segment {
+    segment(std::shared_ptr<const segment> parent_, std::int64_t parent_rows_, int layers)
+        : parent(std::move(parent_)), parent_rows(parent_rows_), k(layers), v(layers) {}
+    std::shared_ptr<const segment> parent;
+    std::int64_t parent_rows;
+    std::vector<std::vector<float>> k, v;  // per layer, [rows, C]
+    std::int64_t rows = 0;
+  };
+  struct state {
+    std::shared_ptr<segment> seg;  // owned for appending; parents are read-only
+    std::int64_t length = 0;
+    std::vector<float> hidden;  // final-norm output after the last token [C]
+  };
+  struct row {
+    state_id s;
+    std::int64_t position;
+  };
+  /// One segment's visible rows for a row being decoded.
+  struct visible_run {
+    const segment* seg;
+    std::int64_t count;
+  };
+
+  void check_live(state_id s, const char* fn) const {
+    detail::require(s >= 0 && s < static_cast<state_id>(states_.size()) && states_[s].seg != nullptr, fn,
+                    "state ", s, " is not a live state");
+  }
+  void check_tokens(std::span<const std::int32_t> tokens, const char* fn, const char* arg) const {
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      detail::require(tokens[i] >= 0 && tokens[i] < m_->config().vocab_size, fn, arg, "[", i,
+                      "] = ", tokens[i], " is outside [0, vocab_size = ", m_->config().vocab_size, ")");
+  }
+
+  state_id new_state(std::shared_ptr<segment> seg) {
+    state_id id;
+    if (!free_.empty()) {
+      id = free_.back();
+      free_.pop_back();
+    } else {
+      id = static_cast<state_id>(states_.size());
+      states_.emplace_back();
+    }
+    states_[id].seg = std::move(seg);
+    return id;
+  }
+
+  view2d<const float> step_rows(std::span<const state_id> ids, std::span<const std::int32_t> tokens,
+                                view2d<const float> embeddings, const char* fn) {
+    std::vector<row> rows(ids.size());
+    std::unordered_set<state_id> distinct;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      check_live(ids[i], fn);
+      detail::require(distinct.insert(ids[i]).second, fn, "state ", ids[i], " appears twice in one step");
+      detail::require(states_[ids[i]].length < m_->config().max_seq_len, fn, "state ", ids[i],
+                      " already holds ", states_[ids[i]].length, " tokens = max_seq_len");
+      rows[i] = {ids[i], states_[ids[i]].length};
+    }
+    run(rows, tokens, embeddings, /*want_logits=*/true);
+    return unembed(static_cast<std::int64_t>(ids.size()));
+  }
+
+  /// Runs the model over `rows` (each a new token of a state, in order within a state), appending
+  /// their keys and values, and leaves each state's last hidden state in hidden_ (one row per
+  /// input row when want_logits, else only in the states).
+  void run(std::span<const row> rows, std::span<const std::int32_t> tokens, view2d<const float> embeddings,
+           bool want_logits) {
+    const transformer& m = *m_;
+    const transformer_config& c = m.config();
+    const std::int64_t n = static_cast<std::int64_t>(rows.size()), C = c.d_model, F = c.d_ff, H = c.n_heads,
+                       D = c.head_dim();
+    if (n == 0) return;
+    positions_.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) positions_[i] = static_cast<std::int32_t>(rows[i].position);
+    x_.resize(static_cast<std::size_t>(n * C));
+    norm_.resize(x_.size());
+    att_y_.resize(x_.size());
+    stats_.resize(static_cast<std::size_t>(2 * n));
+    qkv_.resize(static_cast<std::size_t>(n * 3 * C));
+    a_.resize(static_cast<std::size_t>(n * F));
+    b_.resize(c.mlp == mlp_kind::swiglu ? a_.size() : 0);
+    act_.resize(a_.size());
+    m.embed_rows(tokens.data(), positions_.data(), embeddings, n, x_.data());
+    // Each row's visible runs, own segment first (its rows up to and including this one), then
+    // the visible prefix of every ancestor. The same for all layers.
+    chain_.clear();
+    chain_begin_.assign(1, 0);
+    scores_.resize(static_cast<std::size_t>(n * H * c.max_seq_len));
+    for (std::int64_t i = 0; i < n; ++i) {
+      const segment* g = states_[rows[i].s].seg.get();
+      const std::int64_t earlier =
+          rows[i].position - states_[rows[i].s].length;  // rows of this state before i
+      chain_.push_back({g, g->rows + earlier + 1});
+      for (std::int64_t visible = g->parent_rows; g->parent != nullptr; visible = g->parent_rows) {
+        g = g->parent.get();
+        chain_.push_back({g, visible});
+      }
+      chain_begin_.push_back(static_cast<std::int64_t>(chain_.size()));
+    }
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    for (int l = 0; l < c.n_layers; ++l) {
+      const layer_offsets& o = m.layout().layers[l];
+      m.norm_rows(x_.data(), o.attn_norm_w, o.attn_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
+      dense::linear_forward(norm_.data(), m.p(o.qkv), qkv_.data(), n, C, 3 * C);
+      m.rope_rows(qkv_.data(), positions_.data(), n, 1.0f);
+      for (std::int64_t i = 0; i < n; ++i) {  // append keys and values
+        segment& g = *states_[rows[i].s].seg;
+        const float* r = qkv_.data() + i * 3 * C;
+        g.k[l].insert(g.k[l].end(), r + C, r + 2 * C);
+        g.v[l].insert(g.v[l].end(), r + 2 * C, r + 3 * C);
+      }
+      // Attention of each (row, head) over the row's visible keys.
+      for_each_index(
+          cpu, n * H,
+          [&](std::int64_t rh) {
+            const std::int64_t i = rh / H, h = rh % H;
+            const float* q = qkv_.data() + i * 3 * C + h * D;
+            float* scores = scores_.data() + rh * c.max_seq_len;
+            float mx = -std::numeric_limits<float>::infinity();
+            std::int64_t t = 0;
+            for (std::int64_t r = chain_begin_[i]; r < chain_begin_[i + 1]; ++r) {
+              const float* k = chain_[r].seg->k[l].data();
+              for (std::int64_t j = 0; j < chain_[r].count; ++j, ++t) {
+                const float* kr = k + j * C + h * D;
+                float dot = 0.0f;
+                for (std::int64_t d = 0; d < D; ++d) dot += q[d] * kr[d];
+                scores[t] = dot * scale;
+                mx = std::max(mx, scores[t]);
+              }
+            }
+            float sum = 0.0f;
+            for (std::int64_t j = 0; j < t; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
+            float* y = att_y_.data() + i * C + h * D;
+            std::fill(y, y + D, 0.0f);
+            t = 0;
+            for (std::int64_t r = chain_begin_[i]; r < chain_begin_[i + 1]; ++r) {
+              const float* v = chain_[r].seg->v[l].data();
+              for (std::int64_t j = 0; j < chain_[r].count; ++j, ++t) {
+                const float w = scores[t] / sum;
+                const float* vr = v + j * C + h * D;
+                for (std::int64_t d = 0; d < D; ++d) y[d] += w * vr[d];
+              }
+            }
+          },
+          D * c.max_seq_len);
+      dense::linear_forward(att_y_.data(), m.p(o.attn_out), x_.data(), n, C, C, /*accumulate=*/true);
+      m.norm_rows(x_.data(), o.mlp_norm_w, o.mlp_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
+      m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n);
+    }
+    for (std::int64_t i = 0; i < n; ++i) {
+      states_[rows[i].s].seg->rows += 1;
+      states_[rows[i].s].length = rows[i].position + 1;
+    }
+    m.norm_rows(x_.data(), m.layout().final_norm_w, m.layout().final_norm_b, norm_.data(), stats_.data(),
+                stats_.data() + n, n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      auto& hidden = states_[rows[i].s].hidden;
+      hidden.assign(norm_.begin() + i * C, norm_.begin() + (i + 1) * C);  // the last row of a state wins
+    }
+    if (want_logits) hidden_.assign(norm_.begin(), norm_.begin() + n * C);
+  }
+
+  view2d<const float> unembed(std::int64_t n) {
+    const std::int64_t C = m_->config().d_model, V = m_->config().vocab_size;
+    logits_.resize(static_cast<std::size_t>(n * V));
+    if (n > 0) dense::linear_forward(hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C, V);
+    return make_view(static_cast<const float*>(logits_.data()), {n, V});
+  }
+
+  const transformer* m_;
+  std::vector<state> states_;
+  std::vector<state_id> free_;
+  // Workspaces reused across calls.
+  std::vector<std::int32_t> positions_, latent_tokens_;
+  std::vector<visible_run> chain_;
+  std::vector<std::int64_t> chain_begin_;
+  std::vector<float> x_, norm_, att_y_, stats_, qkv_, a_, b_, act_, hidden_, logits_, scores_;
+};
+
+static_assert(decode_policy<kv_decoder>);
+
+}  // namespace xplor::model
