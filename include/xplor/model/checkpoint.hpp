@@ -1,0 +1,210 @@
+// Checkpoints of the reference transformer (and optionally its AdamW state) as safetensors
+// files: one tensor per entry of the parameter layout, named as in docs/model.md, the config in
+// __metadata__. Loading validates everything (config, names, shapes, finiteness) into a staging
+// buffer first, so a bad file raises xplor::error and leaves the model in memory untouched.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "xplor/core/config.hpp"
+#include "xplor/core/error.hpp"
+#include "xplor/model/optim.hpp"
+#include "xplor/model/safetensors.hpp"
+#include "xplor/model/transformer.hpp"
+
+namespace xplor::model {
+
+namespace checkpoint_detail {
+
+inline constexpr const char* format_name = "xplor.transformer.v1";
+
+inline std::string float_text(float x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", double(x));  // 9 digits round-trip any float
+  return buf;
+}
+
+/// The config as __metadata__ strings.
+inline std::map<std::string, std::string> config_metadata(const transformer_config& c) {
+  return {{"format", format_name},
+          {"xplor_version", XPLOR_VERSION_STRING},
+          {"vocab_size", std::to_string(c.vocab_size)},
+          {"d_model", std::to_string(c.d_model)},
+          {"n_layers", std::to_string(c.n_layers)},
+          {"n_heads", std::to_string(c.n_heads)},
+          {"d_ff", std::to_string(c.d_ff)},
+          {"max_seq_len", std::to_string(c.max_seq_len)},
+          {"norm", std::string(to_string(c.norm))},
+          {"positions", std::string(to_string(c.positions))},
+          {"mlp", std::string(to_string(c.mlp))},
+          {"tie_embeddings", c.tie_embeddings ? "true" : "false"},
+          {"norm_eps", float_text(c.norm_eps)},
+          {"rope_theta", float_text(c.rope_theta)},
+          {"init_std", float_text(c.init_std)}};
+}
+
+inline const std::string& field(const std::map<std::string, std::string>& meta, const std::string& key,
+                                const std::filesystem::path& path) {
+  const auto it = meta.find(key);
+  detail::require(it != meta.end(), "xplor::model::load_checkpoint", "'", path.string(),
+                  "': __metadata__ has no '", key, "'");
+  return it->second;
+}
+
+template <class T>
+T parse_number(const std::string& text, const std::string& key, const std::filesystem::path& path) {
+  try {
+    std::size_t used = 0;
+    T v;
+    if constexpr (std::is_same_v<T, int>)
+      v = std::stoi(text, &used);
+    else
+      v = std::stof(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '", text,
+               "' is not a number");
+}
+
+template <class Enum>
+Enum parse_enum(const std::string& text, const std::string& key, const std::filesystem::path& path, Enum a,
+                Enum b) {
+  if (text == to_string(a)) return a;
+  if (text == to_string(b)) return b;
+  detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '", text,
+               "' is not '", to_string(a), "' or '", to_string(b), "'");
+}
+
+inline transformer_config config_from_metadata(const std::map<std::string, std::string>& m,
+                                               const std::filesystem::path& path) {
+  const std::string& format = field(m, "format", path);
+  detail::require(format == format_name, "xplor::model::load_checkpoint", "'", path.string(), "': format '",
+                  format, "' is not '", format_name, "'");
+  transformer_config c;
+  c.vocab_size = parse_number<int>(field(m, "vocab_size", path), "vocab_size", path);
+  c.d_model = parse_number<int>(field(m, "d_model", path), "d_model", path);
+  c.n_layers = parse_number<int>(field(m, "n_layers", path), "n_layers", path);
+  c.n_heads = parse_number<int>(field(m, "n_heads", path), "n_heads", path);
+  c.d_ff = parse_number<int>(field(m, "d_ff", path), "d_ff", path);
+  c.max_seq_len = parse_number<int>(field(m, "max_seq_len", path), "max_seq_len", path);
+  c.norm = parse_enum(field(m, "norm", path), "norm", path, norm_kind::rmsnorm, norm_kind::layernorm);
+  c.positions =
+      parse_enum(field(m, "positions", path), "positions", path, position_kind::learned, position_kind::rope);
+  c.mlp = parse_enum(field(m, "mlp", path), "mlp", path, mlp_kind::gelu, mlp_kind::swiglu);
+  const std::string& tie = field(m, "tie_embeddings", path);
+  detail::require(tie == "true" || tie == "false", "xplor::model::load_checkpoint", "'", path.string(),
+                  "': __metadata__ 'tie_embeddings' = '", tie, "' is not true or false");
+  c.tie_embeddings = tie == "true";
+  c.norm_eps = parse_number<float>(field(m, "norm_eps", path), "norm_eps", path);
+  c.rope_theta = parse_number<float>(field(m, "rope_theta", path), "rope_theta", path);
+  c.init_std = parse_number<float>(field(m, "init_std", path), "init_std", path);
+  return c;
+}
+
+/// Names the first differing field of two configs ("d_model: file 64, model 128").
+inline std::string config_difference(const transformer_config& file, const transformer_config& model) {
+  const auto a = config_metadata(file), b = config_metadata(model);
+  for (const auto& [key, value] : a)
+    if (key != "xplor_version" && b.at(key) != value) return key + ": file " + value + ", model " + b.at(key);
+  return "";
+}
+
+/// Copies the tensors of `layout` named prefix + name from the file into `dst`, checking shapes
+/// and finiteness.
+inline void stage(const safetensors_contents& file, const parameter_layout& layout, const std::string& prefix,
+                  std::vector<float>& dst, const std::filesystem::path& path) {
+  constexpr const char* fn = "xplor::model::load_checkpoint";
+  dst.assign(static_cast<std::size_t>(layout.total), 0.0f);
+  for (const tensor_slot& t : layout.tensors) {
+    const std::string name = prefix + t.name;
+    const auto it = file.tensors.find(name);
+    detail::require(it != file.tensors.end(), fn, "'", path.string(), "': tensor '", name, "' is missing");
+    detail::require(it->second.shape == t.shape, fn, "'", path.string(), "': tensor '", name, "' has shape ",
+                    safetensors_detail::shape_text(it->second.shape), ", the model needs ",
+                    safetensors_detail::shape_text(t.shape));
+    const auto& data = it->second.data;
+    for (std::size_t i = 0; i < data.size(); ++i)
+      detail::require(std::isfinite(data[i]), fn, "'", path.string(), "': tensor '", name, "' element ", i,
+                      " is ", data[i]);
+    std::copy(data.begin(), data.end(), dst.begin() + t.offset);
+  }
+}
+
+}  // namespace checkpoint_detail
+
+/// Writes the model's parameters (and, given an optimizer, its moments as "optimizer.m.<name>" and
+/// "optimizer.v.<name>" with its step count) to `path` atomically. `extra` metadata (e.g. the
+/// training step of an example) is stored beside the config.
+inline void save_checkpoint(const std::filesystem::path& path, const transformer& model,
+                            adamw* optimizer = nullptr,
+                            const std::map<std::string, std::string>& extra = {}) {
+  auto metadata = checkpoint_detail::config_metadata(model.config());
+  for (const auto& [k, v] : extra) {
+    detail::require(!metadata.contains(k), "xplor::model::save_checkpoint", "extra metadata key '", k,
+                    "' collides with a config field");
+    metadata[k] = v;
+  }
+  std::vector<tensor_view_in> tensors;
+  auto add_all = [&](const std::string& prefix, std::span<const float> buffer) {
+    for (const tensor_slot& t : model.layout().tensors)
+      tensors.push_back(
+          {prefix + t.name, t.shape,
+           buffer.subspan(static_cast<std::size_t>(t.offset), static_cast<std::size_t>(t.size))});
+  };
+  add_all("", model.params());
+  if (optimizer != nullptr) {
+    add_all("optimizer.m.", optimizer->first_moment());
+    add_all("optimizer.v.", optimizer->second_moment());
+    metadata["optimizer.step"] = std::to_string(optimizer->steps());
+  }
+  write_safetensors(path, tensors, metadata);
+}
+
+/// The config stored in a checkpoint (to build a model before loading it).
+inline transformer_config read_checkpoint_config(const std::filesystem::path& path) {
+  return checkpoint_detail::config_from_metadata(read_safetensors(path).metadata, path);
+}
+
+/// Loads parameters (and, given an optimizer, its state) from `path` into `model`; returns the
+/// file's metadata. On any problem throws xplor::error and changes nothing.
+inline std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& path,
+                                                          transformer& model, adamw* optimizer = nullptr) {
+  constexpr const char* fn = "xplor::model::load_checkpoint";
+  const safetensors_contents file = read_safetensors(path);
+  const transformer_config stored = checkpoint_detail::config_from_metadata(file.metadata, path);
+  detail::require(stored == model.config(), fn, "'", path.string(), "': config mismatch, ",
+                  checkpoint_detail::config_difference(stored, model.config()));
+  std::vector<float> params, m, v;
+  checkpoint_detail::stage(file, model.layout(), "", params, path);
+  std::int64_t step = 0;
+  if (optimizer != nullptr) {
+    checkpoint_detail::stage(file, model.layout(), "optimizer.m.", m, path);
+    checkpoint_detail::stage(file, model.layout(), "optimizer.v.", v, path);
+    step = checkpoint_detail::parse_number<int>(
+        checkpoint_detail::field(file.metadata, "optimizer.step", path), "optimizer.step", path);
+    detail::require(step >= 0, fn, "'", path.string(), "': optimizer.step = ", step, " is negative");
+  }
+  for (const auto& [name, tensor] : file.tensors) {
+    const bool optimizer_tensor = name.starts_with("optimizer.");
+    const std::string base = optimizer_tensor ? name.substr(name.find('.', 10) + 1) : name;
+    bool known = false;
+    for (const tensor_slot& t : model.layout().tensors) known = known || t.name == base;
+    detail::require(known, fn, "'", path.string(), "': unexpected tensor '", name, "' for this config");
+  }
+  // Everything validated: commit.
+  std::copy(params.begin(), params.end(), model.params().begin());
+  if (optimizer != nullptr) {
+    std::copy(m.begin(), m.end(), optimizer->first_moment().begin());
+    std::copy(v.begin(), v.end(), optimizer->second_moment().begin());
+    optimizer->set_steps(step);
+  }
+  return file.metadata;
+}
+
+}  // namespace xplor::model
