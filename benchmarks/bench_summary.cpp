@@ -6,15 +6,33 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace {
 struct row {
-  std::string name, label, unit;
+  std::string name, label, unit, counters;
   double time = 0, items_per_second = 0;
 };
+
+/// User counters (everything that is not a standard field), as "name=value" pairs.
+std::string user_counters(const nlohmann::json& b) {
+  static const std::set<std::string> standard = {
+      "name", "family_index", "per_family_instance_index", "run_name", "run_type", "repetitions",
+      "repetition_index", "threads", "iterations", "real_time", "cpu_time", "time_unit", "label",
+      "aggregate_name", "aggregate_unit", "items_per_second", "bytes_per_second", "error_occurred",
+      "error_message"};
+  std::string out;
+  for (const auto& [key, value] : b.items()) {
+    if (standard.count(key) != 0 || !value.is_number()) continue;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%s=%.4g", out.empty() ? "" : ", ", key.c_str(), value.get<double>());
+    out += buf;
+  }
+  return out;
+}
 
 std::vector<row> read_rows(const char* path) {
   std::ifstream in(path);
@@ -33,6 +51,7 @@ std::vector<row> read_rows(const char* path) {
     r.unit = b.value("time_unit", "ns");
     r.time = b.value("real_time", 0.0);
     r.items_per_second = b.value("items_per_second", 0.0);
+    r.counters = user_counters(b);
     rows.push_back(r);
   }
   return rows;
@@ -45,9 +64,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    std::printf("| benchmark | median time | items/s | vs baseline |\n|---|---:|---:|---:|\n");
     for (int f = 1; f < argc; ++f) {
       const auto rows = read_rows(argv[f]);
+      std::printf("\n%s\n\n| benchmark | median time | items/s | vs baseline | counters |\n|---|---:|---:|---:|---|\n",
+                  argv[f]);
       std::map<std::string, const row*> baseline;  // group -> its baseline row
       for (const auto& r : rows)
         if (r.label == "baseline") baseline[r.name.substr(0, r.name.find('/'))] = &r;
@@ -67,8 +87,8 @@ int main(int argc, char** argv) {
         }
         char items[32] = "-";
         if (r.items_per_second > 0) std::snprintf(items, sizeof items, "%.3g", r.items_per_second);
-        std::printf("| %s | %.4g %s | %s | %s |\n", r.name.c_str(), r.time, r.unit.c_str(), items,
-                    ratio.c_str());
+        std::printf("| %s | %.4g %s | %s | %s | %s |\n", r.name.c_str(), r.time, r.unit.c_str(), items, ratio.c_str(),
+                    r.counters.c_str());
       }
     }
   } catch (const std::exception& e) {

@@ -1,0 +1,154 @@
+// The reference transformer's speed. Training steps (forward + backward + AdamW) at a small shape
+// and at GPT-2 small's shape report tokens/s and achieved GFLOP/s (6 x parameters x tokens / time)
+// next to Eigen's rate for one matrix product of the model's main shape (tokens x d_model times
+// d_model x 4 d_model), measured in the same process just before. Decoding reports the KV cache
+// against recomputing the prefix, and the cache memory of 512 forks against 512 separate states.
+// Run with OMP_NUM_THREADS=1 and =2 (scripts/run_benchmarks.sh does both).
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <vector>
+#include <xplor/model/decode.hpp>
+#include <xplor/model/optim.hpp>
+#include <xplor/model/transformer.hpp>
+
+using namespace xplor::model;
+
+namespace {
+
+using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Eigen's FLOP/s for Y[N, F] = X[N, C] W[F, C]^T (the MLP's first product), best of a few runs.
+double gemm_flops_per_second(std::int64_t N, std::int64_t C, std::int64_t F) {
+  const row_matrix X = row_matrix::Random(N, C), W = row_matrix::Random(F, C);
+  row_matrix Y(N, F);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int iters = 0;
+    double elapsed = 0;
+    do {
+      Y.noalias() = X * W.transpose();
+      benchmark::DoNotOptimize(Y.data());
+      ++iters;
+      elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } while (elapsed < 0.2);
+    best = std::max(best, 2.0 * double(N * C * F) * iters / elapsed);
+  }
+  return best;
+}
+
+void train_step(benchmark::State& state, transformer_config c, std::int64_t B, std::int64_t T) {
+  transformer model(c, 1);
+  adamw opt(model.layout());
+  std::mt19937 rng(1);
+  std::vector<std::int32_t> tokens(B * T), targets(B * T);
+  for (auto& t : tokens) t = static_cast<std::int32_t>(rng() % c.vocab_size);
+  for (auto& t : targets) t = static_cast<std::int32_t>(rng() % c.vocab_size);
+  const double gemm = gemm_flops_per_second(B * T, c.d_model, 4 * c.d_model);
+  for (auto _ : state) {
+    model.zero_grad();
+    benchmark::DoNotOptimize(model.forward({tokens, B, T, targets, {}, {}}));
+    model.backward();
+    opt.step(model.params(), model.grads(), 1e-4f);
+  }
+  const double tokens_done = double(state.iterations()) * double(B * T);
+  state.counters["tokens_per_s"] = benchmark::Counter(tokens_done, benchmark::Counter::kIsRate);
+  state.counters["model_GFLOPs"] =
+      benchmark::Counter(6.0 * double(model.num_params()) * tokens_done * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["gemm_GFLOPs"] = gemm * 1e-9;
+  state.SetItemsProcessed(static_cast<std::int64_t>(tokens_done));
+}
+
+void train_step_small(benchmark::State& state) {
+  transformer_config c;
+  c.vocab_size = 256;
+  c.d_model = 128;
+  c.n_layers = 4;
+  c.n_heads = 4;
+  c.d_ff = 512;
+  c.max_seq_len = 128;
+  train_step(state, c, 16, 128);
+}
+
+void train_step_gpt2_small(benchmark::State& state) {
+  transformer_config c;  // GPT-2 small: 124M parameters with tied embeddings
+  c.vocab_size = 50257;
+  c.d_model = 768;
+  c.n_layers = 12;
+  c.n_heads = 12;
+  c.d_ff = 3072;
+  c.max_seq_len = 1024;
+  c.norm = norm_kind::layernorm;
+  c.positions = position_kind::learned;
+  c.mlp = mlp_kind::gelu;
+  train_step(state, c, 4, 64);
+}
+
+transformer_config decode_config() {
+  transformer_config c;
+  c.vocab_size = 256;
+  c.d_model = 128;
+  c.n_layers = 4;
+  c.n_heads = 4;
+  c.d_ff = 512;
+  c.max_seq_len = 256;
+  return c;
+}
+
+/// 255 tokens after a 1-token prompt with the KV cache.
+void decode_kv_cache(benchmark::State& state) {
+  const transformer model(decode_config(), 1);
+  const std::int32_t tok = 7;
+  for (auto _ : state) {
+    kv_decoder dec(model);
+    const auto s = dec.begin(std::span(&tok, 1));
+    for (int t = 1; t < 256; ++t) benchmark::DoNotOptimize(dec.step(std::span(&s, 1), std::span(&tok, 1)).data());
+  }
+  state.SetItemsProcessed(state.iterations() * 255);
+  state.SetLabel("KV cache");
+}
+
+/// The same 255 tokens, each by a full forward over the whole prefix (no cache).
+void decode_recompute(benchmark::State& state) {
+  transformer model(decode_config(), 1);
+  const std::vector<std::int32_t> seq(256, 7);
+  for (auto _ : state)
+    for (int t = 2; t <= 256; ++t) benchmark::DoNotOptimize(model.forward({std::span(seq).first(t), 1, t, {}, {}, {}}));
+  state.SetItemsProcessed(state.iterations() * 255);
+  state.SetLabel("baseline");
+}
+
+/// 512 completions of 16 tokens after one 128-token prompt: forked states against separate ones.
+void decode_forks(benchmark::State& state, bool fork) {
+  const transformer model(decode_config(), 1);
+  const std::vector<std::int32_t> prompt(128, 3), toks(512, 5);
+  std::int64_t bytes = 0;
+  for (auto _ : state) {
+    kv_decoder dec(model);
+    std::vector<kv_decoder::state_id> ids;
+    if (fork) {
+      ids = dec.fork(dec.begin(prompt), 512);
+    } else {
+      for (int i = 0; i < 512; ++i) ids.push_back(dec.begin(prompt));
+    }
+    for (int t = 0; t < 16; ++t) benchmark::DoNotOptimize(dec.step(ids, toks).data());
+    bytes = dec.cache_bytes();
+  }
+  state.counters["cache_MiB"] = double(bytes) / (1 << 20);
+  state.SetItemsProcessed(state.iterations() * 512 * 16);
+  if (!fork) state.SetLabel("baseline");
+}
+void decode_512_forks(benchmark::State& state) { decode_forks(state, true); }
+void decode_512_separate(benchmark::State& state) { decode_forks(state, false); }
+
+}  // namespace
+
+BENCHMARK(train_step_small)->Name("train_step/d128_L4_T128_B16")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(train_step_gpt2_small)->Name("train_step/gpt2_small_T64_B4")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(decode_recompute)->Name("decode_T256/recompute_prefix")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(decode_kv_cache)->Name("decode_T256/kv_cache")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(decode_512_separate)->Name("decode_512x16_after_128/separate_states")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(decode_512_forks)->Name("decode_512x16_after_128/forked_states")->Unit(benchmark::kMillisecond)->UseRealTime();
