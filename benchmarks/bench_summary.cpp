@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,11 +19,25 @@ struct row {
 
 /// User counters (everything that is not a standard field), as "name=value" pairs.
 std::string user_counters(const nlohmann::json& b) {
-  static const std::set<std::string> standard = {
-      "name", "family_index", "per_family_instance_index", "run_name", "run_type", "repetitions",
-      "repetition_index", "threads", "iterations", "real_time", "cpu_time", "time_unit", "label",
-      "aggregate_name", "aggregate_unit", "items_per_second", "bytes_per_second", "error_occurred",
-      "error_message"};
+  static const std::set<std::string> standard = {"name",
+                                                 "family_index",
+                                                 "per_family_instance_index",
+                                                 "run_name",
+                                                 "run_type",
+                                                 "repetitions",
+                                                 "repetition_index",
+                                                 "threads",
+                                                 "iterations",
+                                                 "real_time",
+                                                 "cpu_time",
+                                                 "time_unit",
+                                                 "label",
+                                                 "aggregate_name",
+                                                 "aggregate_unit",
+                                                 "items_per_second",
+                                                 "bytes_per_second",
+                                                 "error_occurred",
+                                                 "error_message"};
   std::string out;
   for (const auto& [key, value] : b.items()) {
     if (standard.count(key) != 0 || !value.is_number()) continue;
@@ -66,8 +80,10 @@ int main(int argc, char** argv) {
   try {
     for (int f = 1; f < argc; ++f) {
       const auto rows = read_rows(argv[f]);
-      std::printf("\n%s\n\n| benchmark | median time | items/s | vs baseline | counters |\n|---|---:|---:|---:|---|\n",
-                  argv[f]);
+      std::printf(
+          "\n%s\n\n| benchmark | median time | items/s | vs baseline | counters "
+          "|\n|---|---:|---:|---:|---|\n",
+          argv[f]);
       std::map<std::string, const row*> baseline;  // group -> its baseline row
       for (const auto& r : rows)
         if (r.label == "baseline") baseline[r.name.substr(0, r.name.find('/'))] = &r;
@@ -87,8 +103,8 @@ int main(int argc, char** argv) {
         }
         char items[32] = "-";
         if (r.items_per_second > 0) std::snprintf(items, sizeof items, "%.3g", r.items_per_second);
-        std::printf("| %s | %.4g %s | %s | %s | %s |\n", r.name.c_str(), r.time, r.unit.c_str(), items, ratio.c_str(),
-                    r.counters.c_str());
+        std::printf("| %s | %.4g %s | %s | %s | %s |\n", r.name.c_str(), r.time, r.unit.c_str(), items,
+                    ratio.c_str(), r.counters.c_str());
       }
     }
   } catch (const std::exception& e) {

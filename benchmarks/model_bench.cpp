@@ -105,7 +105,8 @@ void decode_kv_cache(benchmark::State& state) {
   for (auto _ : state) {
     kv_decoder dec(model);
     const auto s = dec.begin(std::span(&tok, 1));
-    for (int t = 1; t < 256; ++t) benchmark::DoNotOptimize(dec.step(std::span(&s, 1), std::span(&tok, 1)).data());
+    for (int t = 1; t < 256; ++t)
+      benchmark::DoNotOptimize(dec.step(std::span(&s, 1), std::span(&tok, 1)).data());
   }
   state.SetItemsProcessed(state.iterations() * 255);
   state.SetLabel("KV cache");
@@ -116,7 +117,8 @@ void decode_recompute(benchmark::State& state) {
   transformer model(decode_config(), 1);
   const std::vector<std::int32_t> seq(256, 7);
   for (auto _ : state)
-    for (int t = 2; t <= 256; ++t) benchmark::DoNotOptimize(model.forward({std::span(seq).first(t), 1, t, {}, {}, {}}));
+    for (int t = 2; t <= 256; ++t)
+      benchmark::DoNotOptimize(model.forward({std::span(seq).first(t), 1, t, {}, {}, {}}));
   state.SetItemsProcessed(state.iterations() * 255);
   state.SetLabel("baseline");
 }
@@ -146,9 +148,24 @@ void decode_512_separate(benchmark::State& state) { decode_forks(state, false); 
 
 }  // namespace
 
-BENCHMARK(train_step_small)->Name("train_step/d128_L4_T128_B16")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(train_step_gpt2_small)->Name("train_step/gpt2_small_T64_B4")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(decode_recompute)->Name("decode_T256/recompute_prefix")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(train_step_small)
+    ->Name("train_step/d128_L4_T128_B16")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(train_step_gpt2_small)
+    ->Name("train_step/gpt2_small_T64_B4")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(decode_recompute)
+    ->Name("decode_T256/recompute_prefix")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(decode_kv_cache)->Name("decode_T256/kv_cache")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(decode_512_separate)->Name("decode_512x16_after_128/separate_states")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(decode_512_forks)->Name("decode_512x16_after_128/forked_states")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(decode_512_separate)
+    ->Name("decode_512x16_after_128/separate_states")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(decode_512_forks)
+    ->Name("decode_512x16_after_128/forked_states")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
