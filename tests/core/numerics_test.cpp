@@ -115,3 +115,19 @@ TEST_CASE("numerics reject NaN, +inf, all -inf rows and bad shapes", "[numerics]
                     Catch::Contains("rewards[2] = inf"));
   CHECK_NOTHROW(xplor::check_finite(ok, "xplor::f", "rewards"));
 }
+
+TEST_CASE("exp_fast is within 2 ulp of std::exp on its range", "[numerics][property]") {
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> ud(-87.0f, 88.0f);
+  double worst = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const float x = i < 1000 ? -87.0f + 0.175f * float(i) : ud(rng);
+    const double exact = std::exp(double(x));
+    worst = std::max(worst, std::abs(double(xplor::exp_fast(x)) - exact) / exact);
+  }
+  CHECK(worst <= 2.5e-7);  // 2 ulp of float is 2^-22 = 2.4e-7
+  CHECK(xplor::exp_fast(0.0f) == 1.0f);
+  CHECK(xplor::exp_fast(1.0f) == Approx(2.718281828f).epsilon(2.5e-7));
+  CHECK(xplor::exp_fast(-200.0f) > 0.0f);  // saturates at exp(-87.3) instead of underflowing
+  CHECK(std::isfinite(xplor::exp_fast(200.0f)));
+}

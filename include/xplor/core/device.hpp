@@ -90,6 +90,39 @@ void reduce_by_group(std::int64_t n, std::int64_t g_count, T init, Reduce reduce
 
 }  // namespace detail
 
+/// A device copy of small host data (offsets, flags) for device functors.
+template <class T>
+class device_staged_span {
+ public:
+  explicit device_staged_span(std::span<const T> host) : copy_(host.begin(), host.end()) {}
+  const T* data() const { return thrust::raw_pointer_cast(copy_.data()); }
+  std::size_t size() const { return copy_.size(); }
+
+ private:
+  thrust::device_vector<T> copy_;
+};
+template <class T>
+device_staged_span<T> stage(device_t, std::span<const T> host) {
+  return device_staged_span<T>(host);
+}
+
+/// Scratch memory of n elements in device memory.
+template <class T>
+class device_buffer {
+ public:
+  explicit device_buffer(std::size_t n) : v_(n) {}
+  T* data() { return thrust::raw_pointer_cast(v_.data()); }
+  const T* data() const { return thrust::raw_pointer_cast(v_.data()); }
+  std::size_t size() const { return v_.size(); }
+
+ private:
+  thrust::device_vector<T> v_;
+};
+template <class T>
+device_buffer<T> make_buffer(device_t, std::size_t n) {
+  return device_buffer<T>(n);
+}
+
 /// Calls f(i) for every i in [0, n) on the device system. f must not throw. (`cost` is the CPU
 /// backend's parallelism hint; the device always runs in parallel.)
 template <class F>
@@ -125,10 +158,9 @@ void segmented_reduce(device_t, const ragged_groups& groups, T init, Reduce redu
                       std::span<T> out) {
   detail::require(static_cast<std::int64_t>(out.size()) == groups.num_groups(), "xplor::segmented_reduce",
                   "out has ", out.size(), " elements for ", groups.num_groups(), " groups");
-  const thrust::device_vector<std::int64_t> offsets(groups.offsets.begin(), groups.offsets.end());
-  detail::reduce_by_group(
-      groups.num_elements(), groups.num_groups(), init, reduce, transform,
-      detail::ragged_group_of{thrust::raw_pointer_cast(offsets.data()), groups.num_groups()}, out);
+  const auto offsets = stage(device, groups.offsets);
+  detail::reduce_by_group(groups.num_elements(), groups.num_groups(), init, reduce, transform,
+                          detail::ragged_group_of{offsets.data(), groups.num_groups()}, out);
 }
 
 }  // namespace xplor

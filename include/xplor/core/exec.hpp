@@ -75,6 +75,42 @@ void cpu_loop(cpu_t exec, std::int64_t n, bool parallel, F& f) {
 }
 }  // namespace detail
 
+/// Host data made reachable by a backend's functors: for the CPU the host memory itself, for the
+/// device a copy in device memory (see core/device.hpp). Small arrays only (offsets, flags).
+template <class T>
+class staged_span {
+ public:
+  explicit staged_span(std::span<const T> host) : data_(host.data()), size_(host.size()) {}
+  const T* data() const { return data_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  const T* data_;
+  std::size_t size_;
+};
+template <class T>
+staged_span<T> stage(cpu_t, std::span<const T> host) {
+  return staged_span<T>(host);
+}
+
+/// Scratch memory of n elements on a backend (host memory for the CPU; see core/device.hpp for
+/// the device): algorithms that need per-group temporaries allocate them with make_buffer.
+template <class T>
+class host_buffer {
+ public:
+  explicit host_buffer(std::size_t n) : v_(n) {}
+  T* data() { return v_.data(); }
+  const T* data() const { return v_.data(); }
+  std::size_t size() const { return v_.size(); }
+
+ private:
+  std::vector<T> v_;
+};
+template <class T>
+host_buffer<T> make_buffer(cpu_t, std::size_t n) {
+  return host_buffer<T>(n);
+}
+
 /// Calls f(i) for every i in [0, n), in parallel and in unspecified order. f must not throw.
 /// `cost` is the rough work of one call in elementary operations (1 for an elementwise update,
 /// the row length for a row operation): the loop goes parallel when n * cost is worth it.

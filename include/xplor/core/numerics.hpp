@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <span>
 
@@ -221,6 +222,69 @@ inline void softmax(std::span<const float> logits, std::span<float> out) {
   detail::require(out.size() == logits.size(), "xplor::softmax", "out has ", out.size(), " elements for ",
                   logits.size(), " logits");
   softmax_rows(cpu, detail::as_row_view(logits), detail::as_row_view(out));
+}
+
+/// exp(x) for float x in one branch-free inline expression (Cody-Waite range reduction and the
+/// Cephes degree-6 polynomial), so loops that call it vectorise; within 2 ulp of std::exp on
+/// [-87.3, 88.3] (tests/core/numerics_test.cpp). Outside that range it saturates to exp(-87.3)
+/// or exp(88.3): use it where such arguments are already meaningless (importance ratios, KL
+/// terms), std::exp elsewhere.
+XPLOR_HD inline float exp_fast(float x) {
+  constexpr float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  const float kf = (x * log2e + 12582912.0f) - 12582912.0f;  // round to nearest: 1.5 * 2^23 trick
+  const float r = (x - kf * ln2_hi) - kf * ln2_lo;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const auto bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(kf) + 127) << 23;  // 2^k
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+namespace detail {
+/// Non-zero when some value is NaN or +/-Inf: OR of (exponent bits all ones), a reduction the
+/// compiler vectorises; the slow search for the index runs only when it fires.
+struct nonfinite_bits {
+  const float* values;
+  XPLOR_HD std::uint32_t operator()(std::int64_t i) const {
+    std::uint32_t bits;
+    std::memcpy(&bits, values + i, sizeof bits);
+    return (bits & 0x7f800000u) == 0x7f800000u;
+  }
+};
+struct bit_or {
+  XPLOR_HD std::uint32_t operator()(std::uint32_t a, std::uint32_t b) const { return a | b; }
+};
+/// Index i when values[i] is NaN or +/-Inf, else -1 (reduced with min_valid_code).
+struct nonfinite_index {
+  const float* values;
+  XPLOR_HD std::int64_t operator()(std::int64_t i) const {
+    const float x = values[i];
+    return (x != x || x == std::numeric_limits<float>::infinity() ||
+            x == -std::numeric_limits<float>::infinity())
+               ? i
+               : -1;
+  }
+};
+}  // namespace detail
+
+/// Backend version of check_finite for data in the backend's memory: throws xplor::error naming
+/// `argument` and the first non-finite index.
+template <class Exec>
+void check_finite(Exec exec, std::span<const float> values, const char* function, const char* argument) {
+  const auto n = static_cast<std::int64_t>(values.size());
+  if (transform_reduce(exec, n, std::uint32_t{0}, detail::bit_or{}, detail::nonfinite_bits{values.data()}) ==
+      0)
+    return;
+  const std::int64_t bad = transform_reduce(exec, n, std::int64_t{-1}, detail::min_valid_code{},
+                                            detail::nonfinite_index{values.data()});
+  detail::fail(function, argument, "[", bad, "] is not finite (NaN or infinite)");
 }
 
 /// Throws xplor::error naming `argument` and the first index holding NaN or +/-Inf.

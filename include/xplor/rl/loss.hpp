@@ -1,0 +1,438 @@
+// Policy-gradient losses for LLM RL on either backend: the PPO/GRPO clipped surrogate with
+// clip-higher (DAPO), the two-sided cap delta (INTELLECT-2), verl's dual clip, token- or
+// sequence-level importance ratios (GSPO), KL penalties k1/k2/k3 and an entropy bonus, aggregated
+// as TRL's loss_type (grpo, bnpo, dr_grpo, dapo; verl's loss_agg_mode names as aliases).
+// Formulas: rl-methods.md §0 and §6.3-6.4, docs/rl.md.
+//
+// The loss never sees a model: it takes per-token log-probabilities, advantages and masks, and
+// returns the scalar loss and d loss / d logp for every token, which a trainer feeds to its
+// autodiff (transformer::backward(dlogp) for xplor's reference model) or turns into a gradient on
+// the logits with logits_gradient().
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "xplor/core/error.hpp"
+#include "xplor/core/exec.hpp"
+#include "xplor/core/groups.hpp"
+#include "xplor/core/numerics.hpp"
+#include "xplor/core/view.hpp"
+
+namespace xplor::rl {
+
+/// How per-token losses l (mask m, S sequences) become one number (TRL 6.4):
+///   grpo:   mean_i [ sum_t m l / max(1, sum_t m) ]          (verl seq-mean-token-mean)
+///   bnpo:   sum m l / max(1, sum m)                           (local tokens)
+///   dr_grpo: sum m l / (S * max_completion_length)           (verl seq-mean-token-sum-norm)
+///   dapo:   sum m l / num_items_in_batch (default: the local active tokens; verl token-mean)
+///   seq_mean_token_sum: mean_i [ sum_t m l ]                  (verl seq-mean-token-sum)
+enum class loss_type { grpo, bnpo, dr_grpo, dapo, seq_mean_token_sum };
+enum class kl_estimator { k1, k2, k3 };
+/// TRL importance_sampling_level: per-token ratio, or GSPO's exp(mean_t(logp - old_logp)).
+enum class ratio_level { token, sequence };
+
+/// TRL names ("grpo", "bnpo", "dr_grpo", "dapo") and verl loss_agg_mode names ("token-mean",
+/// "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm").
+inline loss_type loss_type_from_name(std::string_view name) {
+  if (name == "grpo" || name == "seq-mean-token-mean") return loss_type::grpo;
+  if (name == "bnpo") return loss_type::bnpo;
+  if (name == "dr_grpo" || name == "seq-mean-token-sum-norm") return loss_type::dr_grpo;
+  if (name == "dapo" || name == "token-mean") return loss_type::dapo;
+  if (name == "seq-mean-token-sum") return loss_type::seq_mean_token_sum;
+  detail::fail("xplor::rl::loss_type_from_name", "unknown loss type '", name, "'");
+}
+
+/// Defaults are TRL GRPOConfig's (loss_type dapo, epsilon 0.2, beta 0).
+struct loss_options {
+  loss_type type = loss_type::dapo;
+  float epsilon = 0.2f;               // lower clip epsilon_low
+  std::optional<float> epsilon_high;  // upper clip; = epsilon unless set (DAPO: 0.28)
+  std::optional<float> delta;         // cap on the unclipped ratio (two-sided GRPO), > 1 + epsilon
+  std::optional<float> dual_clip;     // verl clip_ratio_c (> 1): for A < 0, l = min(l, -c A)
+  ratio_level importance_sampling_level = ratio_level::token;
+  float beta = 0.0f;                         // KL coefficient; 0 needs no reference log-probs
+  kl_estimator kl = kl_estimator::k3;        // TRL and verl low_var_kl
+  float entropy_coef = 0.0f;                 // loss -= entropy_coef * aggregated entropy
+  std::int64_t max_completion_length = 0;    // dr_grpo's constant
+  bool mask_truncated_completions = false;   // DAPO: truncated completions leave the loss
+  std::optional<double> num_items_in_batch;  // dapo: global active tokens / processes
+};
+
+/// One batch of sampled completions, flattened token-major: sequence s owns tokens
+/// [sequence_offsets[s], sequence_offsets[s+1]). Token arrays live in the backend's memory;
+/// offsets and truncated flags are host memory.
+struct policy_batch {
+  std::span<const float> logp;        // [T] log pi_theta(token)
+  std::span<const float> old_logp;    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
+  std::span<const float> ref_logp;    // [T] log pi_ref; needed when beta != 0
+  std::span<const float> advantages;  // [T] per token (broadcast_to_tokens for per-sequence values)
+  std::span<const float> mask;        // [T] completion mask in [0, 1]; empty: all 1
+  std::span<const float>
+      entropies;  // [T] entropy of each position's distribution; needed when entropy_coef != 0
+  std::span<const std::int64_t> sequence_offsets;  // [S + 1], host
+  std::span<const std::uint8_t> truncated;         // [S] host; empty: none truncated
+};
+
+struct loss_result {
+  double loss = 0.0;                // the aggregated objective (policy + beta KL - entropy_coef H)
+  double policy_loss = 0.0;         // its clipped-surrogate part
+  double kl = 0.0;                  // mean KL estimate over active tokens
+  double entropy = 0.0;             // mean entropy over active tokens (when given)
+  double clip_low_fraction = 0.0;   // active tokens with A < 0 and ratio < 1 - epsilon (TRL)
+  double clip_high_fraction = 0.0;  // active tokens with A > 0 and ratio > 1 + epsilon_high
+  double mean_ratio = 0.0;
+  double active_tokens = 0.0;
+};
+
+namespace kernels {
+
+struct loss_sums {
+  double loss = 0, policy = 0, kl = 0, entropy = 0, clip_low = 0, clip_high = 0, ratio = 0, active = 0;
+};
+struct add_loss_sums {
+  XPLOR_HD loss_sums operator()(const loss_sums& a, const loss_sums& b) const {
+    return {a.loss + b.loss,         a.policy + b.policy,       a.kl + b.kl,       a.entropy + b.entropy,
+            a.clip_low + b.clip_low, a.clip_high + b.clip_high, a.ratio + b.ratio, a.active + b.active};
+  }
+};
+
+/// Per sequence: the active-token count (mask, minus truncated completions).
+struct active_count {
+  const float* mask;  // may be null (all 1)
+  const std::int64_t* offsets;
+  const std::uint8_t* truncated;  // may be null
+  XPLOR_HD double operator()(std::int64_t s) const {
+    if (truncated != nullptr && truncated[s]) return 0.0;
+    const std::int64_t b = offsets[s], e = offsets[s + 1];
+    if (mask == nullptr) return double(e - b);
+    double c = 0.0;
+    for (std::int64_t t = b; t < e; ++t) c += mask[t];
+    return c;
+  }
+};
+struct plus_double {
+  XPLOR_HD double operator()(double a, double b) const { return a + b; }
+};
+
+/// The loss of one sequence and d(loss)/d(logp) of its tokens, with the aggregation folded into
+/// per-token weights: weight_t = mask_t * (per-sequence factor or a global normaliser).
+struct sequence_loss {
+  const float* logp;
+  const float* old_logp;  // may be null
+  const float* ref_logp;  // may be null
+  const float* adv;
+  const float* mask;       // may be null
+  const float* entropies;  // may be null
+  const std::int64_t* offsets;
+  const std::uint8_t* truncated;  // may be null
+  float* dlogp;
+  float* dentropy;  // may be null
+  loss_sums* out;   // [S]
+  loss_type type;
+  double global_norm;  // bnpo / dapo / dr_grpo / seq_mean_token_sum normaliser
+  double num_sequences;
+  float lo, hi;
+  float delta;      // <= 0: off
+  float dual_clip;  // <= 0: off
+  bool sequence_ratio;
+  float beta;
+  kl_estimator kl;
+  float entropy_coef;
+
+  XPLOR_HD void operator()(std::int64_t s) const {
+    const std::int64_t b = offsets[s], e = offsets[s + 1];
+    const float keep = truncated != nullptr && truncated[s] ? 0.0f : 1.0f;
+    // Missing old log-probs make the ratio exactly 1 (on-policy: the gradient still flows).
+    const float* old_ptr = old_logp != nullptr ? old_logp : logp;
+    const float* ref_ptr = ref_logp != nullptr ? ref_logp : logp;
+    auto mask_at = [&](std::int64_t t) { return keep * (mask != nullptr ? mask[t] : 1.0f); };
+
+    float active = 0.0f, log_ratio_sum = 0.0f;
+    for (std::int64_t t = b; t < e; ++t) {
+      const float m = mask_at(t);
+      active += m;
+      log_ratio_sum += m * (logp[t] - old_ptr[t]);
+    }
+    const float denom = active > 1.0f ? active : 1.0f;
+    // Weight of token t in the aggregate: m_t * w.
+    const auto w = static_cast<float>(type == loss_type::grpo ? 1.0 / (double(denom) * num_sequences)
+                                                              : 1.0 / global_norm);
+    const float seq_rho = exp_fast(log_ratio_sum / denom);
+    const float dl_cap = delta > 0.0f ? delta : 3.4e38f;
+    const float dual = dual_clip > 0.0f ? dual_clip : 3.4e38f;
+
+    // Per-token math in float; exp_fast is the same arithmetic on every backend, so CPU and GPU
+    // ratios agree bit for bit.
+    float sums[7] = {};  // total, policy, kl, entropy, clip_low, clip_high, ratio
+    float d_seq_rho = 0.0f;
+    for (std::int64_t t = b; t < e; ++t) {
+      const float m = mask_at(t);
+      const float a = adv[t];
+      const float rho = sequence_ratio ? seq_rho : exp_fast(logp[t] - old_ptr[t]);
+      // Clipped surrogate l = -min(u, c), u = min(rho, delta) A, c = clip(rho, lo, hi) A.
+      const float capped = rho > dl_cap ? dl_cap : rho;
+      const float clipped = rho < lo ? lo : (rho > hi ? hi : rho);
+      const float u = capped * a, c = clipped * a;
+      const bool take_u = u <= c;
+      const float l_clip = take_u ? -u : -c;
+      const bool live = take_u ? capped == rho : clipped == rho;
+      const bool dual_active = a < 0.0f && -dual * a < l_clip;  // verl dual clip: l = min(l, -c A)
+      const float l = dual_active ? -dual * a : l_clip;
+      const float dl_drho = live && !dual_active ? -a : 0.0f;
+      float kl_t = 0.0f, dkl = 0.0f;
+      if (ref_logp != nullptr) {
+        const float x = ref_ptr[t] - logp[t];  // log(pi_ref / pi)
+        if (kl == kl_estimator::k1) {
+          kl_t = -x;
+          dkl = 1.0f;
+        } else if (kl == kl_estimator::k2) {
+          kl_t = 0.5f * x * x;
+          dkl = -x;
+        } else {
+          const float ex = exp_fast(x);
+          kl_t = ex - x - 1.0f;
+          dkl = 1.0f - ex;
+        }
+      }
+      const float weight = m * w;
+      const float h = entropies != nullptr ? entropies[t] : 0.0f;
+      sums[0] += weight * (l + beta * kl_t - entropy_coef * h);
+      sums[1] += weight * l;
+      sums[2] += m * kl_t;
+      sums[3] += m * h;
+      sums[4] += a < 0.0f && rho < lo ? m : 0.0f;
+      sums[5] += a > 0.0f && rho > hi ? m : 0.0f;
+      sums[6] += m * rho;
+      d_seq_rho += weight * dl_drho;
+      dlogp[t] = (sequence_ratio ? 0.0f : weight * dl_drho * rho) + weight * beta * dkl;  // drho/dlogp = rho
+    }
+    if (dentropy != nullptr)
+      for (std::int64_t k = b; k < e; ++k) dentropy[k] = -mask_at(k) * w * entropy_coef;
+    if (sequence_ratio && active > 0.0f) {
+      // rho_seq = exp(sum_t m_t (logp_t - old_t) / max(1, active)): d rho / d logp_t = rho m_t / max(1,
+      // active).
+      const float g = d_seq_rho * seq_rho / denom;
+      for (std::int64_t k = b; k < e; ++k) dlogp[k] += g * mask_at(k);
+    }
+    out[s] = {sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], active};
+  }
+};
+
+struct read_sums {
+  const loss_sums* sums;
+  XPLOR_HD loss_sums operator()(std::int64_t s) const { return sums[s]; }
+};
+
+struct broadcast_kernel {
+  const float* values;
+  const std::int64_t* offsets;
+  float* out;
+  XPLOR_HD void operator()(std::int64_t s) const {
+    for (std::int64_t t = offsets[s]; t < offsets[s + 1]; ++t) out[t] = values[s];
+  }
+};
+
+}  // namespace kernels
+
+/// The loss and d loss / d logp [T] (written to `dlogp`, backend memory); `dentropy` (optional,
+/// [T]) receives d loss / d entropy_t for logits_gradient().
+template <class Exec>
+loss_result policy_loss(Exec exec, const policy_batch& batch, std::span<float> dlogp,
+                        const loss_options& options = {}, std::span<float> dentropy = {}) {
+  constexpr const char* fn = "xplor::rl::policy_loss";
+  const auto T = static_cast<std::int64_t>(batch.logp.size());
+  const ragged_groups sequences(batch.sequence_offsets, T);
+  const std::int64_t S = sequences.num_groups();
+  auto same_size = [&](std::span<const float> x, const char* name, bool optional) {
+    detail::require((optional && x.empty()) || static_cast<std::int64_t>(x.size()) == T, fn, name, " has ",
+                    x.size(), " elements for ", T, " tokens");
+  };
+  same_size(batch.old_logp, "old_logp", true);
+  same_size(batch.ref_logp, "ref_logp", true);
+  same_size(batch.advantages, "advantages", false);
+  same_size(batch.mask, "mask", true);
+  same_size(batch.entropies, "entropies", true);
+  detail::require(static_cast<std::int64_t>(dlogp.size()) == T, fn, "dlogp has ", dlogp.size(),
+                  " elements for ", T, " tokens");
+  detail::require(dentropy.empty() || static_cast<std::int64_t>(dentropy.size()) == T, fn, "dentropy has ",
+                  dentropy.size(), " elements for ", T, " tokens");
+  detail::require(batch.truncated.empty() || static_cast<std::int64_t>(batch.truncated.size()) == S, fn,
+                  "truncated has ", batch.truncated.size(), " elements for ", S, " sequences");
+  const float hi_eps = options.epsilon_high.value_or(options.epsilon);
+  detail::require(std::isfinite(options.epsilon) && options.epsilon > 0.0f && options.epsilon < 1.0f, fn,
+                  "epsilon = ", options.epsilon, " is outside (0, 1)");
+  detail::require(std::isfinite(hi_eps) && hi_eps > 0.0f, fn, "epsilon_high = ", hi_eps, " must be positive");
+  detail::require(!options.delta || (std::isfinite(*options.delta) && *options.delta > 1.0f + hi_eps), fn,
+                  "delta = ", options.delta.value_or(0.0f),
+                  " must exceed 1 + epsilon_high = ", 1.0f + hi_eps);
+  detail::require(!options.dual_clip || (std::isfinite(*options.dual_clip) && *options.dual_clip > 1.0f), fn,
+                  "dual_clip = ", options.dual_clip.value_or(0.0f), " must exceed 1");
+  detail::require(std::isfinite(options.beta) && options.beta >= 0.0f, fn, "beta = ", options.beta,
+                  " must be >= 0");
+  detail::require(options.beta == 0.0f || !batch.ref_logp.empty(), fn, "beta = ", options.beta,
+                  " needs ref_logp");
+  detail::require(std::isfinite(options.entropy_coef), fn, "entropy_coef = ", options.entropy_coef,
+                  " is not finite");
+  detail::require(options.entropy_coef == 0.0f || !batch.entropies.empty(), fn,
+                  "entropy_coef = ", options.entropy_coef, " needs entropies");
+  detail::require(options.type != loss_type::dr_grpo || options.max_completion_length > 0, fn,
+                  "loss_type dr_grpo needs max_completion_length > 0, got ", options.max_completion_length);
+  detail::require(!options.num_items_in_batch || *options.num_items_in_batch > 0.0, fn,
+                  "num_items_in_batch = ", options.num_items_in_batch.value_or(0.0), " must be positive");
+  check_finite(exec, batch.logp, fn, "logp");
+  check_finite(exec, batch.advantages, fn, "advantages");
+  if (!batch.old_logp.empty()) check_finite(exec, batch.old_logp, fn, "old_logp");
+  if (!batch.ref_logp.empty()) check_finite(exec, batch.ref_logp, fn, "ref_logp");
+  if (!batch.mask.empty()) check_finite(exec, batch.mask, fn, "mask");
+  if (!batch.entropies.empty()) check_finite(exec, batch.entropies, fn, "entropies");
+
+  const auto offsets = stage(exec, batch.sequence_offsets);
+  const auto truncated = stage(exec, batch.truncated);
+  const std::uint8_t* trunc =
+      options.mask_truncated_completions && !batch.truncated.empty() ? truncated.data() : nullptr;
+  const float* mask = batch.mask.empty() ? nullptr : batch.mask.data();
+  // bnpo and dapo normalise by the batch's active tokens: one pass over the mask first.
+  const bool count_tokens =
+      options.type == loss_type::bnpo || (options.type == loss_type::dapo && !options.num_items_in_batch);
+  const double active = count_tokens ? transform_reduce(exec, S, 0.0, kernels::plus_double{},
+                                                        kernels::active_count{mask, offsets.data(), trunc})
+                                     : 0.0;
+  double norm = 1.0;
+  switch (options.type) {
+    case loss_type::bnpo:
+      norm = active > 1.0 ? active : 1.0;
+      break;
+    case loss_type::dapo:
+      norm = options.num_items_in_batch.value_or(active > 1.0 ? active : 1.0);
+      break;
+    case loss_type::dr_grpo:
+      norm = double(S) * double(options.max_completion_length);
+      break;
+    case loss_type::seq_mean_token_sum:
+      norm = double(S > 0 ? S : 1);
+      break;
+    case loss_type::grpo:
+      break;
+  }
+  auto scratch = make_buffer<kernels::loss_sums>(exec, static_cast<std::size_t>(S));
+  kernels::loss_sums* sums = scratch.data();
+  for_each_index(exec, S,
+                 kernels::sequence_loss{batch.logp.data(),
+                                        batch.old_logp.empty() ? nullptr : batch.old_logp.data(),
+                                        options.beta != 0.0f ? batch.ref_logp.data() : nullptr,
+                                        batch.advantages.data(),
+                                        mask,
+                                        batch.entropies.empty() ? nullptr : batch.entropies.data(),
+                                        offsets.data(),
+                                        trunc,
+                                        dlogp.data(),
+                                        dentropy.empty() ? nullptr : dentropy.data(),
+                                        sums,
+                                        options.type,
+                                        norm,
+                                        double(S > 0 ? S : 1),
+                                        1.0f - options.epsilon,
+                                        1.0f + hi_eps,
+                                        options.delta.value_or(0.0f),
+                                        options.dual_clip.value_or(0.0f),
+                                        options.importance_sampling_level == ratio_level::sequence,
+                                        options.beta,
+                                        options.kl,
+                                        options.entropy_coef},
+                 T / (S > 0 ? S : 1));
+  const kernels::loss_sums total =
+      transform_reduce(exec, S, kernels::loss_sums{}, kernels::add_loss_sums{}, kernels::read_sums{sums});
+  loss_result r;
+  r.loss = total.loss;
+  r.policy_loss = total.policy;
+  const double n = total.active > 0.0 ? total.active : 1.0;
+  r.kl = total.kl / n;
+  r.entropy = total.entropy / n;
+  r.clip_low_fraction = total.clip_low / n;
+  r.clip_high_fraction = total.clip_high / n;
+  r.mean_ratio = total.ratio / n;
+  r.active_tokens = total.active;
+  return r;
+}
+
+/// out[t] = values[s] for every token t of sequence s (per-sequence advantages to tokens).
+template <class Exec>
+void broadcast_to_tokens(Exec exec, std::span<const float> values,
+                         std::span<const std::int64_t> sequence_offsets, std::span<float> out) {
+  constexpr const char* fn = "xplor::rl::broadcast_to_tokens";
+  const ragged_groups sequences(sequence_offsets, static_cast<std::int64_t>(out.size()));
+  detail::require(static_cast<std::int64_t>(values.size()) == sequences.num_groups(), fn, "values has ",
+                  values.size(), " elements for ", sequences.num_groups(), " sequences");
+  const auto offsets = stage(exec, sequence_offsets);
+  for_each_index(exec, sequences.num_groups(),
+                 kernels::broadcast_kernel{values.data(), offsets.data(), out.data()},
+                 static_cast<std::int64_t>(out.size()) / std::max<std::int64_t>(1, sequences.num_groups()));
+}
+
+namespace kernels {
+struct bad_target {
+  const std::int32_t* targets;
+  std::int64_t vocab;
+  XPLOR_HD std::int64_t operator()(std::int64_t t) const {
+    return targets[t] < 0 || targets[t] >= vocab ? t : -1;
+  }
+};
+/// Row t of the logits gradient: dlogp_t (onehot(y_t) - p) + dentropy_t dH/dz, with
+/// dH/dz_k = -p_k (log p_k + H).
+struct logits_grad_row {
+  view2d<const float> logits;
+  const std::int32_t* targets;
+  const float* dlogp;
+  const float* dentropy;  // may be null
+  view2d<float> out;
+  XPLOR_HD void operator()(std::int64_t t) const {
+    const std::int64_t V = logits.cols();
+    const xplor::detail::logits_row row{&logits(t, 0), V, logits.stride(1)};
+    const float lse = xplor::detail::row_logsumexp(row);
+    const float g = dlogp[t];
+    const float de = dentropy != nullptr ? dentropy[t] : 0.0f;
+    float h = 0.0f;
+    if (de != 0.0f) h = xplor::detail::row_entropy(row);
+    for (std::int64_t k = 0; k < V; ++k) {
+      const float lp = row[k] - lse;
+      const float p = std::exp(lp);
+      float d = -g * p;
+      if (de != 0.0f && p > 0.0f) d -= de * p * (lp + h);
+      out(t, k) = d;
+    }
+    out(t, targets[t]) += g;
+  }
+};
+}  // namespace kernels
+
+/// Gradient of sum_t dlogp[t] log softmax(logits_t)[targets_t] + sum_t dentropy[t] H(logits_t)
+/// with respect to the logits [T, V], for frameworks that differentiate from the logits.
+template <class Exec>
+void logits_gradient(Exec exec, view2d<const float> logits, std::span<const std::int32_t> targets,
+                     std::span<const float> dlogp, std::span<const float> dentropy, view2d<float> out) {
+  constexpr const char* fn = "xplor::rl::logits_gradient";
+  detail::check_logits(exec, logits, fn, "logits");
+  detail::require(out.rows() == logits.rows() && out.cols() == logits.cols(), fn, "out is ", out.rows(),
+                  " x ", out.cols(), " for logits ", logits.rows(), " x ", logits.cols());
+  detail::require(static_cast<std::int64_t>(targets.size()) == logits.rows() &&
+                      static_cast<std::int64_t>(dlogp.size()) == logits.rows(),
+                  fn, "targets/dlogp have ", targets.size(), "/", dlogp.size(), " elements for ",
+                  logits.rows(), " rows");
+  detail::require(dentropy.empty() || static_cast<std::int64_t>(dentropy.size()) == logits.rows(), fn,
+                  "dentropy has ", dentropy.size(), " elements for ", logits.rows(), " rows");
+  const std::int64_t bad =
+      transform_reduce(exec, logits.rows(), std::int64_t{-1}, xplor::detail::min_valid_code{},
+                       kernels::bad_target{targets.data(), logits.cols()});
+  detail::require(bad < 0, fn, "targets[", bad, "] is outside [0, ", logits.cols(), ")");
+  for_each_index(exec, logits.rows(),
+                 kernels::logits_grad_row{logits, targets.data(), dlogp.data(),
+                                          dentropy.empty() ? nullptr : dentropy.data(), out},
+                 logits.cols());
+}
+
+}  // namespace xplor::rl
