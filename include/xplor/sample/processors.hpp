@@ -1,0 +1,375 @@
+// Logits processing and categorical draws for sampling completions: repetition penalty ->
+// temperature -> top-k -> top-p -> min-p, renormalising after each (decisions.md, the order of
+// HF/vLLM), then a reproducible draw from the processed distribution. Top-k and top-p select
+// with an O(V) expected quickselect instead of sorting the vocabulary, and equal the sorted
+// definition exactly, ties included (ties go to the lower token id).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "xplor/core/error.hpp"
+#include "xplor/core/exec.hpp"
+#include "xplor/core/numerics.hpp"
+#include "xplor/core/random.hpp"
+#include "xplor/core/view.hpp"
+
+namespace xplor::sample {
+
+/// Which log-probability a rollout records: of the processed distribution the token was drawn
+/// from (default; what the policy loss needs to be consistent with the sampler, trl#3029), or of
+/// the raw model logits before any processing (vLLM raw_logprobs).
+enum class logprobs_mode { processed, raw };
+
+/// Defaults are TRL GRPOConfig's (every processor off, temperature 1).
+struct sampling_params {
+  float temperature = 1.0f;
+  int top_k = 0;                    // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off
+  float repetition_penalty = 1.0f;  // 1: off (CTRL, Keskar et al. 2019; HF semantics)
+  int max_completion_length = 256;
+  std::int32_t eos_token = -1;            // -1: none; drawing it ends the completion ("eos")
+  std::vector<std::int32_t> stop_tokens;  // drawing one ends the completion ("stop")
+  logprobs_mode logprobs = logprobs_mode::processed;
+};
+
+namespace kernels {
+
+inline constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+
+/// The processors' numbers, as a plain struct device code can copy.
+struct processor_config {
+  float temperature, top_p, min_p, repetition_penalty;
+  int top_k;
+};
+
+/// (value desc, id asc): the total order that defines "the k most probable" with ties to the
+/// lower token id.
+XPLOR_HD inline bool before(const float* v, std::int32_t a, std::int32_t b) {
+  return v[a] > v[b] || (v[a] == v[b] && a < b);
+}
+
+/// Partitions idx[lo, hi) around a pivot (median of three) in the order `before`; returns the
+/// pivot's final position p: idx[lo, p) come before it, idx[p+1, hi) after it.
+XPLOR_HD inline std::int64_t partition(const float* v, std::int32_t* idx, std::int64_t lo, std::int64_t hi) {
+  const std::int64_t mid = lo + (hi - lo) / 2, last = hi - 1;
+  // Median of three moved to `last`.
+  auto swap = [&](std::int64_t a, std::int64_t b) {
+    const std::int32_t t = idx[a];
+    idx[a] = idx[b];
+    idx[b] = t;
+  };
+  if (before(v, idx[mid], idx[lo])) swap(mid, lo);
+  if (before(v, idx[last], idx[lo])) swap(last, lo);
+  if (before(v, idx[mid], idx[last])) swap(mid, last);
+  const std::int32_t pivot = idx[last];
+  std::int64_t store = lo;
+  for (std::int64_t i = lo; i < last; ++i)
+    if (before(v, idx[i], pivot)) swap(i, store++);
+  swap(store, last);
+  return store;
+}
+
+/// log-sum-exp over the finite entries of a row (the kept tokens).
+XPLOR_HD inline float kept_logsumexp(const float* x, std::int64_t n) {
+  float m = neg_inf;
+  for (std::int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  if (m == neg_inf) return neg_inf;
+  const float s = xplor::detail::pairwise_sum(
+      n, [x, m](std::int64_t i) { return x[i] == neg_inf ? 0.0f : std::exp(x[i] - m); });
+  return m + std::log(s);
+}
+XPLOR_HD inline void renormalize(float* x, std::int64_t n) {
+  const float lse = kept_logsumexp(x, n);
+  for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] == neg_inf ? neg_inf : x[i] - lse;
+}
+
+/// One row: raw logits (stride) -> processed log-probabilities out[V] (removed tokens -inf).
+/// `context` (may be empty) holds the tokens the repetition penalty applies to; `idx` is scratch
+/// of V entries.
+XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::int64_t V,
+                                 const std::int32_t* context, std::int64_t context_len,
+                                 const processor_config& c, float* out, std::int32_t* idx) {
+  for (std::int64_t v = 0; v < V; ++v) out[v] = logits[v * stride];
+  // Repetition penalty (HF): each token seen in the context, once: positive logits divided by
+  // the penalty, negative ones multiplied. Reading the raw logit makes repeats idempotent.
+  if (c.repetition_penalty != 1.0f)
+    for (std::int64_t i = 0; i < context_len; ++i) {
+      const float z = logits[std::int64_t{context[i]} * stride];
+      out[context[i]] = z > 0.0f ? z / c.repetition_penalty : z * c.repetition_penalty;
+    }
+  for (std::int64_t v = 0; v < V; ++v) out[v] /= c.temperature;
+  renormalize(out, V);
+
+  if (c.top_k > 0 && c.top_k < V) {
+    for (std::int64_t v = 0; v < V; ++v) idx[v] = static_cast<std::int32_t>(v);
+    // Quickselect the k-th token in (value desc, id asc): keep everything before it.
+    std::int64_t lo = 0, hi = V, k = c.top_k - 1;
+    while (hi - lo > 1) {
+      const std::int64_t p = partition(out, idx, lo, hi);
+      if (p == k) break;
+      if (p < k)
+        lo = p + 1;
+      else
+        hi = p;
+    }
+    const std::int32_t boundary = idx[k];
+    const float bv = out[boundary];
+    for (std::int64_t v = 0; v < V; ++v)
+      if (!(out[v] > bv || (out[v] == bv && v <= boundary))) out[v] = neg_inf;
+    renormalize(out, V);
+  }
+
+  if (c.top_p < 1.0f) {
+    // The smallest prefix of (value desc, id asc) whose probability reaches top_p: a quickselect
+    // on mass. Sums in double, as the sorted reference's cumulative sum.
+    std::int64_t n = 0;
+    for (std::int64_t v = 0; v < V; ++v)
+      if (out[v] != neg_inf) idx[n++] = static_cast<std::int32_t>(v);
+    double taken = 0.0;  // mass of the tokens known to be in the prefix
+    std::int64_t lo = 0, hi = n;
+    std::int32_t boundary = -1;
+    while (lo < hi) {
+      const std::int64_t p = partition(out, idx, lo, hi);
+      double before_mass = 0.0;
+      for (std::int64_t i = lo; i < p; ++i) before_mass += std::exp(double(out[idx[i]]));
+      const double pivot_mass = std::exp(double(out[idx[p]]));
+      if (taken + before_mass >= c.top_p) {
+        hi = p;  // the boundary is among the tokens before the pivot
+      } else if (taken + before_mass + pivot_mass >= c.top_p) {
+        boundary = idx[p];
+        break;
+      } else {
+        taken += before_mass + pivot_mass;
+        lo = p + 1;
+      }
+    }
+    if (boundary >= 0) {  // else rounding left the total below top_p: keep everything
+      const float bv = out[boundary];
+      for (std::int64_t v = 0; v < V; ++v)
+        if (!(out[v] > bv || (out[v] == bv && v <= boundary))) out[v] = neg_inf;
+      renormalize(out, V);
+    }
+  }
+
+  if (c.min_p > 0.0f) {
+    float mx = neg_inf;
+    for (std::int64_t v = 0; v < V; ++v) mx = out[v] > mx ? out[v] : mx;
+    const float threshold = c.min_p * std::exp(mx);
+    for (std::int64_t v = 0; v < V; ++v)
+      if (out[v] != neg_inf && std::exp(out[v]) < threshold) out[v] = neg_inf;
+    renormalize(out, V);
+  }
+}
+
+/// Inverse-CDF draw from log-probabilities with one uniform u in [0, 1): running sum in double,
+/// token-id order, so every backend picks the same token.
+XPLOR_HD inline std::int32_t draw_row(const float* logp, std::int64_t V, double u) {
+  double total = 0.0;
+  for (std::int64_t v = 0; v < V; ++v) total += logp[v] == neg_inf ? 0.0 : std::exp(double(logp[v]));
+  const double target = u * total;
+  double running = 0.0;
+  std::int32_t last = -1;
+  for (std::int64_t v = 0; v < V; ++v) {
+    if (logp[v] == neg_inf) continue;
+    running += std::exp(double(logp[v]));
+    last = static_cast<std::int32_t>(v);
+    if (running > target) return last;
+  }
+  return last;
+}
+
+}  // namespace kernels
+
+namespace impl {
+inline kernels::processor_config check_params(const sampling_params& p, const char* fn) {
+  xplor::detail::require(std::isfinite(p.temperature) && p.temperature > 0.0f, fn,
+                         "temperature = ", p.temperature,
+                         " must be positive (use top_k = 1 for greedy decoding)");
+  xplor::detail::require(p.top_k >= 0, fn, "top_k = ", p.top_k, " is negative");
+  xplor::detail::require(p.top_p > 0.0f && p.top_p <= 1.0f, fn, "top_p = ", p.top_p, " is outside (0, 1]");
+  xplor::detail::require(p.min_p >= 0.0f && p.min_p <= 1.0f, fn, "min_p = ", p.min_p, " is outside [0, 1]");
+  xplor::detail::require(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0.0f, fn,
+                         "repetition_penalty = ", p.repetition_penalty, " must be positive");
+  return {p.temperature, p.top_p, p.min_p, p.repetition_penalty, p.top_k};
+}
+}  // namespace impl
+
+/// Writes the normalised log-probabilities after the processors, in the documented order, with
+/// removed tokens at -inf. `context` is what the repetition penalty applies to (the prompt and
+/// completion so far; empty: no penalty).
+inline void process_logits(std::span<const float> logits, const sampling_params& params,
+                           std::span<float> logprobs_out, std::span<const std::int32_t> context) {
+  constexpr const char* fn = "xplor::sample::process_logits";
+  const auto config = impl::check_params(params, fn);
+  xplor::detail::require(logprobs_out.size() == logits.size(), fn, "logprobs_out has ", logprobs_out.size(),
+                         " elements for ", logits.size(), " logits");
+  xplor::detail::check_logits(cpu, xplor::detail::as_row_view(logits), fn, "logits");
+  const auto V = static_cast<std::int64_t>(logits.size());
+  for (std::size_t i = 0; i < context.size(); ++i)
+    xplor::detail::require(context[i] >= 0 && context[i] < V, fn, "context[", i, "] = ", context[i],
+                           " is outside [0, ", V, ")");
+  std::vector<std::int32_t> idx(logits.size());
+  kernels::process_row(logits.data(), 1, V, context.data(), static_cast<std::int64_t>(context.size()), config,
+                       logprobs_out.data(), idx.data());
+}
+inline void process_logits(std::span<const float> logits, const sampling_params& params,
+                           std::span<float> logprobs_out) {
+  process_logits(logits, params, logprobs_out, {});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batched: process and draw one token for each of `rows` rows on a backend.
+
+/// Where each row's draw comes from: Philox block `draws[r]` of stream `streams[r]` under `seed`
+/// (for rollouts: stream_id(prompt, sample), draw = decode step).
+struct draw_keys {
+  std::uint64_t seed = 0;
+  std::span<const std::uint64_t> streams;  // [rows], backend memory
+  std::span<const std::uint64_t> draws;    // [rows], backend memory
+};
+
+/// Per-row outputs of sample_rows (backend memory, [rows] each; entropy may be empty).
+struct draw_outputs {
+  std::span<std::int32_t> tokens;
+  std::span<float> logprobs;   // of the drawn token, processed or raw (params.logprobs)
+  std::span<float> entropies;  // of the processed distribution
+};
+
+namespace kernels {
+struct sample_row_op {
+  view2d<const float> logits;
+  const std::int32_t* context;          // ragged contexts, may be null
+  const std::int64_t* context_offsets;  // [rows + 1], may be null
+  processor_config config;
+  bool raw;
+  std::uint64_t seed;
+  const std::uint64_t* streams;
+  const std::uint64_t* draws;
+  float* processed;   // [rows, V] scratch
+  std::int32_t* idx;  // [rows, V] scratch
+  std::int32_t* tokens;
+  float* logprobs;
+  float* entropies;  // may be null
+  XPLOR_HD void operator()(std::int64_t r) const {
+    const std::int64_t V = logits.cols();
+    float* p = processed + r * V;
+    const std::int64_t c0 = context_offsets != nullptr ? context_offsets[r] : 0;
+    const std::int64_t c1 = context_offsets != nullptr ? context_offsets[r + 1] : 0;
+    process_row(&logits(r, 0), logits.stride(1), V, context + c0, c1 - c0, config, p, idx + r * V);
+    const auto words = philox_stream(seed, streams[r]).block(draws[r]);
+    const std::int32_t tok = draw_row(p, V, uniform_double(words[0], words[1]));
+    tokens[r] = tok;
+    if (raw) {
+      const float lse = xplor::detail::row_logsumexp({&logits(r, 0), V, logits.stride(1)});
+      logprobs[r] = logits(r, tok) - lse;
+    } else {
+      logprobs[r] = p[tok];
+    }
+    if (entropies != nullptr) {
+      // H = -sum p log p over the kept tokens.
+      const float h = xplor::detail::pairwise_sum(
+          V, [p](std::int64_t v) { return p[v] == neg_inf ? 0.0f : -std::exp(p[v]) * p[v]; });
+      entropies[r] = h;
+    }
+  }
+};
+}  // namespace kernels
+
+/// Processes each row of `logits` [rows, V] with `params` and draws one token per row. Contexts
+/// for the repetition penalty are ragged: row r's are context_tokens[context_offsets[r] ..
+/// context_offsets[r+1]) (empty spans: no penalty; offsets are host memory, tokens backend memory).
+template <class Exec>
+void sample_rows(Exec exec, view2d<const float> logits, const sampling_params& params, const draw_keys& keys,
+                 const draw_outputs& out, std::span<const std::int32_t> context_tokens = {},
+                 std::span<const std::int64_t> context_offsets = {}) {
+  constexpr const char* fn = "xplor::sample::sample_rows";
+  const auto config = impl::check_params(params, fn);
+  xplor::detail::check_logits(exec, logits, fn, "logits");
+  const std::int64_t R = logits.rows(), V = logits.cols();
+  auto rows_of = [&](std::size_t size, const char* name, bool optional) {
+    xplor::detail::require((optional && size == 0) || static_cast<std::int64_t>(size) == R, fn, name, " has ",
+                           size, " elements for ", R, " rows");
+  };
+  rows_of(keys.streams.size(), "keys.streams", false);
+  rows_of(keys.draws.size(), "keys.draws", false);
+  rows_of(out.tokens.size(), "out.tokens", false);
+  rows_of(out.logprobs.size(), "out.logprobs", false);
+  rows_of(out.entropies.size(), "out.entropies", true);
+  const std::int64_t* ctx_off = nullptr;
+  std::vector<std::int64_t> no_offsets;
+  if (!context_offsets.empty()) {
+    const ragged_groups contexts(context_offsets, static_cast<std::int64_t>(context_tokens.size()));
+    xplor::detail::require(contexts.num_groups() == R, fn, "context_offsets describe ", contexts.num_groups(),
+                           " rows for ", R, " rows");
+  }
+  const auto staged_offsets = stage(exec, context_offsets);
+  ctx_off = context_offsets.empty() ? nullptr : staged_offsets.data();
+  auto processed = make_buffer<float>(exec, static_cast<std::size_t>(R * V));
+  auto idx = make_buffer<std::int32_t>(exec, static_cast<std::size_t>(R * V));
+  for_each_index(
+      exec, R,
+      kernels::sample_row_op{logits, context_tokens.empty() ? nullptr : context_tokens.data(), ctx_off,
+                             config, params.logprobs == logprobs_mode::raw, keys.seed, keys.streams.data(),
+                             keys.draws.data(), processed.data(), idx.data(), out.tokens.data(),
+                             out.logprobs.data(), out.entropies.empty() ? nullptr : out.entropies.data()},
+      V * 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sorted definition, for tests and as the benchmark's baseline: the same processors with a
+// full sort of the vocabulary.
+
+namespace reference {
+inline void process_logits_sorted(std::span<const float> logits, const sampling_params& params,
+                                  std::span<float> out, std::span<const std::int32_t> context = {}) {
+  const auto config = impl::check_params(params, "xplor::sample::reference::process_logits_sorted");
+  const auto V = static_cast<std::int64_t>(logits.size());
+  std::copy(logits.begin(), logits.end(), out.begin());
+  for (std::int32_t t : context) {
+    const float z = logits[t];
+    out[t] = z > 0.0f ? z / config.repetition_penalty : z * config.repetition_penalty;
+  }
+  for (auto& x : out) x /= config.temperature;
+  kernels::renormalize(out.data(), V);
+  std::vector<std::int32_t> order(logits.size());
+  auto sorted = [&] {
+    for (std::int64_t v = 0; v < V; ++v) order[v] = static_cast<std::int32_t>(v);
+    std::sort(order.begin(), order.end(),
+              [&](std::int32_t a, std::int32_t b) { return kernels::before(out.data(), a, b); });
+  };
+  if (config.top_k > 0 && config.top_k < V) {
+    sorted();
+    for (std::int64_t i = config.top_k; i < V; ++i) out[order[i]] = kernels::neg_inf;
+    kernels::renormalize(out.data(), V);
+  }
+  if (config.top_p < 1.0f) {
+    sorted();
+    double cum = 0.0;
+    std::int64_t keep = V;
+    for (std::int64_t i = 0; i < V; ++i) {
+      if (out[order[i]] == kernels::neg_inf) break;
+      cum += std::exp(double(out[order[i]]));
+      if (cum >= config.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    for (std::int64_t i = keep; i < V; ++i) out[order[i]] = kernels::neg_inf;
+    kernels::renormalize(out.data(), V);
+  }
+  if (config.min_p > 0.0f) {
+    const float mx = *std::max_element(out.begin(), out.end());
+    for (auto& x : out)
+      if (x != kernels::neg_inf && std::exp(x) < config.min_p * std::exp(mx)) x = kernels::neg_inf;
+    kernels::renormalize(out.data(), V);
+  }
+}
+}  // namespace reference
+
+}  // namespace xplor::sample
