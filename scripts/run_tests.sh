@@ -38,4 +38,23 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
 else
   step "nvcc not found: skipping the compile-only build of cuda/"
 fi
+
+fuzz_cxx=$(command -v clang++-14 || command -v clang++ || true)
+if [ -n "$fuzz_cxx" ]; then
+  step "libFuzzer: answer checker (tests/fuzz, 60 s on a copy of the corpus, $(basename "$fuzz_cxx"))"
+  cmake -S tests/fuzz -B build/fuzz -DCMAKE_CXX_COMPILER="$fuzz_cxx" -DCMAKE_BUILD_TYPE= --log-level=WARNING
+  cmake --build build/fuzz -j "$jobs"
+  rm -rf build/fuzz/corpus build/fuzz/large && cp -r tests/fuzz/corpus/verify build/fuzz/corpus
+  # Megabyte inputs (generated, not committed) run whole first, since the fuzzing run truncates
+  # inputs to -max_len: the parser must stay linear in nested braces and unbalanced \frac.
+  mkdir -p build/fuzz/large
+  head -c 1048576 /dev/zero | tr '\0' '{' > build/fuzz/large/open_braces
+  { printf '\\boxed'; head -c 1048576 /dev/zero | tr '\0' '{'; } > build/fuzz/large/boxed_open
+  head -c 174762 /dev/zero | tr '\0' 'x' | sed 's/x/\\frac{/g' > build/fuzz/large/frac
+  build/fuzz/verify_fuzz -timeout=5 -rss_limit_mb=2048 build/fuzz/large/*
+  build/fuzz/verify_fuzz build/fuzz/corpus -max_total_time=60 -max_len=65536 -timeout=5 -rss_limit_mb=2048 \
+    -artifact_prefix=build/fuzz/
+else
+  step "libFuzzer: clang++ not found: skipping the fuzzing of the answer checker"
+fi
 step "all test stages passed"

@@ -48,8 +48,8 @@ struct processor_config {
   int top_k;
 };
 
-/// (value desc, id asc): the total order that defines "the k most probable" with ties to the
-/// lower token id.
+/// (value desc, id asc): the total order that defines "the most probable" with ties to the lower
+/// token id (on log-probabilities for top-k, on probabilities for top-p).
 XPLOR_HD inline bool before(const float* v, std::int32_t a, std::int32_t b) {
   return v[a] > v[b] || (v[a] == v[b] && a < b);
 }
@@ -81,12 +81,26 @@ XPLOR_HD inline float kept_logsumexp(const float* x, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
   if (m == neg_inf) return neg_inf;
   const float s = xplor::detail::pairwise_sum(
-      n, [x, m](std::int64_t i) { return x[i] == neg_inf ? 0.0f : std::exp(x[i] - m); });
+      n, [x, m](std::int64_t i) { return x[i] == neg_inf ? 0.0f : exp_fast(x[i] - m); });
   return m + std::log(s);
 }
 XPLOR_HD inline void renormalize(float* x, std::int64_t n) {
   const float lse = kept_logsumexp(x, n);
   for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] == neg_inf ? neg_inf : x[i] - lse;
+}
+
+/// Probabilities p[V] -> log-probabilities of the tokens up to `boundary` in (p desc, id asc),
+/// renormalised; the rest -inf (boundary -1: rounding left the total below top_p, keep all).
+XPLOR_HD inline void keep_prefix(float* p, std::int64_t V, std::int32_t boundary) {
+  const float bv = boundary >= 0 ? p[boundary] : 0.0f;
+  double total = 0.0;
+  for (std::int64_t v = 0; v < V; ++v) {
+    const bool keep = p[v] > 0.0f && (boundary < 0 || p[v] > bv || (p[v] == bv && v <= boundary));
+    if (!keep) p[v] = 0.0f;
+    total += p[v];
+  }
+  const auto log_total = static_cast<float>(std::log(total));
+  for (std::int64_t v = 0; v < V; ++v) p[v] = p[v] > 0.0f ? std::log(p[v]) - log_total : neg_inf;
 }
 
 /// One row: raw logits (stride) -> processed log-probabilities out[V] (removed tokens -inf).
@@ -126,60 +140,68 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
   }
 
   if (c.top_p < 1.0f) {
-    // The smallest prefix of (value desc, id asc) whose probability reaches top_p: a quickselect
-    // on mass. Sums in double, as the sorted reference's cumulative sum.
+    // The smallest prefix of (probability desc, id asc) whose mass reaches top_p: a quickselect
+    // on mass over the probabilities (computed once, in place), sums in double as the sorted
+    // reference's cumulative sum.
+    // Tokens with p <= (1 - top_p) / V hold at most 1 - top_p in total, so the tokens above that
+    // level reach top_p by themselves and the boundary is among them: only they are selected
+    // over (unless rounding left them short, then all are).
+    const float floor_p = (1.0f - c.top_p) / static_cast<float>(V);
     std::int64_t n = 0;
-    for (std::int64_t v = 0; v < V; ++v)
-      if (out[v] != neg_inf) idx[n++] = static_cast<std::int32_t>(v);
+    double candidate_mass = 0.0;
+    for (std::int64_t v = 0; v < V; ++v) {
+      out[v] = out[v] == neg_inf ? 0.0f : exp_fast(out[v]);
+      if (out[v] > floor_p) {
+        idx[n++] = static_cast<std::int32_t>(v);
+        candidate_mass += out[v];
+      }
+    }
+    if (candidate_mass < c.top_p) {
+      n = 0;
+      for (std::int64_t v = 0; v < V; ++v)
+        if (out[v] > 0.0f) idx[n++] = static_cast<std::int32_t>(v);
+    }
     double taken = 0.0;  // mass of the tokens known to be in the prefix
     std::int64_t lo = 0, hi = n;
     std::int32_t boundary = -1;
     while (lo < hi) {
       const std::int64_t p = partition(out, idx, lo, hi);
       double before_mass = 0.0;
-      for (std::int64_t i = lo; i < p; ++i) before_mass += std::exp(double(out[idx[i]]));
-      const double pivot_mass = std::exp(double(out[idx[p]]));
+      for (std::int64_t i = lo; i < p; ++i) before_mass += out[idx[i]];
       if (taken + before_mass >= c.top_p) {
         hi = p;  // the boundary is among the tokens before the pivot
-      } else if (taken + before_mass + pivot_mass >= c.top_p) {
+      } else if (taken + before_mass + out[idx[p]] >= c.top_p) {
         boundary = idx[p];
         break;
       } else {
-        taken += before_mass + pivot_mass;
+        taken += before_mass + out[idx[p]];
         lo = p + 1;
       }
     }
-    if (boundary >= 0) {  // else rounding left the total below top_p: keep everything
-      const float bv = out[boundary];
-      for (std::int64_t v = 0; v < V; ++v)
-        if (!(out[v] > bv || (out[v] == bv && v <= boundary))) out[v] = neg_inf;
-      renormalize(out, V);
-    }
+    keep_prefix(out, V, boundary);
   }
 
   if (c.min_p > 0.0f) {
     float mx = neg_inf;
     for (std::int64_t v = 0; v < V; ++v) mx = out[v] > mx ? out[v] : mx;
-    const float threshold = c.min_p * std::exp(mx);
+    const float threshold = c.min_p * exp_fast(mx);
     for (std::int64_t v = 0; v < V; ++v)
-      if (out[v] != neg_inf && std::exp(out[v]) < threshold) out[v] = neg_inf;
+      if (out[v] != neg_inf && exp_fast(out[v]) < threshold) out[v] = neg_inf;
     renormalize(out, V);
   }
 }
 
-/// Inverse-CDF draw from log-probabilities with one uniform u in [0, 1): running sum in double,
-/// token-id order, so every backend picks the same token.
+/// Inverse-CDF draw from normalised log-probabilities with one uniform u in [0, 1): the first
+/// token whose running probability (double, token-id order) exceeds u, so every backend picks the
+/// same token; if rounding leaves the total just under u, the last kept token.
 XPLOR_HD inline std::int32_t draw_row(const float* logp, std::int64_t V, double u) {
-  double total = 0.0;
-  for (std::int64_t v = 0; v < V; ++v) total += logp[v] == neg_inf ? 0.0 : std::exp(double(logp[v]));
-  const double target = u * total;
   double running = 0.0;
   std::int32_t last = -1;
   for (std::int64_t v = 0; v < V; ++v) {
     if (logp[v] == neg_inf) continue;
-    running += std::exp(double(logp[v]));
+    running += exp_fast(logp[v]);
     last = static_cast<std::int32_t>(v);
-    if (running > target) return last;
+    if (running > u) return last;
   }
   return last;
 }
@@ -274,7 +296,7 @@ struct sample_row_op {
     if (entropies != nullptr) {
       // H = -sum p log p over the kept tokens.
       const float h = xplor::detail::pairwise_sum(
-          V, [p](std::int64_t v) { return p[v] == neg_inf ? 0.0f : -std::exp(p[v]) * p[v]; });
+          V, [p](std::int64_t v) { return p[v] == neg_inf ? 0.0f : -exp_fast(p[v]) * p[v]; });
       entropies[r] = h;
     }
   }
@@ -349,24 +371,23 @@ inline void process_logits_sorted(std::span<const float> logits, const sampling_
     kernels::renormalize(out.data(), V);
   }
   if (config.top_p < 1.0f) {
+    for (auto& x : out) x = x == kernels::neg_inf ? 0.0f : exp_fast(x);  // probabilities
     sorted();
     double cum = 0.0;
-    std::int64_t keep = V;
-    for (std::int64_t i = 0; i < V; ++i) {
-      if (out[order[i]] == kernels::neg_inf) break;
-      cum += std::exp(double(out[order[i]]));
+    std::int32_t boundary = -1;
+    for (std::int64_t i = 0; i < V && out[order[i]] > 0.0f; ++i) {
+      cum += out[order[i]];
       if (cum >= config.top_p) {
-        keep = i + 1;
+        boundary = order[i];
         break;
       }
     }
-    for (std::int64_t i = keep; i < V; ++i) out[order[i]] = kernels::neg_inf;
-    kernels::renormalize(out.data(), V);
+    kernels::keep_prefix(out.data(), V, boundary);
   }
   if (config.min_p > 0.0f) {
     const float mx = *std::max_element(out.begin(), out.end());
     for (auto& x : out)
-      if (x != kernels::neg_inf && std::exp(x) < config.min_p * std::exp(mx)) x = kernels::neg_inf;
+      if (x != kernels::neg_inf && exp_fast(x) < config.min_p * exp_fast(mx)) x = kernels::neg_inf;
     kernels::renormalize(out.data(), V);
   }
 }
