@@ -40,8 +40,8 @@ void run_sample_rows(benchmark::State& state, const sampling_params& p) {
   std::vector<std::int32_t> tokens(kRows);
   std::vector<float> lp(kRows);
   for (auto _ : state) {
-    sample_rows(xplor::cpu_t{1}, xplor::as_view2d(std::as_const(d.logits), kRows, kVocab), p, {1, d.streams, d.draws},
-                {tokens, lp, {}});
+    sample_rows(xplor::cpu_t{1}, xplor::as_view2d(std::as_const(d.logits), kRows, kVocab), p,
+                {1, d.streams, d.draws}, {tokens, lp, {}});
     benchmark::DoNotOptimize(tokens.data());
   }
   state.SetItemsProcessed(state.iterations() * kRows);
@@ -121,8 +121,9 @@ void rollouts(benchmark::State& state) {
   std::int64_t tokens = 0, peak = 0;
   for (auto _ : state) {
     metered_decoder dec(model);
-    const auto batch = generate(dec, std::span<const std::vector<std::int32_t>>(prompts), std::span<const int>(counts),
-                                p, 7, {.chunk_size = 64, .share_prefix = share});
+    const auto batch =
+        generate(dec, std::span<const std::vector<std::int32_t>>(prompts), std::span<const int>(counts), p, 7,
+                 {.chunk_size = 64, .share_prefix = share});
     tokens += static_cast<std::int64_t>(batch.tokens.size());
     peak = dec.peak;
   }
@@ -134,10 +135,22 @@ void rollouts(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(top_p_full_sort)->Name("top_p0.9_512x50257/full_sort")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(top_p_quickselect)->Name("top_p0.9_512x50257/quickselect")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(one_read_of_the_rows)->Name("temperature_512x50257/one_read")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(temperature_only)->Name("temperature_512x50257/sample")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(top_p_full_sort)
+    ->Name("top_p0.9_512x50257/full_sort")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(top_p_quickselect)
+    ->Name("top_p0.9_512x50257/quickselect")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(one_read_of_the_rows)
+    ->Name("temperature_512x50257/one_read")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(temperature_only)
+    ->Name("temperature_512x50257/sample")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(rollouts)
     ->Name("rollouts_8_prompts")
     ->ArgsProduct({{16, 128, 512}, {0, 1}})
