@@ -104,7 +104,8 @@ struct group_kernel {
     for (std::int64_t i = b; i < e; ++i) {
       double a = rewards[i] - mean;
       if (kind == estimator::rloo && n > 1) a *= double(n) / double(n - 1);  // r_i - mean of the others
-      if (kind == estimator::grpo && scale == scale_rewards::group) a /= sd + eps;
+      // A constant group with eps = 0 is 0 / 0: TRL's nan_to_num makes it 0.
+      if (kind == estimator::grpo && scale == scale_rewards::group) a = sd + eps > 0.0 ? a / (sd + eps) : 0.0;
       out[i] = static_cast<float>(a);
     }
   }
@@ -147,7 +148,9 @@ struct copy_normalize {
   float* out;
   double mean, sd;
   float eps;
-  XPLOR_HD void operator()(std::int64_t i) const { out[i] = static_cast<float>((in[i] - mean) / (sd + eps)); }
+  XPLOR_HD void operator()(std::int64_t i) const {
+    out[i] = sd + eps > 0.0 ? static_cast<float>((in[i] - mean) / (sd + eps)) : 0.0f;  // 0 / 0 -> 0
+  }
 };
 /// out[i] = (out[i] - shift) / (scale + eps)
 struct affine_normalize {
@@ -155,7 +158,7 @@ struct affine_normalize {
   double shift, scale;
   float eps;
   XPLOR_HD void operator()(std::int64_t i) const {
-    out[i] = static_cast<float>((out[i] - shift) / (scale + eps));
+    out[i] = scale + eps > 0.0 ? static_cast<float>((out[i] - shift) / (scale + eps)) : 0.0f;  // 0 / 0 -> 0
   }
 };
 
