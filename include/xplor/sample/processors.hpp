@@ -75,6 +75,12 @@ XPLOR_HD inline std::int64_t partition(const float* v, std::int32_t* idx, std::i
   return store;
 }
 
+XPLOR_HD inline float row_max(const float* x, std::int64_t n) {
+  float m = neg_inf;
+  for (std::int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
 /// log-sum-exp over the finite entries of a row (the kept tokens).
 XPLOR_HD inline float kept_logsumexp(const float* x, std::int64_t n) {
   float m = neg_inf;
@@ -89,8 +95,9 @@ XPLOR_HD inline void renormalize(float* x, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] == neg_inf ? neg_inf : x[i] - lse;
 }
 
-/// Probabilities p[V] -> log-probabilities of the tokens up to `boundary` in (p desc, id asc),
-/// renormalised; the rest -inf (boundary -1: rounding left the total below top_p, keep all).
+/// Weights p[V] (probabilities up to a constant) -> log-probabilities of the tokens up to
+/// `boundary` in (p desc, id asc), normalised over them; the rest -inf (boundary -1: rounding
+/// left the total below top_p, keep all).
 XPLOR_HD inline void keep_prefix(float* p, std::int64_t V, std::int32_t boundary) {
   const float bv = boundary >= 0 ? p[boundary] : 0.0f;
   double total = 0.0;
@@ -118,7 +125,10 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
       out[context[i]] = z > 0.0f ? z / c.repetition_penalty : z * c.repetition_penalty;
     }
   for (std::int64_t v = 0; v < V; ++v) out[v] /= c.temperature;
-  renormalize(out, V);
+  // From here `out` holds log-weights: the log-probabilities up to one constant per row. Top-k and
+  // min-p only compare tokens, so renormalising after each step (decisions.md) changes nothing
+  // they decide; top-p normalises its masses itself, and the row is renormalised once at the end.
+  bool normalized = false;
 
   if (c.top_k > 0 && c.top_k < V) {
     for (std::int64_t v = 0; v < V; ++v) idx[v] = static_cast<std::int32_t>(v);
@@ -136,27 +146,31 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
     const float bv = out[boundary];
     for (std::int64_t v = 0; v < V; ++v)
       if (!(out[v] > bv || (out[v] == bv && v <= boundary))) out[v] = neg_inf;
-    renormalize(out, V);
   }
 
   if (c.top_p < 1.0f) {
-    // The smallest prefix of (probability desc, id asc) whose mass reaches top_p: a quickselect
-    // on mass over the probabilities (computed once, in place), sums in double as the sorted
-    // reference's cumulative sum.
-    // Tokens with p <= (1 - top_p) / V hold at most 1 - top_p in total, so the tokens above that
-    // level reach top_p by themselves and the boundary is among them: only they are selected
-    // over (unless rounding left them short, then all are).
-    const float floor_p = (1.0f - c.top_p) / static_cast<float>(V);
+    // The smallest prefix of (probability desc, id asc) whose mass reaches top_p: weights
+    // w = exp(out - max) in place, their total in token order, then a quickselect on mass (sums in
+    // double, as the sorted reference's cumulative sum).
+    double total = 0.0;
+    const float mx = row_max(out, V);
+    for (std::int64_t v = 0; v < V; ++v) {
+      out[v] = out[v] == neg_inf ? 0.0f : exp_fast(out[v] - mx);
+      total += out[v];
+    }
+    const double target = double(c.top_p) * total;
+    // Tokens with w <= (1 - top_p) total / V hold at most (1 - top_p) total, so the tokens above
+    // that level reach the target by themselves and the boundary is among them: only they are
+    // selected over (unless rounding left them short, then all are).
+    const auto floor_w = static_cast<float>((1.0 - double(c.top_p)) * total / double(V));
     std::int64_t n = 0;
     double candidate_mass = 0.0;
-    for (std::int64_t v = 0; v < V; ++v) {
-      out[v] = out[v] == neg_inf ? 0.0f : exp_fast(out[v]);
-      if (out[v] > floor_p) {
+    for (std::int64_t v = 0; v < V; ++v)
+      if (out[v] > floor_w) {
         idx[n++] = static_cast<std::int32_t>(v);
         candidate_mass += out[v];
       }
-    }
-    if (candidate_mass < c.top_p) {
+    if (candidate_mass < target) {
       n = 0;
       for (std::int64_t v = 0; v < V; ++v)
         if (out[v] > 0.0f) idx[n++] = static_cast<std::int32_t>(v);
@@ -168,9 +182,9 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
       const std::int64_t p = partition(out, idx, lo, hi);
       double before_mass = 0.0;
       for (std::int64_t i = lo; i < p; ++i) before_mass += out[idx[i]];
-      if (taken + before_mass >= c.top_p) {
+      if (taken + before_mass >= target) {
         hi = p;  // the boundary is among the tokens before the pivot
-      } else if (taken + before_mass + out[idx[p]] >= c.top_p) {
+      } else if (taken + before_mass + out[idx[p]] >= target) {
         boundary = idx[p];
         break;
       } else {
@@ -179,16 +193,17 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
       }
     }
     keep_prefix(out, V, boundary);
+    normalized = true;
   }
 
   if (c.min_p > 0.0f) {
-    float mx = neg_inf;
-    for (std::int64_t v = 0; v < V; ++v) mx = out[v] > mx ? out[v] : mx;
-    const float threshold = c.min_p * exp_fast(mx);
+    // p_v >= min_p * max p  <=>  exp(out_v - max out) >= min_p.
+    const float mx = row_max(out, V);
     for (std::int64_t v = 0; v < V; ++v)
-      if (out[v] != neg_inf && exp_fast(out[v]) < threshold) out[v] = neg_inf;
-    renormalize(out, V);
+      if (out[v] != neg_inf && exp_fast(out[v] - mx) < c.min_p) out[v] = neg_inf;
+    normalized = false;
   }
+  if (!normalized) renormalize(out, V);
 }
 
 /// Inverse-CDF draw from normalised log-probabilities with one uniform u in [0, 1): the first
@@ -358,7 +373,7 @@ inline void process_logits_sorted(std::span<const float> logits, const sampling_
     out[t] = z > 0.0f ? z / config.repetition_penalty : z * config.repetition_penalty;
   }
   for (auto& x : out) x /= config.temperature;
-  kernels::renormalize(out.data(), V);
+  bool normalized = false;
   std::vector<std::int32_t> order(logits.size());
   auto sorted = [&] {
     for (std::int64_t v = 0; v < V; ++v) order[v] = static_cast<std::int32_t>(v);
@@ -368,28 +383,34 @@ inline void process_logits_sorted(std::span<const float> logits, const sampling_
   if (config.top_k > 0 && config.top_k < V) {
     sorted();
     for (std::int64_t i = config.top_k; i < V; ++i) out[order[i]] = kernels::neg_inf;
-    kernels::renormalize(out.data(), V);
   }
   if (config.top_p < 1.0f) {
-    for (auto& x : out) x = x == kernels::neg_inf ? 0.0f : exp_fast(x);  // probabilities
+    const float mx = kernels::row_max(out.data(), V);
+    double total = 0.0;
+    for (auto& x : out) {
+      x = x == kernels::neg_inf ? 0.0f : exp_fast(x - mx);  // weights
+      total += x;
+    }
     sorted();
     double cum = 0.0;
     std::int32_t boundary = -1;
     for (std::int64_t i = 0; i < V && out[order[i]] > 0.0f; ++i) {
       cum += out[order[i]];
-      if (cum >= config.top_p) {
+      if (cum >= double(config.top_p) * total) {
         boundary = order[i];
         break;
       }
     }
     kernels::keep_prefix(out.data(), V, boundary);
+    normalized = true;
   }
   if (config.min_p > 0.0f) {
-    const float mx = *std::max_element(out.begin(), out.end());
+    const float mx = kernels::row_max(out.data(), V);
     for (auto& x : out)
-      if (x != kernels::neg_inf && exp_fast(x) < config.min_p * exp_fast(mx)) x = kernels::neg_inf;
-    kernels::renormalize(out.data(), V);
+      if (x != kernels::neg_inf && exp_fast(x - mx) < config.min_p) x = kernels::neg_inf;
+    normalized = false;
   }
+  if (!normalized) kernels::renormalize(out.data(), V);
 }
 }  // namespace reference
 
