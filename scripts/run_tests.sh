@@ -57,4 +57,9 @@ if [ -n "$fuzz_cxx" ]; then
 else
   step "libFuzzer: clang++ not found: skipping the fuzzing of the answer checker"
 fi
+step "ThreadSanitizer: vector_env worker pool (xplor_env_core_tests [threads])"
+cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
+      -DXPLOR_BUILD_EXAMPLES=OFF -DXPLOR_BUILD_BENCHMARKS=OFF --log-level=WARNING
+cmake --build build/tsan -j "$jobs" --target xplor_env_core_tests
+TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/xplor_env_core_tests "[threads]"
 step "all test stages passed"

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -63,12 +64,16 @@ class thread_pool {
   thread_pool& operator=(const thread_pool&) = delete;
 
   /// Runs f(i) for i in [0, n) on the pool and the calling thread; rethrows the first exception.
+  /// Threads take chunks of consecutive indices from an atomic counter (about 8 chunks per
+  /// thread), so that cheap items do not serialise on the mutex.
   void parallel_for(std::int64_t n, const std::function<void(std::int64_t)>& f) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &f;
-      next_ = 0;
+      next_.store(0, std::memory_order_relaxed);
+      failed_.store(false, std::memory_order_relaxed);
       total_ = n;
+      chunk_ = std::max<std::int64_t>(1, n / (8 * static_cast<std::int64_t>(workers_.size() + 1)));
       pending_ = static_cast<int>(workers_.size());
       error_ = nullptr;
       ++generation_;
@@ -82,21 +87,21 @@ class thread_pool {
   }
 
  private:
+  // Reads job_, total_ and chunk_ without the lock: they were written under it before this
+  // generation started, and do not change until every thread has finished it.
   void run_items() {
+    const std::function<void(std::int64_t)>& job = *job_;
     for (;;) {
-      std::int64_t i;
-      const std::function<void(std::int64_t)>* job;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (next_ >= total_ || error_) return;
-        i = next_++;
-        job = job_;
-      }
+      if (failed_.load(std::memory_order_relaxed)) return;
+      const std::int64_t begin = next_.fetch_add(chunk_, std::memory_order_relaxed);
+      if (begin >= total_) return;
+      const std::int64_t end = std::min(begin + chunk_, total_);
       try {
-        (*job)(i);
+        for (std::int64_t i = begin; i < end; ++i) job(i);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!error_) error_ = std::current_exception();
+        failed_.store(true, std::memory_order_relaxed);
       }
     }
   }
@@ -122,7 +127,9 @@ class thread_pool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(std::int64_t)>* job_ = nullptr;
-  std::int64_t next_ = 0, total_ = 0;
+  std::atomic<std::int64_t> next_{0};
+  std::atomic<bool> failed_{false};
+  std::int64_t total_ = 0, chunk_ = 1;
   int pending_ = 0;
   std::uint64_t generation_ = 0;
   bool stop_ = false;
