@@ -77,7 +77,7 @@ inline arithmetic_options arithmetic_spec(std::string_view spec, std::string_vie
   return o;
 }
 
-class arithmetic final : public environment {
+class arithmetic final : public single_turn_task {
  public:
   static constexpr std::uint64_t stream = 0x417269746844ull;  // "AritH"
   static constexpr std::string_view id_prefix = "math:Arithmetic-v0";
@@ -135,30 +135,13 @@ class arithmetic final : public environment {
         break;
       }
     }
-    started_ = true;
-    done_ = false;
+    begin_episode();
     std::string obs = "Compute the exact value of ";
     obs += expression_;
     obs +=
         ". Standard precedence applies: * and / before + and -, left to right. Give the result as an integer "
         "or a fraction a/b, inside \\boxed{}, e.g. \\boxed{-7} or \\boxed{3/4}.";
     return {std::move(obs), info()};
-  }
-
-  step_result step(std::string_view action) override {
-    constexpr const char* fn = "xplor::env::arithmetic::step";
-    xplor::detail::require(started_, fn, "step called before reset");
-    xplor::detail::require(!done_, fn, "step called after the episode ended; call reset");
-    done_ = true;
-    info_map inf = info();
-    const std::optional<std::string> boxed = reward::extract_boxed(action);
-    bool correct = false;
-    if (boxed) {
-      inf["extracted"] = *boxed;
-      correct = reward::answers_equivalent(*boxed, answer_);
-    }
-    return task_detail::single_turn_result(correct, correct ? options_.correct_reward : options_.wrong_reward,
-                                           std::move(inf));
   }
 
   std::unique_ptr<environment> clone() const override { return std::make_unique<arithmetic>(*this); }
@@ -170,14 +153,18 @@ class arithmetic final : public environment {
   const std::string& answer() const { return answer_; }
 
  private:
+  std::string grade(std::string_view boxed) const override {
+    return reward::answers_equivalent(boxed, answer_) ? "" : "not equivalent to the answer";
+  }
+  float correct_reward() const override { return options_.correct_reward; }
+  float wrong_reward() const override { return options_.wrong_reward; }
+  info_map episode_info() const override { return info(); }
   info_map info() const { return {{"answer", answer_}, {"expression", expression_}}; }
 
   arithmetic_options options_;
   std::string id_;
   std::string expression_;
   std::string answer_;
-  bool started_ = false;
-  bool done_ = false;
 };
 
 static_assert(environment_like<arithmetic>);

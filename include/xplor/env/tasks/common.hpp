@@ -14,6 +14,7 @@
 #include "xplor/core/error.hpp"
 #include "xplor/core/random.hpp"
 #include "xplor/env/env.hpp"
+#include "xplor/reward/verify.hpp"
 
 namespace xplor::env {
 
@@ -110,5 +111,46 @@ inline step_result single_turn_result(bool correct, float reward, info_map info)
 }
 
 }  // namespace task_detail
+
+/// A single-turn verifiable task: reset() poses a problem (derived classes call begin_episode()),
+/// step() grades the content of the response's last \boxed{} once and ends the episode
+/// (terminated) with correct_reward or wrong_reward; info holds episode_info(), "extracted" and,
+/// when wrong, "error".
+class single_turn_task : public environment {
+ public:
+  step_result step(std::string_view action) final {
+    const std::string fn = "xplor::env::" + id() + "::step";
+    detail::require(started_, fn, "step called before reset");
+    detail::require(!done_, fn, "step called after the episode ended; call reset");
+    done_ = true;
+    info_map inf = episode_info();
+    const std::optional<std::string> boxed = reward::extract_boxed(action);
+    std::string why = missing_answer_text();
+    if (boxed) {
+      inf["extracted"] = *boxed;
+      why = grade(*boxed);
+    }
+    const bool correct = why.empty();
+    if (!correct) inf["error"] = why;
+    return task_detail::single_turn_result(correct, correct ? correct_reward() : wrong_reward(),
+                                           std::move(inf));
+  }
+
+ protected:
+  void begin_episode() {
+    started_ = true;
+    done_ = false;
+  }
+  /// "" when `boxed` answers the current problem, else why not.
+  virtual std::string grade(std::string_view boxed) const = 0;
+  virtual info_map episode_info() const = 0;
+  virtual float correct_reward() const = 0;
+  virtual float wrong_reward() const = 0;
+  virtual std::string missing_answer_text() const { return "no \\boxed{} answer in the response"; }
+
+ private:
+  bool started_ = false;
+  bool done_ = false;
+};
 
 }  // namespace xplor::env

@@ -136,7 +136,7 @@ inline std::string countdown_check(std::string_view expr, const std::vector<std:
   return {};
 }
 
-class countdown final : public environment {
+class countdown final : public single_turn_task {
  public:
   static constexpr std::uint64_t stream = 0x436f756e74ull;  // "Count"
   static constexpr std::string_view id_prefix = "math:Countdown-v0";
@@ -222,8 +222,7 @@ class countdown final : public environment {
         solution_ += std::to_string(x);
       }
     }
-    started_ = true;
-    done_ = false;
+    begin_episode();
     std::string obs = "Using the numbers ";
     obs += numbers_text(", ");
     obs +=
@@ -233,24 +232,6 @@ class countdown final : public environment {
     obs += std::to_string(target_);
     obs += ". Put only the expression inside \\boxed{}, e.g. \\boxed{(1 + 2) * 3}.";
     return {std::move(obs), info()};
-  }
-
-  step_result step(std::string_view action) override {
-    constexpr const char* fn = "xplor::env::countdown::step";
-    xplor::detail::require(started_, fn, "step called before reset");
-    xplor::detail::require(!done_, fn, "step called after the episode ended; call reset");
-    done_ = true;
-    info_map inf = info();
-    const std::optional<std::string> boxed = reward::extract_boxed(action);
-    std::string why = "no \\boxed{} expression in the response";
-    if (boxed) {
-      inf["extracted"] = *boxed;
-      why = countdown_check(*boxed, numbers_, target_);
-    }
-    const bool correct = why.empty();
-    if (!correct) inf["error"] = why;
-    return task_detail::single_turn_result(correct, correct ? options_.correct_reward : options_.wrong_reward,
-                                           std::move(inf));
   }
 
   std::unique_ptr<environment> clone() const override { return std::make_unique<countdown>(*this); }
@@ -263,6 +244,13 @@ class countdown final : public environment {
   const std::string& solution() const { return solution_; }
 
  private:
+  std::string grade(std::string_view boxed) const override {
+    return countdown_check(boxed, numbers_, target_);
+  }
+  std::string missing_answer_text() const override { return "no \\boxed{} expression in the response"; }
+  float correct_reward() const override { return options_.correct_reward; }
+  float wrong_reward() const override { return options_.wrong_reward; }
+  info_map episode_info() const override { return info(); }
   std::string numbers_text(std::string_view sep) const {
     std::string s;
     for (std::size_t i = 0; i < numbers_.size(); ++i) {
@@ -280,8 +268,6 @@ class countdown final : public environment {
   std::vector<std::int64_t> numbers_;
   std::int64_t target_ = 0;
   std::string solution_;
-  bool started_ = false;
-  bool done_ = false;
 };
 
 static_assert(environment_like<countdown>);

@@ -65,7 +65,7 @@ inline string_task_options string_task_spec(string_op op, std::string_view spec,
   return o;
 }
 
-class string_task final : public environment {
+class string_task final : public single_turn_task {
  public:
   static constexpr std::uint64_t stream = 0x537472696e67ull;  // "String"; + 1 for sort
   static constexpr std::string_view reverse_prefix = "text:Reverse-v0";
@@ -103,8 +103,7 @@ class string_task final : public environment {
     } else {
       std::sort(answer_.begin(), answer_.end());
     }
-    started_ = true;
-    done_ = false;
+    begin_episode();
     std::string obs =
         options_.op == string_op::reverse ? "Reverse the string \"" : "Sort the letters of the string \"";
     obs += string_;
@@ -112,22 +111,6 @@ class string_task final : public environment {
                                              : "\" in alphabetical order (keep repeated letters). ";
     obs += "Put only the resulting string inside \\boxed{}, e.g. \\boxed{abc}.";
     return {std::move(obs), info()};
-  }
-
-  step_result step(std::string_view action) override {
-    constexpr const char* fn = "xplor::env::string_task::step";
-    xplor::detail::require(started_, fn, "step called before reset");
-    xplor::detail::require(!done_, fn, "step called after the episode ended; call reset");
-    done_ = true;
-    info_map inf = info();
-    const std::optional<std::string> boxed = reward::extract_boxed(action);
-    bool correct = false;
-    if (boxed) {
-      inf["extracted"] = *boxed;
-      correct = reward::detail::trim(*boxed) == answer_;
-    }
-    return task_detail::single_turn_result(correct, correct ? options_.correct_reward : options_.wrong_reward,
-                                           std::move(inf));
   }
 
   std::unique_ptr<environment> clone() const override { return std::make_unique<string_task>(*this); }
@@ -139,14 +122,18 @@ class string_task final : public environment {
   const std::string& answer() const { return answer_; }
 
  private:
+  std::string grade(std::string_view boxed) const override {
+    return reward::detail::trim(boxed) == answer_ ? "" : "not the expected string";
+  }
+  float correct_reward() const override { return options_.correct_reward; }
+  float wrong_reward() const override { return options_.wrong_reward; }
+  info_map episode_info() const override { return info(); }
   info_map info() const { return {{"string", string_}, {"answer", answer_}}; }
 
   string_task_options options_;
   std::string id_;
   std::string string_;
   std::string answer_;
-  bool started_ = false;
-  bool done_ = false;
 };
 
 static_assert(environment_like<string_task>);
