@@ -1,7 +1,9 @@
 #include "xplor/core/numerics.hpp"
 
+#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -131,3 +133,23 @@ TEST_CASE("exp_fast is within 2 ulp of std::exp on its range", "[numerics][prope
   CHECK(xplor::exp_fast(-200.0f) > 0.0f);  // saturates at exp(-87.3) instead of underflowing
   CHECK(std::isfinite(xplor::exp_fast(200.0f)));
 }
+
+#if XPLOR_HOST_SIMD
+TEST_CASE("host SIMD exp_fast equals the scalar exp_fast bit for bit", "[numerics][simd]") {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> ud(-120.0f, 120.0f);
+  std::vector<float> x(4096);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    x[i] =
+        i < 8 ? std::array<float, 8>{0.0f, -0.0f, -87.3f, 88.3f, -1e30f, 1e30f, 1e-30f, -1e-30f}[i] : ud(rng);
+  auto same_bits = [](float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+  bool all4 = true;
+  for (std::size_t i = 0; i < x.size(); i += 4) {
+    xplor::simd::f4 v;
+    xplor::simd::load(v, x.data() + i);
+    xplor::simd::exp_fast(v);
+    for (int j = 0; j < 4; ++j) all4 = all4 && same_bits(v[j], xplor::exp_fast(x[i + j]));
+  }
+  CHECK(all4);
+}
+#endif

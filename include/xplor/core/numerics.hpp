@@ -20,9 +20,11 @@ namespace detail {
 
 /// Pairwise (cascade) summation of value(0) + ... + value(n-1) in fp32: blocks of 32 summed in 8
 /// interleaved lanes, block sums merged like a binary counter, so the rounding error grows with
-/// log2(n) instead of n. Iterative, so it runs unchanged in device code.
-template <class F>
-XPLOR_HD float pairwise_sum(std::int64_t n, F value) {
+/// log2(n) instead of n. Iterative, so it runs unchanged in device code. `block_sum(lo)` returns
+/// the sum of the full block [lo, lo + 32) with exactly the arithmetic of pairwise_sum (8 lanes,
+/// then the lanes pairwise): scalar_block below, or an explicit-SIMD version of it on the host.
+template <class F, class B>
+XPLOR_HD float pairwise_sum_blocks(std::int64_t n, F value, B block_sum) {
   constexpr std::int64_t block = 32;
   float sums[64];
   std::int64_t blocks[64];  // how many blocks each partial sum holds (a power of two)
@@ -31,11 +33,7 @@ XPLOR_HD float pairwise_sum(std::int64_t n, F value) {
     const std::int64_t hi = lo + block < n ? lo + block : n;
     float s = 0.0f;
     if (hi - lo == block) {
-      // A full block as 8 interleaved lanes (vectorisable), then the lanes pairwise.
-      float lane[8] = {};
-      for (std::int64_t k = lo; k < hi; k += 8)
-        for (int j = 0; j < 8; ++j) lane[j] += value(k + j);
-      s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+      s = block_sum(lo);
     } else {
       for (std::int64_t i = lo; i < hi; ++i) s += value(i);
     }
@@ -51,6 +49,23 @@ XPLOR_HD float pairwise_sum(std::int64_t n, F value) {
   float total = 0.0f;
   while (top > 0) total += sums[--top];  // smallest partials first
   return total;
+}
+
+/// A full block of 32 as 8 interleaved lanes, then the lanes pairwise.
+template <class F>
+struct scalar_block {
+  F value;
+  XPLOR_HD float operator()(std::int64_t lo) const {
+    float lane[8] = {};
+    for (std::int64_t k = lo; k < lo + 32; k += 8)
+      for (int j = 0; j < 8; ++j) lane[j] += value(k + j);
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  }
+};
+
+template <class F>
+XPLOR_HD float pairwise_sum(std::int64_t n, F value) {
+  return pairwise_sum_blocks(n, value, scalar_block<F>{value});
 }
 
 /// One logits row: `n` values at z[0], z[stride], ...
@@ -254,6 +269,94 @@ XPLOR_HD inline float exp_fast(float x) {
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+
+// Explicit host SIMD (GCC/Clang vector extensions, 4 floats): the same arithmetic as the scalar
+// code element by element, so results are bit-identical to it (sums keep their order unless a
+// caller says otherwise). Host only: device code (nvcc) and other compilers use the scalar code.
+#if !defined(__CUDACC__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 9))
+#define XPLOR_HOST_SIMD 1
+#define XPLOR_SIMD_INLINE __attribute__((always_inline)) inline
+namespace simd {
+typedef float f4 __attribute__((vector_size(16)));
+typedef std::int32_t i4 __attribute__((vector_size(16)));
+template <class V>
+struct lanes;
+template <>
+struct lanes<f4> {
+  using mask = i4;
+  static constexpr int n = 4;
+};
+#if defined(__x86_64__) || defined(__i386__)
+// 8 lanes for AVX2 hosts, chosen at run time (has_avx2) unless the build targets AVX2 already.
+#define XPLOR_HOST_SIMD8 1
+typedef float f8 __attribute__((vector_size(32)));
+typedef std::int32_t i8 __attribute__((vector_size(32)));
+template <>
+struct lanes<f8> {
+  using mask = i8;
+  static constexpr int n = 8;
+};
+inline bool has_avx2() {
+#if defined(__AVX2__)
+  return true;
+#else
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+#endif
+}
+#else
+#define XPLOR_HOST_SIMD8 0
+#endif
+// Vectors go by reference (no 32-byte vector is passed or returned by value, whose ABI would
+// depend on AVX being enabled where the helper is compiled).
+template <class V>
+XPLOR_SIMD_INLINE void splat(V& v, float x) {
+  for (int i = 0; i < lanes<V>::n; ++i) v[i] = x;
+}
+template <class V>
+XPLOR_SIMD_INLINE void load(V& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+}
+template <class V>
+XPLOR_SIMD_INLINE void store(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+/// Sum of the lanes as a balanced tree: (a0 + a1) + (a2 + a3), and for 8 lanes that of the
+/// halves added last (the lane order of pairwise_sum's blocks).
+XPLOR_SIMD_INLINE float reduce_add(const f4& a) { return (a[0] + a[1]) + (a[2] + a[3]); }
+#if XPLOR_HOST_SIMD8
+XPLOR_SIMD_INLINE float reduce_add(const f8& a) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+#endif
+/// x = exp_fast(x) on every lane, element by element bit-identical to the scalar exp_fast.
+template <class V>
+XPLOR_SIMD_INLINE void exp_fast(V& x) {
+  using I = typename lanes<V>::mask;
+  V lo, hi;
+  splat(lo, -87.3f);
+  splat(hi, 88.3f);
+  x = x < lo ? lo : (x > hi ? hi : x);
+  const V kf = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const V r = (x - kf * 0.693359375f) - kf * -2.12194440e-4f;
+  V p;
+  splat(p, 1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const I bits = (__builtin_convertvector(kf, I) + 127) << 23;  // 2^k
+  V scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  x = p * scale;
+}
+}  // namespace simd
+#else
+#define XPLOR_HOST_SIMD 0
+#define XPLOR_HOST_SIMD8 0
+#endif
 
 namespace detail {
 /// Non-zero when some value is NaN or +/-Inf: OR of (exponent bits all ones), a reduction the

@@ -93,11 +93,13 @@ namespace kernels {
 
 struct loss_sums {
   double loss = 0, policy = 0, kl = 0, entropy = 0, clip_low = 0, clip_high = 0, ratio = 0, active = 0;
+  double nonfinite = 0;  // sequences with a NaN or infinite input (the loss pass checks them)
 };
 struct add_loss_sums {
   XPLOR_HD loss_sums operator()(const loss_sums& a, const loss_sums& b) const {
-    return {a.loss + b.loss,         a.policy + b.policy,       a.kl + b.kl,       a.entropy + b.entropy,
-            a.clip_low + b.clip_low, a.clip_high + b.clip_high, a.ratio + b.ratio, a.active + b.active};
+    return {a.loss + b.loss,       a.policy + b.policy,     a.kl + b.kl,
+            a.entropy + b.entropy, a.clip_low + b.clip_low, a.clip_high + b.clip_high,
+            a.ratio + b.ratio,     a.active + b.active,     a.nonfinite + b.nonfinite};
   }
 };
 
@@ -110,9 +112,14 @@ struct active_count {
     if (truncated != nullptr && truncated[s]) return 0.0;
     const std::int64_t b = offsets[s], e = offsets[s + 1];
     if (mask == nullptr) return double(e - b);
-    double c = 0.0;
-    for (std::int64_t t = b; t < e; ++t) c += mask[t];
-    return c;
+    // Four running sums (independent chains), then pairwise; exact for 0/1 masks.
+    double c[4] = {};
+    std::int64_t t = b;
+    for (; t + 4 <= e; t += 4)
+      for (int j = 0; j < 4; ++j) c[j] += mask[t + j];
+    double r = (c[0] + c[1]) + (c[2] + c[3]);
+    for (; t < e; ++t) r += mask[t];
+    return r;
   }
 };
 struct plus_double {
@@ -144,6 +151,155 @@ struct sequence_loss {
   kl_estimator kl;
   float entropy_coef;
 
+#if XPLOR_HOST_SIMD
+  /// Host: the token loop of operator() 4 or 8 tokens at a time (the same per-token formulas, the
+  /// sums in lanes), specialised on what the batch holds; returns where the scalar remainder starts.
+  /// With delta off the cap never binds (rho <= exp_fast(88.3) < 3.4e38), and with the dual clip
+  /// off it never fires, so those selects are skipped: the results are the same.
+  template <class V, bool kMask, bool kSeq, bool kRef, bool kEnt>
+  XPLOR_SIMD_INLINE std::int64_t simd_tokens_as(const float* old, std::int64_t b, std::int64_t e, float keep,
+                                                float w, float seq_rho, float dl_cap, float dual, float* sums,
+                                                float& d_seq_rho, float& probe) const {
+    using f4 = V;  // 4 or 8 lanes
+    using i4 = typename simd::lanes<V>::mask;
+    constexpr int n = simd::lanes<V>::n;
+    f4 kv, w4, lo4, hi4, cap4, dual4, one, seq4;
+    simd::splat(kv, keep);
+    simd::splat(w4, w);
+    simd::splat(lo4, lo);
+    simd::splat(hi4, hi);
+    simd::splat(cap4, dl_cap);
+    simd::splat(dual4, dual);
+    simd::splat(one, 1.0f);
+    simd::splat(seq4, seq_rho);
+    const f4 zero = {};
+    const bool has_cap = delta > 0.0f, has_dual = dual_clip > 0.0f || !(hi < 1e30f);
+    f4 acc[7] = {};
+    f4 acc_d = {}, bad = {};  // bad: sum of x - x over the inputs read here (NaN iff one is not finite)
+    std::int64_t t = b;
+    for (; t + n <= e; t += n) {
+      f4 m = kv, a, lp, rho = seq4;
+      if constexpr (kMask) {
+        simd::load(m, mask + t);
+        m = kv * m;
+      }
+      simd::load(a, adv + t);
+      simd::load(lp, logp + t);
+      bad += a - a;
+      if constexpr (!kSeq) {
+        simd::load(rho, old + t);
+        rho = lp - rho;
+        simd::exp_fast(rho);
+      }
+      f4 capped = rho;
+      if (has_cap) capped = rho > cap4 ? cap4 : rho;
+      const f4 clipped = rho < lo4 ? lo4 : (rho > hi4 ? hi4 : rho);
+      const f4 u = capped * a, c = clipped * a;
+      const i4 take_u = u <= c;
+      const f4 l_clip = take_u ? -u : -c;
+      const i4 live = take_u ? (capped == rho) : (clipped == rho);
+      f4 l = l_clip, dl_drho;
+      if (has_dual) {
+        const f4 dual_l = -dual4 * a;
+        const i4 dual_active = (a < zero) & (dual_l < l_clip);
+        l = dual_active ? dual_l : l_clip;
+        dl_drho = (live & ~dual_active) ? -a : zero;
+      } else {
+        dl_drho = live ? -a : zero;
+      }
+      const f4 weight = m * w4;
+      f4 g = kSeq ? zero : weight * dl_drho * rho;
+      if constexpr (kRef) {
+        f4 x;
+        simd::load(x, ref_logp + t);
+        bad += x - x;
+        x = x - lp;
+        f4 kl_t, dkl;
+        if (kl == kl_estimator::k1) {
+          kl_t = -x;
+          dkl = one;
+        } else if (kl == kl_estimator::k2) {
+          kl_t = 0.5f * x * x;
+          dkl = -x;
+        } else {
+          f4 ex = x;
+          simd::exp_fast(ex);
+          kl_t = ex - x - 1.0f;
+          dkl = 1.0f - ex;
+        }
+        f4 h = zero;
+        if constexpr (kEnt) {
+          simd::load(h, entropies + t);
+          bad += h - h;
+        }
+        acc[0] += weight * (l + beta * kl_t - entropy_coef * h);
+        acc[2] += m * kl_t;
+        if constexpr (kEnt) acc[3] += m * h;
+        g += weight * beta * dkl;
+      } else if constexpr (kEnt) {
+        f4 h;
+        simd::load(h, entropies + t);
+        bad += h - h;
+        acc[0] += weight * (l + beta * zero - entropy_coef * h);
+        acc[3] += m * h;
+        g += zero;
+      } else {
+        g += zero;  // + weight * beta * 0: turns -0 into +0 as the scalar loop does
+      }
+      acc[1] += weight * l;
+      acc[4] += ((a < zero) & (rho < lo4)) ? m : zero;
+      acc[5] += ((a > zero) & (rho > hi4)) ? m : zero;
+      acc[6] += m * rho;
+      acc_d += weight * dl_drho;
+      simd::store(dlogp + t, g);
+    }
+    for (int k = 0; k < 7; ++k) sums[k] = simd::reduce_add(acc[k]);
+    if constexpr (!kRef && !kEnt) sums[0] = sums[1];  // l + beta * 0 - entropy_coef * 0 = l
+    d_seq_rho = simd::reduce_add(acc_d);
+    probe += simd::reduce_add(bad);
+    return t;
+  }
+  template <class V>
+  XPLOR_SIMD_INLINE std::int64_t simd_tokens_in(const float* old, std::int64_t b, std::int64_t e, float keep,
+                                                float w, float seq_rho, float dl_cap, float dual, float* sums,
+                                                float& d_seq_rho, float& probe) const {
+#define XPLOR_TOKENS_(km, ks, kr, kh) \
+  return simd_tokens_as<V, km, ks, kr, kh>(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe)
+#define XPLOR_TOKENS_MS_(km, ks)                                                        \
+  {                                                                                     \
+    if (ref_logp != nullptr && entropies != nullptr) XPLOR_TOKENS_(km, ks, true, true); \
+    if (ref_logp != nullptr) XPLOR_TOKENS_(km, ks, true, false);                        \
+    if (entropies != nullptr) XPLOR_TOKENS_(km, ks, false, true);                       \
+    XPLOR_TOKENS_(km, ks, false, false);                                                \
+  }
+    if (mask != nullptr) {
+      if (sequence_ratio) XPLOR_TOKENS_MS_(true, true)
+      XPLOR_TOKENS_MS_(true, false)
+    }
+    if (sequence_ratio) XPLOR_TOKENS_MS_(false, true)
+    XPLOR_TOKENS_MS_(false, false)
+#undef XPLOR_TOKENS_MS_
+#undef XPLOR_TOKENS_
+  }
+#if XPLOR_HOST_SIMD8
+  __attribute__((target("avx2"))) std::int64_t simd_tokens8(const float* old, std::int64_t b, std::int64_t e,
+                                                            float keep, float w, float seq_rho, float dl_cap,
+                                                            float dual, float* sums, float& d_seq_rho,
+                                                            float& probe) const {
+    return simd_tokens_in<simd::f8>(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
+  }
+#endif
+  std::int64_t simd_tokens(const float* old, std::int64_t b, std::int64_t e, float keep, float w,
+                           float seq_rho, float dl_cap, float dual, float* sums, float& d_seq_rho,
+                           float& probe) const {
+#if XPLOR_HOST_SIMD8
+    if (simd::has_avx2())
+      return simd_tokens8(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
+#endif
+    return simd_tokens_in<simd::f4>(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
+  }
+#endif
+
   XPLOR_HD void operator()(std::int64_t s) const {
     const std::int64_t b = offsets[s], e = offsets[s + 1];
     const float keep = truncated != nullptr && truncated[s] ? 0.0f : 1.0f;
@@ -152,9 +308,37 @@ struct sequence_loss {
     const float* ref_ptr = ref_logp != nullptr ? ref_logp : logp;
     auto mask_at = [&](std::int64_t t) { return keep * (mask != nullptr ? mask[t] : 1.0f); };
 
-    float active = 0.0f, log_ratio_sum = 0.0f;
-    for (std::int64_t t = b; t < e; ++t) {
+    // probe: the sum of x - x over every input value read (NaN iff one of them is NaN or
+    // infinite), so validating the inputs costs no separate pass over memory.
+    float active = 0.0f, log_ratio_sum = 0.0f, probe = 0.0f;
+    std::int64_t t0 = b;
+#if XPLOR_HOST_SIMD
+    {
+      // Host: 4 tokens at a time in 4 lanes (the per-token formulas of the scalar loops below).
+      using simd::f4;
+      f4 kv, act = {}, lrs = {}, bad = {};
+      simd::splat(kv, keep);
+      for (; t0 + 4 <= e; t0 += 4) {
+        f4 m = kv, x, y;
+        if (mask != nullptr) {
+          simd::load(m, mask + t0);
+          bad += m - m;
+          m = kv * m;
+        }
+        simd::load(x, logp + t0);
+        simd::load(y, old_ptr + t0);
+        bad += (x - x) + (y - y);
+        act += m;
+        lrs += m * (x - y);
+      }
+      active = simd::reduce_add(act);
+      log_ratio_sum = simd::reduce_add(lrs);
+      probe = simd::reduce_add(bad);
+    }
+#endif
+    for (std::int64_t t = t0; t < e; ++t) {
       const float m = mask_at(t);
+      probe += (logp[t] - logp[t]) + (old_ptr[t] - old_ptr[t]) + (mask != nullptr ? mask[t] - mask[t] : 0.0f);
       active += m;
       log_ratio_sum += m * (logp[t] - old_ptr[t]);
     }
@@ -170,9 +354,14 @@ struct sequence_loss {
     // ratios agree bit for bit.
     float sums[7] = {};  // total, policy, kl, entropy, clip_low, clip_high, ratio
     float d_seq_rho = 0.0f;
-    for (std::int64_t t = b; t < e; ++t) {
+    std::int64_t t1 = b;
+#if XPLOR_HOST_SIMD
+    t1 = simd_tokens(old_ptr, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
+#endif
+    for (std::int64_t t = t1; t < e; ++t) {
       const float m = mask_at(t);
       const float a = adv[t];
+      probe += a - a;
       const float rho = sequence_ratio ? seq_rho : exp_fast(logp[t] - old_ptr[t]);
       // Clipped surrogate l = -min(u, c), u = min(rho, delta) A, c = clip(rho, lo, hi) A.
       const float capped = rho > dl_cap ? dl_cap : rho;
@@ -187,6 +376,7 @@ struct sequence_loss {
       float kl_t = 0.0f, dkl = 0.0f;
       if (ref_logp != nullptr) {
         const float x = ref_ptr[t] - logp[t];  // log(pi_ref / pi)
+        probe += ref_ptr[t] - ref_ptr[t];
         if (kl == kl_estimator::k1) {
           kl_t = -x;
           dkl = 1.0f;
@@ -201,6 +391,7 @@ struct sequence_loss {
       }
       const float weight = m * w;
       const float h = entropies != nullptr ? entropies[t] : 0.0f;
+      probe += h - h;
       sums[0] += weight * (l + beta * kl_t - entropy_coef * h);
       sums[1] += weight * l;
       sums[2] += m * kl_t;
@@ -219,7 +410,8 @@ struct sequence_loss {
       const float g = d_seq_rho * seq_rho / denom;
       for (std::int64_t k = b; k < e; ++k) dlogp[k] += g * mask_at(k);
     }
-    out[s] = {sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], active};
+    out[s] = {
+        sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], active, probe != probe ? 1.0 : 0.0};
   }
 };
 
@@ -284,12 +476,17 @@ loss_result policy_loss(Exec exec, const policy_batch& batch, std::span<float> d
                   "loss_type dr_grpo needs max_completion_length > 0, got ", options.max_completion_length);
   detail::require(!options.num_items_in_batch || *options.num_items_in_batch > 0.0, fn,
                   "num_items_in_batch = ", options.num_items_in_batch.value_or(0.0), " must be positive");
-  check_finite(exec, batch.logp, fn, "logp");
-  check_finite(exec, batch.advantages, fn, "advantages");
-  if (!batch.old_logp.empty()) check_finite(exec, batch.old_logp, fn, "old_logp");
-  if (!batch.ref_logp.empty()) check_finite(exec, batch.ref_logp, fn, "ref_logp");
-  if (!batch.mask.empty()) check_finite(exec, batch.mask, fn, "mask");
-  if (!batch.entropies.empty()) check_finite(exec, batch.entropies, fn, "entropies");
+  // The token arrays are checked for NaN and infinities by the loss pass itself (one read of the
+  // tokens instead of two); when it finds one, check_inputs names the first bad index, in this
+  // order, and dlogp / dentropy are left unspecified.
+  auto check_inputs = [&] {
+    check_finite(exec, batch.logp, fn, "logp");
+    check_finite(exec, batch.advantages, fn, "advantages");
+    if (!batch.old_logp.empty()) check_finite(exec, batch.old_logp, fn, "old_logp");
+    if (!batch.ref_logp.empty()) check_finite(exec, batch.ref_logp, fn, "ref_logp");
+    if (!batch.mask.empty()) check_finite(exec, batch.mask, fn, "mask");
+    if (!batch.entropies.empty()) check_finite(exec, batch.entropies, fn, "entropies");
+  };
 
   const auto offsets = stage(exec, batch.sequence_offsets);
   const auto truncated = stage(exec, batch.truncated);
@@ -347,6 +544,9 @@ loss_result policy_loss(Exec exec, const policy_batch& batch, std::span<float> d
                  T / (S > 0 ? S : 1));
   const kernels::loss_sums total =
       transform_reduce(exec, S, kernels::loss_sums{}, kernels::add_loss_sums{}, kernels::read_sums{sums});
+  if (total.nonfinite != 0.0) check_inputs();
+  // ref_logp is read by the loss pass only when beta != 0.
+  if (options.beta == 0.0f && !batch.ref_logp.empty()) check_finite(exec, batch.ref_logp, fn, "ref_logp");
   loss_result r;
   r.loss = total.loss;
   r.policy_loss = total.policy;

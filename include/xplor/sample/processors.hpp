@@ -75,6 +75,39 @@ XPLOR_HD inline std::int64_t partition(const float* v, std::int32_t* idx, std::i
   return store;
 }
 
+/// partition() for the top-p search, branch-free (the comparison result moves the store index
+/// instead of a branch), that also returns the mass of the tokens placed before the pivot
+/// (`before_mass`, summed in double in the order they are visited).
+XPLOR_HD inline std::int64_t partition_mass(const float* v, std::int32_t* idx, std::int64_t lo,
+                                            std::int64_t hi, double& before_mass) {
+  const std::int64_t mid = lo + (hi - lo) / 2, last = hi - 1;
+  auto swap = [&](std::int64_t a, std::int64_t b) {
+    const std::int32_t t = idx[a];
+    idx[a] = idx[b];
+    idx[b] = t;
+  };
+  if (before(v, idx[mid], idx[lo])) swap(mid, lo);
+  if (before(v, idx[last], idx[lo])) swap(last, lo);
+  if (before(v, idx[mid], idx[last])) swap(mid, last);
+  const std::int32_t pivot = idx[last];
+  const float pv = v[pivot];
+  std::int64_t store = lo;
+  double mass = 0.0;
+  for (std::int64_t i = lo; i < last; ++i) {
+    // Lomuto without a branch: [lo, store) come before the pivot, [store, i] do not.
+    const std::int32_t x = idx[i];
+    const float w = v[x];
+    const bool first = (w > pv) | ((w == pv) & (x < pivot));
+    idx[i] = idx[store];
+    idx[store] = x;
+    store += first;
+    mass += double(w) * double(first);  // w or +0: the same sum as adding only the w before
+  }
+  swap(store, last);
+  before_mass = mass;
+  return store;
+}
+
 XPLOR_HD inline float row_max(const float* x, std::int64_t n) {
   float m = neg_inf;
   for (std::int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
@@ -93,6 +126,38 @@ XPLOR_HD inline float kept_logsumexp(const float* x, std::int64_t n) {
 XPLOR_HD inline void renormalize(float* x, std::int64_t n) {
   const float lse = kept_logsumexp(x, n);
   for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] == neg_inf ? neg_inf : x[i] - lse;
+}
+
+/// Top-p weights in place: x[v] = exp_fast(x[v] - mx) for kept tokens, 0 for removed ones; returns
+/// their total (double, token order). Shared by process_row and the sorted reference.
+XPLOR_HD inline double top_p_weights(float* x, std::int64_t V, float mx) {
+  double total = 0.0;
+  std::int64_t v = 0;
+#if XPLOR_HOST_SIMD
+  {
+    using simd::f4;
+    f4 m4, w;
+    simd::splat(m4, mx);
+    const f4 ninf = {neg_inf, neg_inf, neg_inf, neg_inf}, zero = {};
+    for (; v + 4 <= V; v += 4) {
+      simd::load(w, x + v);
+      const auto removed = w == ninf;
+      w = w - m4;
+      simd::exp_fast(w);
+      w = removed ? zero : w;
+      simd::store(x + v, w);
+      total += w[0];
+      total += w[1];
+      total += w[2];
+      total += w[3];
+    }
+  }
+#endif
+  for (; v < V; ++v) {
+    x[v] = x[v] == neg_inf ? 0.0f : exp_fast(x[v] - mx);
+    total += x[v];
+  }
+  return total;
 }
 
 /// Weights p[V] (probabilities up to a constant) -> log-probabilities of the tokens up to
@@ -152,12 +217,7 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
     // The smallest prefix of (probability desc, id asc) whose mass reaches top_p: weights
     // w = exp(out - max) in place, their total in token order, then a quickselect on mass (sums in
     // double, as the sorted reference's cumulative sum).
-    double total = 0.0;
-    const float mx = row_max(out, V);
-    for (std::int64_t v = 0; v < V; ++v) {
-      out[v] = out[v] == neg_inf ? 0.0f : exp_fast(out[v] - mx);
-      total += out[v];
-    }
+    const double total = top_p_weights(out, V, row_max(out, V));
     const double target = double(c.top_p) * total;
     // Tokens with w <= (1 - top_p) total / V hold at most (1 - top_p) total, so the tokens above
     // that level reach the target by themselves and the boundary is among them: only they are
@@ -165,11 +225,12 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
     const auto floor_w = static_cast<float>((1.0 - double(c.top_p)) * total / double(V));
     std::int64_t n = 0;
     double candidate_mass = 0.0;
-    for (std::int64_t v = 0; v < V; ++v)
-      if (out[v] > floor_w) {
-        idx[n++] = static_cast<std::int32_t>(v);
-        candidate_mass += out[v];
-      }
+    for (std::int64_t v = 0; v < V; ++v) {  // branch-free: the index is written, kept or overwritten
+      const bool candidate = out[v] > floor_w;
+      idx[n] = static_cast<std::int32_t>(v);
+      n += candidate;
+      candidate_mass += double(out[v]) * double(candidate);
+    }
     if (candidate_mass < target) {
       n = 0;
       for (std::int64_t v = 0; v < V; ++v)
@@ -179,9 +240,8 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
     std::int64_t lo = 0, hi = n;
     std::int32_t boundary = -1;
     while (lo < hi) {
-      const std::int64_t p = partition(out, idx, lo, hi);
       double before_mass = 0.0;
-      for (std::int64_t i = lo; i < p; ++i) before_mass += out[idx[i]];
+      const std::int64_t p = partition_mass(out, idx, lo, hi, before_mass);
       if (taken + before_mass >= target) {
         hi = p;  // the boundary is among the tokens before the pivot
       } else if (taken + before_mass + out[idx[p]] >= target) {
@@ -385,12 +445,7 @@ inline void process_logits_sorted(std::span<const float> logits, const sampling_
     for (std::int64_t i = config.top_k; i < V; ++i) out[order[i]] = kernels::neg_inf;
   }
   if (config.top_p < 1.0f) {
-    const float mx = kernels::row_max(out.data(), V);
-    double total = 0.0;
-    for (auto& x : out) {
-      x = x == kernels::neg_inf ? 0.0f : exp_fast(x - mx);  // weights
-      total += x;
-    }
+    const double total = kernels::top_p_weights(out.data(), V, kernels::row_max(out.data(), V));  // weights
     sorted();
     double cum = 0.0;
     std::int32_t boundary = -1;
