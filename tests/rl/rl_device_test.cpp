@@ -112,8 +112,10 @@ TEST_CASE("device: policy loss, its gradient and the logits gradient equal the C
       thrust::device_vector<float> dg(T);
       const auto rc = policy_loss(xplor::cpu, hb, std::span(g), o);
       const auto rd = policy_loss(xplor::device, db, xplor::as_span(dg), o);
-      CHECK(rd.loss == Approx(rc.loss).epsilon(1e-9));
-      CHECK(rd.kl == Approx(rc.kl).epsilon(1e-9));
+      // Per-token math is float: under nvcc the device contracts to FMAs, so the totals agree to
+      // float precision, not to the last bit (the OMP device path matches far more closely).
+      CHECK(rd.loss == Approx(rc.loss).epsilon(1e-5));
+      CHECK(rd.kl == Approx(rc.kl).epsilon(1e-5));
       CHECK(rd.clip_high_fraction == rc.clip_high_fraction);
       const auto hg = host(dg);
       for (std::int64_t t = 0; t < T; ++t) REQUIRE(hg[t] == Approx(g[t]).margin(1e-7));

@@ -273,7 +273,8 @@ XPLOR_HD inline float exp_fast(float x) {
 // Explicit host SIMD (GCC/Clang vector extensions, 4 floats): the same arithmetic as the scalar
 // code element by element, so results are bit-identical to it (sums keep their order unless a
 // caller says otherwise). Host only: device code (nvcc) and other compilers use the scalar code.
-#if !defined(__CUDACC__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 9))
+#if !defined(XPLOR_NO_HOST_SIMD) && !defined(__CUDACC__) && \
+    (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 9))
 #define XPLOR_HOST_SIMD 1
 #define XPLOR_SIMD_INLINE __attribute__((always_inline)) inline
 namespace simd {

@@ -151,18 +151,75 @@ struct sequence_loss {
   kl_estimator kl;
   float entropy_coef;
 
+  // Every sum over a sequence's tokens has one order on every backend: the tokens of the full
+  // groups of 8 from the sequence's start go to lane (t - b) % 8, the lanes are added as
+  // ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)), then the remaining tokens one by one. The host
+  // SIMD loops (4 or 8 lanes) keep exactly this order, so the sums equal the device's.
+  static constexpr int kLanes = 8;
+  XPLOR_HD static float lanes_sum(const float* l) {
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+  }
+
+  /// One token's terms: q[0..6] the summands of total, policy, kl, entropy, clip_low, clip_high,
+  /// ratio, q[7] that of d_seq_rho; writes dlogp[t] (without the sequence-ratio term).
+  XPLOR_HD void token_terms(std::int64_t t, float m, float w, float seq_rho, float dl_cap, float dual,
+                            const float* old_ptr, float* q, float& probe) const {
+    const float a = adv[t];
+    probe += a - a;
+    const float rho = sequence_ratio ? seq_rho : exp_fast(logp[t] - old_ptr[t]);
+    // Clipped surrogate l = -min(u, c), u = min(rho, delta) A, c = clip(rho, lo, hi) A.
+    const float capped = rho > dl_cap ? dl_cap : rho;
+    const float clipped = rho < lo ? lo : (rho > hi ? hi : rho);
+    const float u = capped * a, c = clipped * a;
+    const bool take_u = u <= c;
+    const float l_clip = take_u ? -u : -c;
+    const bool live = take_u ? capped == rho : clipped == rho;
+    const bool dual_active = a < 0.0f && -dual * a < l_clip;  // verl dual clip: l = min(l, -c A)
+    const float l = dual_active ? -dual * a : l_clip;
+    const float dl_drho = live && !dual_active ? -a : 0.0f;
+    float kl_t = 0.0f, dkl = 0.0f;
+    if (ref_logp != nullptr) {
+      const float x = ref_logp[t] - logp[t];  // log(pi_ref / pi)
+      probe += ref_logp[t] - ref_logp[t];
+      if (kl == kl_estimator::k1) {
+        kl_t = -x;
+        dkl = 1.0f;
+      } else if (kl == kl_estimator::k2) {
+        kl_t = 0.5f * x * x;
+        dkl = -x;
+      } else {
+        const float ex = exp_fast(x);
+        kl_t = ex - x - 1.0f;
+        dkl = 1.0f - ex;
+      }
+    }
+    const float weight = m * w;
+    const float h = entropies != nullptr ? entropies[t] : 0.0f;
+    probe += h - h;
+    q[0] = weight * (l + beta * kl_t - entropy_coef * h);
+    q[1] = weight * l;
+    q[2] = m * kl_t;
+    q[3] = m * h;
+    q[4] = a < 0.0f && rho < lo ? m : 0.0f;
+    q[5] = a > 0.0f && rho > hi ? m : 0.0f;
+    q[6] = m * rho;
+    q[7] = weight * dl_drho;
+    dlogp[t] = (sequence_ratio ? 0.0f : weight * dl_drho * rho) + weight * beta * dkl;  // drho/dlogp = rho
+  }
+
 #if XPLOR_HOST_SIMD
-  /// Host: the token loop of operator() 4 or 8 tokens at a time (the same per-token formulas, the
-  /// sums in lanes), specialised on what the batch holds; returns where the scalar remainder starts.
-  /// With delta off the cap never binds (rho <= exp_fast(88.3) < 3.4e38), and with the dual clip
-  /// off it never fires, so those selects are skipped: the results are the same.
+  /// Host: the token loop of operator() over the full groups of 8 tokens, in vectors of 4 or 8
+  /// lanes (the per-token formulas of token_terms, the lane sums of the order above, left in
+  /// lane[q][0..8)), specialised on what the batch holds. With delta off the cap never binds
+  /// (rho <= exp_fast(88.3) < 3.4e38), and with the dual clip off it never fires, so those selects
+  /// are skipped: the results are the same.
   template <class V, bool kMask, bool kSeq, bool kRef, bool kEnt>
-  XPLOR_SIMD_INLINE std::int64_t simd_tokens_as(const float* old, std::int64_t b, std::int64_t e, float keep,
-                                                float w, float seq_rho, float dl_cap, float dual, float* sums,
-                                                float& d_seq_rho, float& probe) const {
+  XPLOR_SIMD_INLINE void simd_tokens_as(const float* old, std::int64_t b, std::int64_t full, float keep,
+                                        float w, float seq_rho, float dl_cap, float dual,
+                                        float (*lane)[kLanes], float& probe) const {
     using f4 = V;  // 4 or 8 lanes
     using i4 = typename simd::lanes<V>::mask;
-    constexpr int n = simd::lanes<V>::n;
+    constexpr int n = simd::lanes<V>::n, parts = kLanes / n;
     f4 kv, w4, lo4, hi4, cap4, dual4, one, seq4;
     simd::splat(kv, keep);
     simd::splat(w4, w);
@@ -174,97 +231,97 @@ struct sequence_loss {
     simd::splat(seq4, seq_rho);
     const f4 zero = {};
     const bool has_cap = delta > 0.0f, has_dual = dual_clip > 0.0f || !(hi < 1e30f);
-    f4 acc[7] = {};
-    f4 acc_d = {}, bad = {};  // bad: sum of x - x over the inputs read here (NaN iff one is not finite)
-    std::int64_t t = b;
-    for (; t + n <= e; t += n) {
-      f4 m = kv, a, lp, rho = seq4;
-      if constexpr (kMask) {
-        simd::load(m, mask + t);
-        m = kv * m;
-      }
-      simd::load(a, adv + t);
-      simd::load(lp, logp + t);
-      bad += a - a;
-      if constexpr (!kSeq) {
-        simd::load(rho, old + t);
-        rho = lp - rho;
-        simd::exp_fast(rho);
-      }
-      f4 capped = rho;
-      if (has_cap) capped = rho > cap4 ? cap4 : rho;
-      const f4 clipped = rho < lo4 ? lo4 : (rho > hi4 ? hi4 : rho);
-      const f4 u = capped * a, c = clipped * a;
-      const i4 take_u = u <= c;
-      const f4 l_clip = take_u ? -u : -c;
-      const i4 live = take_u ? (capped == rho) : (clipped == rho);
-      f4 l = l_clip, dl_drho;
-      if (has_dual) {
-        const f4 dual_l = -dual4 * a;
-        const i4 dual_active = (a < zero) & (dual_l < l_clip);
-        l = dual_active ? dual_l : l_clip;
-        dl_drho = (live & ~dual_active) ? -a : zero;
-      } else {
-        dl_drho = live ? -a : zero;
-      }
-      const f4 weight = m * w4;
-      f4 g = kSeq ? zero : weight * dl_drho * rho;
-      if constexpr (kRef) {
-        f4 x;
-        simd::load(x, ref_logp + t);
-        bad += x - x;
-        x = x - lp;
-        f4 kl_t, dkl;
-        if (kl == kl_estimator::k1) {
-          kl_t = -x;
-          dkl = one;
-        } else if (kl == kl_estimator::k2) {
-          kl_t = 0.5f * x * x;
-          dkl = -x;
+    f4 acc[8][parts] = {};
+    f4 bad = {};  // the sum of x - x over the inputs read here (NaN iff one is not finite)
+    for (std::int64_t t0 = b; t0 < full; t0 += kLanes)
+      for (int part = 0; part < parts; ++part) {
+        const std::int64_t t = t0 + part * n;
+        f4 m = kv, a, lp, rho = seq4;
+        if constexpr (kMask) {
+          simd::load(m, mask + t);
+          m = kv * m;
+        }
+        simd::load(a, adv + t);
+        simd::load(lp, logp + t);
+        bad += a - a;
+        if constexpr (!kSeq) {
+          simd::load(rho, old + t);
+          rho = lp - rho;
+          simd::exp_fast(rho);
+        }
+        f4 capped = rho;
+        if (has_cap) capped = rho > cap4 ? cap4 : rho;
+        const f4 clipped = rho < lo4 ? lo4 : (rho > hi4 ? hi4 : rho);
+        const f4 u = capped * a, c = clipped * a;
+        const i4 take_u = u <= c;
+        const f4 l_clip = take_u ? -u : -c;
+        const i4 live = take_u ? (capped == rho) : (clipped == rho);
+        f4 l = l_clip, dl_drho;
+        if (has_dual) {
+          const f4 dual_l = -dual4 * a;
+          const i4 dual_active = (a < zero) & (dual_l < l_clip);
+          l = dual_active ? dual_l : l_clip;
+          dl_drho = (live & ~dual_active) ? -a : zero;
         } else {
-          f4 ex = x;
-          simd::exp_fast(ex);
-          kl_t = ex - x - 1.0f;
-          dkl = 1.0f - ex;
+          dl_drho = live ? -a : zero;
         }
-        f4 h = zero;
-        if constexpr (kEnt) {
-          simd::load(h, entropies + t);
-          bad += h - h;
+        const f4 weight = m * w4;
+        f4 g = kSeq ? zero : weight * dl_drho * rho;
+        if constexpr (kRef) {
+          f4 x;
+          simd::load(x, ref_logp + t);
+          bad += x - x;
+          x = x - lp;
+          f4 kl_t, dkl;
+          if (kl == kl_estimator::k1) {
+            kl_t = -x;
+            dkl = one;
+          } else if (kl == kl_estimator::k2) {
+            kl_t = 0.5f * x * x;
+            dkl = -x;
+          } else {
+            f4 ex = x;
+            simd::exp_fast(ex);
+            kl_t = ex - x - 1.0f;
+            dkl = 1.0f - ex;
+          }
+          f4 h = zero;
+          if constexpr (kEnt) {
+            simd::load(h, entropies + t);
+            bad += h - h;
+          }
+          acc[0][part] += weight * (l + beta * kl_t - entropy_coef * h);
+          acc[2][part] += m * kl_t;
+          acc[3][part] += m * h;
+          g += weight * beta * dkl;
+        } else {
+          f4 h = zero;
+          if constexpr (kEnt) {
+            simd::load(h, entropies + t);
+            bad += h - h;
+          }
+          acc[0][part] += weight * (l + beta * zero - entropy_coef * h);
+          acc[2][part] += m * zero;
+          acc[3][part] += m * h;
+          g += weight * beta * zero;
         }
-        acc[0] += weight * (l + beta * kl_t - entropy_coef * h);
-        acc[2] += m * kl_t;
-        if constexpr (kEnt) acc[3] += m * h;
-        g += weight * beta * dkl;
-      } else if constexpr (kEnt) {
-        f4 h;
-        simd::load(h, entropies + t);
-        bad += h - h;
-        acc[0] += weight * (l + beta * zero - entropy_coef * h);
-        acc[3] += m * h;
-        g += zero;
-      } else {
-        g += zero;  // + weight * beta * 0: turns -0 into +0 as the scalar loop does
+        acc[1][part] += weight * l;
+        acc[4][part] += ((a < zero) & (rho < lo4)) ? m : zero;
+        acc[5][part] += ((a > zero) & (rho > hi4)) ? m : zero;
+        acc[6][part] += m * rho;
+        acc[7][part] += weight * dl_drho;
+        simd::store(dlogp + t, g);
       }
-      acc[1] += weight * l;
-      acc[4] += ((a < zero) & (rho < lo4)) ? m : zero;
-      acc[5] += ((a > zero) & (rho > hi4)) ? m : zero;
-      acc[6] += m * rho;
-      acc_d += weight * dl_drho;
-      simd::store(dlogp + t, g);
-    }
-    for (int k = 0; k < 7; ++k) sums[k] = simd::reduce_add(acc[k]);
-    if constexpr (!kRef && !kEnt) sums[0] = sums[1];  // l + beta * 0 - entropy_coef * 0 = l
-    d_seq_rho = simd::reduce_add(acc_d);
+    for (int q = 0; q < 8; ++q)
+      for (int part = 0; part < parts; ++part) simd::store(lane[q] + part * n, acc[q][part]);
     probe += simd::reduce_add(bad);
-    return t;
   }
   template <class V>
-  XPLOR_SIMD_INLINE std::int64_t simd_tokens_in(const float* old, std::int64_t b, std::int64_t e, float keep,
-                                                float w, float seq_rho, float dl_cap, float dual, float* sums,
-                                                float& d_seq_rho, float& probe) const {
+  XPLOR_SIMD_INLINE void simd_tokens_in(const float* old, std::int64_t b, std::int64_t full, float keep,
+                                        float w, float seq_rho, float dl_cap, float dual,
+                                        float (*lane)[kLanes], float& probe) const {
 #define XPLOR_TOKENS_(km, ks, kr, kh) \
-  return simd_tokens_as<V, km, ks, kr, kh>(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe)
+  return simd_tokens_as<V, km, ks, kr, kh>(old, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe)
 #define XPLOR_TOKENS_MS_(km, ks)                                                        \
   {                                                                                     \
     if (ref_logp != nullptr && entropies != nullptr) XPLOR_TOKENS_(km, ks, true, true); \
@@ -281,62 +338,80 @@ struct sequence_loss {
 #undef XPLOR_TOKENS_MS_
 #undef XPLOR_TOKENS_
   }
+  /// The first pass (active tokens and the summed log-ratio) over the full groups of 8.
+  template <class V>
+  XPLOR_SIMD_INLINE void simd_first_pass(const float* old, std::int64_t b, std::int64_t full, float keep,
+                                         float* act_lane, float* lrs_lane, float& probe) const {
+    constexpr int n = simd::lanes<V>::n, parts = kLanes / n;
+    V kv, act[parts] = {}, lrs[parts] = {}, bad = {};
+    simd::splat(kv, keep);
+    for (std::int64_t t0 = b; t0 < full; t0 += kLanes)
+      for (int part = 0; part < parts; ++part) {
+        const std::int64_t t = t0 + part * n;
+        V m = kv, x, y;
+        if (mask != nullptr) {
+          simd::load(m, mask + t);
+          bad += m - m;
+          m = kv * m;
+        }
+        simd::load(x, logp + t);
+        simd::load(y, old + t);
+        bad += (x - x) + (y - y);
+        act[part] += m;
+        lrs[part] += m * (x - y);
+      }
+    for (int part = 0; part < parts; ++part) {
+      simd::store(act_lane + part * n, act[part]);
+      simd::store(lrs_lane + part * n, lrs[part]);
+    }
+    probe += simd::reduce_add(bad);
+  }
 #if XPLOR_HOST_SIMD8
-  __attribute__((target("avx2"))) std::int64_t simd_tokens8(const float* old, std::int64_t b, std::int64_t e,
-                                                            float keep, float w, float seq_rho, float dl_cap,
-                                                            float dual, float* sums, float& d_seq_rho,
-                                                            float& probe) const {
-    return simd_tokens_in<simd::f8>(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
+  __attribute__((target("avx2"))) void simd_tokens8(const float* old, std::int64_t b, std::int64_t full,
+                                                    float keep, float w, float seq_rho, float dl_cap,
+                                                    float dual, float (*lane)[kLanes], float& probe) const {
+    simd_tokens_in<simd::f8>(old, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe);
+  }
+  __attribute__((target("avx2"))) void simd_first_pass8(const float* old, std::int64_t b, std::int64_t full,
+                                                        float keep, float* act_lane, float* lrs_lane,
+                                                        float& probe) const {
+    simd_first_pass<simd::f8>(old, b, full, keep, act_lane, lrs_lane, probe);
   }
 #endif
-  std::int64_t simd_tokens(const float* old, std::int64_t b, std::int64_t e, float keep, float w,
-                           float seq_rho, float dl_cap, float dual, float* sums, float& d_seq_rho,
-                           float& probe) const {
-#if XPLOR_HOST_SIMD8
-    if (simd::has_avx2())
-      return simd_tokens8(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
-#endif
-    return simd_tokens_in<simd::f4>(old, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
-  }
 #endif
 
   XPLOR_HD void operator()(std::int64_t s) const {
     const std::int64_t b = offsets[s], e = offsets[s + 1];
+    const std::int64_t full = b + (e - b) / kLanes * kLanes;  // end of the full groups of 8
     const float keep = truncated != nullptr && truncated[s] ? 0.0f : 1.0f;
     // Missing old log-probs make the ratio exactly 1 (on-policy: the gradient still flows).
     const float* old_ptr = old_logp != nullptr ? old_logp : logp;
-    const float* ref_ptr = ref_logp != nullptr ? ref_logp : logp;
     auto mask_at = [&](std::int64_t t) { return keep * (mask != nullptr ? mask[t] : 1.0f); };
 
     // probe: the sum of x - x over every input value read (NaN iff one of them is NaN or
     // infinite), so validating the inputs costs no separate pass over memory.
-    float active = 0.0f, log_ratio_sum = 0.0f, probe = 0.0f;
-    std::int64_t t0 = b;
+    float probe = 0.0f;
+    float act_lane[kLanes] = {}, lrs_lane[kLanes] = {};
 #if XPLOR_HOST_SIMD
-    {
-      // Host: 4 tokens at a time in 4 lanes (the per-token formulas of the scalar loops below).
-      using simd::f4;
-      f4 kv, act = {}, lrs = {}, bad = {};
-      simd::splat(kv, keep);
-      for (; t0 + 4 <= e; t0 += 4) {
-        f4 m = kv, x, y;
-        if (mask != nullptr) {
-          simd::load(m, mask + t0);
-          bad += m - m;
-          m = kv * m;
-        }
-        simd::load(x, logp + t0);
-        simd::load(y, old_ptr + t0);
-        bad += (x - x) + (y - y);
-        act += m;
-        lrs += m * (x - y);
-      }
-      active = simd::reduce_add(act);
-      log_ratio_sum = simd::reduce_add(lrs);
-      probe = simd::reduce_add(bad);
-    }
+#if XPLOR_HOST_SIMD8
+    if (simd::has_avx2())
+      simd_first_pass8(old_ptr, b, full, keep, act_lane, lrs_lane, probe);
+    else
 #endif
-    for (std::int64_t t = t0; t < e; ++t) {
+      simd_first_pass<simd::f4>(old_ptr, b, full, keep, act_lane, lrs_lane, probe);
+#else
+    for (std::int64_t t0 = b; t0 < full; t0 += kLanes)
+      for (int i = 0; i < kLanes; ++i) {
+        const std::int64_t t = t0 + i;
+        const float m = mask_at(t);
+        probe +=
+            (logp[t] - logp[t]) + (old_ptr[t] - old_ptr[t]) + (mask != nullptr ? mask[t] - mask[t] : 0.0f);
+        act_lane[i] += m;
+        lrs_lane[i] += m * (logp[t] - old_ptr[t]);
+      }
+#endif
+    float active = lanes_sum(act_lane), log_ratio_sum = lanes_sum(lrs_lane);
+    for (std::int64_t t = full; t < e; ++t) {
       const float m = mask_at(t);
       probe += (logp[t] - logp[t]) + (old_ptr[t] - old_ptr[t]) + (mask != nullptr ? mask[t] - mask[t] : 0.0f);
       active += m;
@@ -351,57 +426,31 @@ struct sequence_loss {
     const float dual = dual_clip > 0.0f ? dual_clip : 3.4e38f;
 
     // Per-token math in float; exp_fast is the same arithmetic on every backend, so CPU and GPU
-    // ratios agree bit for bit.
-    float sums[7] = {};  // total, policy, kl, entropy, clip_low, clip_high, ratio
-    float d_seq_rho = 0.0f;
-    std::int64_t t1 = b;
+    // ratios agree bit for bit. lane[q]: the lane sums of quantity q (token_terms' q).
+    float lane[8][kLanes] = {};
 #if XPLOR_HOST_SIMD
-    t1 = simd_tokens(old_ptr, b, e, keep, w, seq_rho, dl_cap, dual, sums, d_seq_rho, probe);
+#if XPLOR_HOST_SIMD8
+    if (simd::has_avx2())
+      simd_tokens8(old_ptr, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe);
+    else
 #endif
-    for (std::int64_t t = t1; t < e; ++t) {
-      const float m = mask_at(t);
-      const float a = adv[t];
-      probe += a - a;
-      const float rho = sequence_ratio ? seq_rho : exp_fast(logp[t] - old_ptr[t]);
-      // Clipped surrogate l = -min(u, c), u = min(rho, delta) A, c = clip(rho, lo, hi) A.
-      const float capped = rho > dl_cap ? dl_cap : rho;
-      const float clipped = rho < lo ? lo : (rho > hi ? hi : rho);
-      const float u = capped * a, c = clipped * a;
-      const bool take_u = u <= c;
-      const float l_clip = take_u ? -u : -c;
-      const bool live = take_u ? capped == rho : clipped == rho;
-      const bool dual_active = a < 0.0f && -dual * a < l_clip;  // verl dual clip: l = min(l, -c A)
-      const float l = dual_active ? -dual * a : l_clip;
-      const float dl_drho = live && !dual_active ? -a : 0.0f;
-      float kl_t = 0.0f, dkl = 0.0f;
-      if (ref_logp != nullptr) {
-        const float x = ref_ptr[t] - logp[t];  // log(pi_ref / pi)
-        probe += ref_ptr[t] - ref_ptr[t];
-        if (kl == kl_estimator::k1) {
-          kl_t = -x;
-          dkl = 1.0f;
-        } else if (kl == kl_estimator::k2) {
-          kl_t = 0.5f * x * x;
-          dkl = -x;
-        } else {
-          const float ex = exp_fast(x);
-          kl_t = ex - x - 1.0f;
-          dkl = 1.0f - ex;
-        }
+      simd_tokens_in<simd::f4>(old_ptr, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe);
+#else
+    for (std::int64_t t0 = b; t0 < full; t0 += kLanes)
+      for (int i = 0; i < kLanes; ++i) {
+        float q[8];
+        token_terms(t0 + i, mask_at(t0 + i), w, seq_rho, dl_cap, dual, old_ptr, q, probe);
+        for (int k = 0; k < 8; ++k) lane[k][i] += q[k];
       }
-      const float weight = m * w;
-      const float h = entropies != nullptr ? entropies[t] : 0.0f;
-      probe += h - h;
-      sums[0] += weight * (l + beta * kl_t - entropy_coef * h);
-      sums[1] += weight * l;
-      sums[2] += m * kl_t;
-      sums[3] += m * h;
-      sums[4] += a < 0.0f && rho < lo ? m : 0.0f;
-      sums[5] += a > 0.0f && rho > hi ? m : 0.0f;
-      sums[6] += m * rho;
-      d_seq_rho += weight * dl_drho;
-      dlogp[t] = (sequence_ratio ? 0.0f : weight * dl_drho * rho) + weight * beta * dkl;  // drho/dlogp = rho
+#endif
+    float sums[8];  // total, policy, kl, entropy, clip_low, clip_high, ratio, d_seq_rho
+    for (int k = 0; k < 8; ++k) sums[k] = lanes_sum(lane[k]);
+    for (std::int64_t t = full; t < e; ++t) {
+      float q[8];
+      token_terms(t, mask_at(t), w, seq_rho, dl_cap, dual, old_ptr, q, probe);
+      for (int k = 0; k < 8; ++k) sums[k] += q[k];
     }
+    const float d_seq_rho = sums[7];
     if (dentropy != nullptr)
       for (std::int64_t k = b; k < e; ++k) dentropy[k] = -mask_at(k) * w * entropy_coef;
     if (sequence_ratio && active > 0.0f) {
