@@ -23,6 +23,7 @@
 #include <vector>
 #include <xplor/core/random.hpp>
 #include <xplor/sample/brorl.hpp>
+#include "common/gnuplot.hpp"
 
 namespace {
 
@@ -383,16 +384,7 @@ bool write_plot(const options& o, const std::vector<run_result>& runs) {
   std::fprintf(f, "unset multiplot\n");
   std::fclose(f);
 
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-    std::printf("\ngnuplot not found: wrote %s and %s\n", dat.c_str(), gp.c_str());
-    return true;
-  }
-  std::string cmd = "gnuplot '";
-  cmd += gp;
-  cmd += "'";
-  if (std::system(cmd.c_str()) != 0) return false;
-  std::printf("\nwrote %s (data %s, gnuplot script %s)\n", png.c_str(), dat.c_str(), gp.c_str());
-  return true;
+  return xplor::examples::render_plot(gp, png, dat);
 }
 
 }  // namespace

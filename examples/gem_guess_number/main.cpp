@@ -33,6 +33,7 @@
 #include <xplor/env/reinforce.hpp>
 #include <xplor/env/tasks/guess_number.hpp>
 #include <xplor/env/vector_env.hpp>
+#include "common/gnuplot.hpp"
 
 namespace {
 
@@ -381,16 +382,7 @@ bool write_plot(const options& o, const std::vector<run_result>& runs, double op
                double(runs[1].gamma), dat.c_str(), dat.c_str(), double(runs[0].gamma), dat.c_str(),
                dat.c_str(), double(runs[1].gamma), optimum, optimum);
   std::fclose(f);
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-    std::printf("\ngnuplot not found: wrote %s and %s\n", dat.c_str(), gp.c_str());
-    return true;
-  }
-  std::string cmd = "gnuplot '";
-  cmd += gp;
-  cmd += "'";
-  if (std::system(cmd.c_str()) != 0) return false;
-  std::printf("\nwrote %s (data %s, gnuplot script %s)\n", png.c_str(), dat.c_str(), gp.c_str());
-  return true;
+  return xplor::examples::render_plot(gp, png, dat);
 }
 
 }  // namespace

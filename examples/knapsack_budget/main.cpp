@@ -24,6 +24,7 @@
 #include <xplor/budget/knapsack.hpp>
 #include <xplor/budget/success_tracker.hpp>
 #include <xplor/core/random.hpp>
+#include "common/gnuplot.hpp"
 
 namespace {
 
@@ -313,15 +314,5 @@ int main(int argc, char** argv) {
       "unset multiplot\n",
       png.c_str(), opt.budget_per_task, dat.c_str(), dat.c_str(), mixes[0].name, dat.c_str());
   std::fclose(g);
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-    std::printf("\nWrote %s and %s; gnuplot not found, no %s\n", dat.c_str(), gp.c_str(), png.c_str());
-    return 0;
-  }
-  const std::string cmd = "gnuplot '" + gp + "'";
-  if (std::system(cmd.c_str()) != 0) {
-    std::fprintf(stderr, "knapsack_budget: gnuplot failed on %s\n", gp.c_str());
-    return 1;
-  }
-  std::printf("\nWrote %s (data %s, script %s)\n", png.c_str(), dat.c_str(), gp.c_str());
-  return 0;
+  return xplor::examples::render_plot(gp, png, dat) ? 0 : 1;
 }
