@@ -398,15 +398,13 @@ void sample_rows(Exec exec, view2d<const float> logits, const sampling_params& p
   rows_of(out.tokens.size(), "out.tokens", false);
   rows_of(out.logprobs.size(), "out.logprobs", false);
   rows_of(out.entropies.size(), "out.entropies", true);
-  const std::int64_t* ctx_off = nullptr;
-  std::vector<std::int64_t> no_offsets;
   if (!context_offsets.empty()) {
     const ragged_groups contexts(context_offsets, static_cast<std::int64_t>(context_tokens.size()));
     xplor::detail::require(contexts.num_groups() == R, fn, "context_offsets describe ", contexts.num_groups(),
                            " rows for ", R, " rows");
   }
   const auto staged_offsets = stage(exec, context_offsets);
-  ctx_off = context_offsets.empty() ? nullptr : staged_offsets.data();
+  const std::int64_t* ctx_off = context_offsets.empty() ? nullptr : staged_offsets.data();
   auto processed = make_buffer<float>(exec, static_cast<std::size_t>(R * V));
   auto idx = make_buffer<std::int32_t>(exec, static_cast<std::size_t>(R * V));
   for_each_index(

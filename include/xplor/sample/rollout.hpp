@@ -62,8 +62,7 @@ rollout_batch generate(Policy& policy, std::span<const std::vector<std::int32_t>
                        std::span<const int> counts, const sampling_params& params, std::uint64_t seed,
                        const generate_options& options = {}) {
   constexpr const char* fn = "xplor::sample::generate";
-  const auto config = impl::check_params(params, fn);
-  (void)config;
+  impl::check_params(params, fn);  // fail before any prefill
   xplor::detail::require(counts.size() == 1 || counts.size() == prompts.size(), fn, "counts has ",
                          counts.size(), " elements for ", prompts.size(),
                          " prompts (give 1 or one per prompt)");
