@@ -5,11 +5,7 @@
 // PyTorch's safetensors.torch.save_file; writes are atomic (temp file, fsync, rename).
 #pragma once
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstddef>
@@ -30,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "xplor/core/atomic_file.hpp"
 #include "xplor/core/error.hpp"
 
 namespace xplor::model {
@@ -154,24 +151,6 @@ inline bool read_floats_le(std::FILE* f, std::span<float> data) {
   return true;
 }
 
-/// Removes the temp file `path` when destroyed, unless it was committed (renamed into place).
-struct temp_file_guard {
-  std::filesystem::path path;
-  bool committed = false;
-  ~temp_file_guard() {
-    std::error_code ignored;
-    if (!committed) std::filesystem::remove(path, ignored);
-  }
-};
-
-/// Best effort: makes a rename in `dir` durable.
-inline void sync_directory(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  (void)::close(fd);
-}
-
 /// Throws xplor::error "xplor::model::read_safetensors: '<path>': <parts>".
 template <class... Parts>
 [[noreturn]] void read_fail(const std::filesystem::path& path, const Parts&... parts) {
@@ -192,10 +171,10 @@ inline std::int64_t json_index(const nlohmann::json& j) {
 /// Writes `tensors` (fp32) and `metadata` to `path` as safetensors, byte for byte as PyTorch's
 /// save_file: compact JSON with "__metadata__" first (omitted when empty) and the tensors in name
 /// order, padded with spaces so the data starts 8-byte aligned; data in name order. Atomic: the
-/// file is written to "<path>.tmp.<pid>.<n>", flushed, fsync'ed and renamed over `path`, so
-/// `path` holds either its old contents or the complete new file. Throws xplor::error (the temp
-/// file removed) on invalid tensors (empty, duplicate or "__metadata__" names, negative dims,
-/// shape product != data size) and on any I/O failure.
+/// file is written to "<path>.tmp.<pid>.<n>", flushed, fsync'ed and renamed over `path`
+/// (xplor::atomic_file_writer), so `path` holds either its old contents or the complete new
+/// file. Throws xplor::error (the temp file removed) on invalid tensors (empty, duplicate or
+/// "__metadata__" names, negative dims, shape product != data size) and on any I/O failure.
 inline void write_safetensors(const std::filesystem::path& path, std::span<const tensor_view_in> tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
   namespace sd = safetensors_detail;
@@ -252,35 +231,11 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
   unsigned char length[8];
   sd::store_u64_le(length, header.size());
 
-  // Temp file in the same directory, then rename over the target.
-  static std::atomic<unsigned> counter{0};
-  std::filesystem::path tmp = path;
-  tmp += ".tmp.";
-  tmp += std::to_string(::getpid());
-  tmp += ".";
-  tmp += std::to_string(counter.fetch_add(1));
-  sd::temp_file_guard guard{tmp};  // removes the temp file on every exit but success
-  sd::file_ptr file(std::fopen(tmp.c_str(), "wb"));
-  if (!file) xplor::detail::fail(fn, "cannot create '", tmp.string(), "': ", sd::errno_text(errno));
-  const auto check = [&](bool ok, const char* what) {  // reads errno before anything can change it
-    if (ok) return;
-    const int code = errno;
-    file.reset();
-    xplor::detail::fail(fn, "cannot ", what, " '", tmp.string(), "': ", sd::errno_text(code));
-  };
-  check(std::fwrite(length, 1, 8, file.get()) == 8, "write");
-  check(std::fwrite(header.data(), 1, header.size(), file.get()) == header.size(), "write");
-  for (const std::size_t k : order) check(sd::write_floats_le(file.get(), tensors[k].data), "write");
-  check(std::fflush(file.get()) == 0, "write");
-  check(::fsync(::fileno(file.get())) == 0, "fsync");
-  check(std::fclose(file.release()) == 0, "close");
-  std::error_code rename_error;
-  std::filesystem::rename(tmp, path, rename_error);
-  if (rename_error)
-    xplor::detail::fail(fn, "cannot rename '", tmp.string(), "' to '", path.string(),
-                        "': ", rename_error.message());
-  guard.committed = true;
-  sd::sync_directory(path.parent_path());
+  atomic_file_writer file(path, fn);
+  file.write(length, 8);
+  file.write(header);
+  for (const std::size_t k : order) file.check(sd::write_floats_le(file.handle(), tensors[k].data), "write");
+  file.commit();
 }
 
 /// Reads a safetensors file of F32 tensors. Every problem (a short or truncated file, a header

@@ -108,8 +108,16 @@ inline double frontier_score(double q_parent, double q_node, double mean_entropy
   return f;
 }
 
-/// Node values enter the loss soft-clipped: tanh(value) (sglang_mcts_wrapper.py).
-inline double soft_clip(double value) { return std::tanh(value); }
+/// Node values enter the loss soft-clipped: tanh(value / temperature) * q_max
+/// (sglang_mcts_wrapper.py; adv_temperature and q_value_max, both 1 by default).
+inline double soft_clip(double value, double temperature = 1.0, double q_max = 1.0) {
+  constexpr const char* fn = "xplor::search::soft_clip";
+  detail::require(std::isfinite(value), fn, "value = ", value, " is not finite");
+  detail::require(std::isfinite(temperature) && temperature > 0.0, fn, "temperature = ", temperature,
+                  " must be positive");
+  detail::require(std::isfinite(q_max) && q_max > 0.0, fn, "q_max = ", q_max, " must be positive");
+  return std::tanh(value / temperature) * q_max;
+}
 
 /// Mean-only sibling advantage (advantage_fn.py): every segment's advantage is its soft-clipped
 /// q-value minus the mean terminal score of the trajectories collected for the prompt, with no

@@ -1,0 +1,506 @@
+// DeepSearch's rollout: Monte Carlo tree search over reasoning steps inside RLVR training (Wu et
+// al., arXiv 2509.25454; reference code smiles724/DeepSearch, sglang_mcts_wrapper.py and
+// utils/mcts.py). One search per prompt grows a tree whose nodes are chunks of the response:
+//
+//   cur = root
+//   while fewer than n trajectories:
+//     generate the children cur still lacks (expansion width, one chunk each, forked states)
+//     a child is terminal when it drew EOS/a stop token or sits at depth d_T
+//     if cur has terminal children not yet backed up:
+//       pick one: correct first, else incorrect, else incomplete; the lowest mean entropy wins
+//       back its reward up to the root (decayed weights, sign-constrained), record its path
+//       cur = argmax of the global frontier score F over all nodes that still lack children
+//     else: every child gets a visit; cur = argmax UCT over the non-terminal children
+//           (the global frontier when all are terminal)
+//
+// After the last trajectory the values along each path are soft-clipped (tanh(value / eps_q) *
+// q_max; the terminal node keeps its raw score) and every token of segment j gets the advantage
+// q(s_j) - mean(terminal scores of the prompt's trajectories) (mean-only, rl-methods.md 2.6).
+// Node expansion forks the parent's decode state, so a prefix is never recomputed; every token is
+// drawn from the Philox stream (seed, stream_id(stream, node id)) at draw index = position in
+// the chunk, so a search depends only on (policy, prompt, seed, stream), not on threads.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "xplor/core/decode.hpp"
+#include "xplor/core/error.hpp"
+#include "xplor/core/numerics.hpp"
+#include "xplor/core/random.hpp"
+#include "xplor/sample/processors.hpp"
+#include "xplor/search/score.hpp"
+#include "xplor/search/tree.hpp"
+
+namespace xplor::search {
+
+/// A verified trajectory's class (rl-methods.md 2.2): +1, -1, or incomplete (no answer).
+enum class outcome : std::uint8_t { correct, incorrect, incomplete };
+
+/// A verifier grades a finished response: (response tokens, whether it ended with EOS or a stop
+/// token) -> outcome. deep_search_batch calls it from several threads at once.
+template <class V>
+concept response_verifier = std::invocable < V&,
+        std::span<const std::int32_t>,
+bool > &&std::same_as<std::invoke_result_t<V&, std::span<const std::int32_t>, bool>, outcome>;
+
+/// Defaults are the reference code's (round0.sh, mcts.py) except the chunk length, which the
+/// code derives as max_response_length / max_depth = 16384 / 64 = 256.
+struct search_params {
+  int max_depth = 64;                         // d_T: a node at this depth is terminal
+  int chunk_tokens = 256;                     // tokens per node (step_response_length)
+  std::vector<std::int32_t> step_delimiters;  // non-empty: a node also ends after one of these
+  int expansion_width = 8;                    // children per expanded node
+  int num_trajectories = 8;                   // terminate_num = rollout.n
+  double lambda_uct = 2.0;                    // lambda_puct of the local selection
+  double backup_floor = 0.1;                  // backup_threshold
+  double correct_score = 1.0, incorrect_score = -1.0, incomplete_score = -1.0;
+  frontier_params frontier{};          // its max_depth is replaced by max_depth above
+  double adv_temperature = 1.0;        // eps_q of the soft clip
+  double q_value_max = 1.0;            // q_max of the soft clip
+  bool norm_adv_by_std = false;        // true: divide by std + 1e-6 of the terminal scores
+  bool exact_entropy = false;          // Hbar from the distributions, not -mean log p (the code's)
+  std::int32_t max_nodes = 4096;       // tree capacity; more is an xplor::error
+  sample::sampling_params sampling{};  // temperature, top-k/p, min-p, EOS, stop tokens
+};
+
+/// One collected trajectory: the response as segments (tree nodes) with their values and
+/// advantages, per token ready for the policy loss.
+struct search_trajectory {
+  std::vector<std::int32_t> tokens;           // the response (the prompt excluded)
+  std::vector<float> logprobs;                // per token, as sampled (sampling.logprobs)
+  std::vector<float> token_advantages;        // per token: its segment's advantage
+  std::vector<std::int64_t> segment_offsets;  // segment j = tokens [offsets[j], offsets[j+1])
+  std::vector<std::int32_t> nodes;            // the tree node of each segment
+  std::vector<double> segment_q;              // soft-clipped values; the last is the raw score
+  std::vector<double> segment_advantages;     // q(s_j) - mu (/ (std + 1e-6) with the std flag)
+  outcome result = outcome::incomplete;
+  double score = 0.0;         // the terminal reward
+  double mean_entropy = 0.0;  // Hbar over the whole response, the guidance's key
+};
+
+struct search_result {
+  std::vector<search_trajectory> trajectories;  // in the order they were collected
+  std::int32_t nodes = 0;                       // tree size, the root included
+  std::int64_t tokens_generated = 0;
+  int expansions = 0;       // nodes whose children were generated
+  bool exhausted = false;   // stopped early: no node left to expand
+  bool from_cache = false;  // direct rollouts mixed with cached solutions (search/collect.hpp)
+};
+
+namespace impl {
+
+inline void check_search_params(const search_params& p, const char* fn) {
+  detail::require(p.max_depth >= 1, fn, "max_depth = ", p.max_depth, " must be >= 1");
+  detail::require(p.chunk_tokens >= 1, fn, "chunk_tokens = ", p.chunk_tokens, " must be >= 1");
+  detail::require(p.expansion_width >= 1, fn, "expansion_width = ", p.expansion_width, " must be >= 1");
+  detail::require(p.num_trajectories >= 1, fn, "num_trajectories = ", p.num_trajectories, " must be >= 1");
+  detail::require(std::isfinite(p.lambda_uct) && p.lambda_uct >= 0.0, fn, "lambda_uct = ", p.lambda_uct,
+                  " must be finite and >= 0");
+  detail::require(p.backup_floor >= 0.0 && p.backup_floor <= 1.0, fn, "backup_floor = ", p.backup_floor,
+                  " is outside [0, 1]");
+  detail::require(
+      std::isfinite(p.correct_score) && std::isfinite(p.incorrect_score) && std::isfinite(p.incomplete_score),
+      fn, "scores (", p.correct_score, ", ", p.incorrect_score, ", ", p.incomplete_score, ") must be finite");
+  detail::require(std::isfinite(p.adv_temperature) && p.adv_temperature > 0.0, fn,
+                  "adv_temperature = ", p.adv_temperature, " must be positive");
+  detail::require(std::isfinite(p.q_value_max) && p.q_value_max > 0.0, fn, "q_value_max = ", p.q_value_max,
+                  " must be positive");
+  detail::require(p.max_nodes >= 1, fn, "max_nodes = ", p.max_nodes, " must be >= 1");
+  detail::require(p.sampling.repetition_penalty == 1.0f, fn,
+                  "sampling.repetition_penalty = ", p.sampling.repetition_penalty,
+                  " is not supported by the tree search (use 1)");
+  (void)sample::impl::check_params(p.sampling, fn);
+}
+
+/// Releases every decode state a search still holds, however the search ends.
+template <decode_policy Policy>
+struct state_table {
+  using state_id = typename Policy::state_id;
+  Policy& policy;
+  std::vector<state_id> id;
+  std::vector<std::uint8_t> live;
+  explicit state_table(Policy& p, std::size_t n) : policy(p), id(n), live(n, 0) {}
+  state_table(const state_table&) = delete;
+  state_table& operator=(const state_table&) = delete;
+  ~state_table() {
+    for (std::size_t i = 0; i < id.size(); ++i)
+      if (live[i]) policy.release(std::span<const state_id>(&id[i], 1));
+  }
+  void set(std::int32_t node, state_id s) {
+    id[node] = s;
+    live[node] = 1;
+  }
+  void release(std::int32_t node) {
+    if (!live[node]) return;
+    live[node] = 0;
+    policy.release(std::span<const state_id>(&id[node], 1));
+  }
+};
+
+/// Mean-only sibling advantages (rl-methods.md 2.6) of one prompt's trajectories: segment j of
+/// each gets q(s_j) - mean(terminal scores), divided by (population std + 1e-6) with `by_std`
+/// (norm_adv_by_std_in_grpo); every token of the segment gets the segment's advantage.
+inline void assign_advantages(std::vector<search_trajectory>& trajectories, bool by_std) {
+  if (trajectories.empty()) return;
+  std::vector<double> scores;
+  for (const search_trajectory& tr : trajectories) scores.push_back(tr.score);
+  double scale = 1.0;
+  if (by_std) {
+    double mean = 0.0, var = 0.0;
+    for (double x : scores) mean += x;
+    mean /= static_cast<double>(scores.size());
+    for (double x : scores) var += (x - mean) * (x - mean);
+    scale = 1.0 / (std::sqrt(var / static_cast<double>(scores.size())) + 1e-6);
+  }
+  for (search_trajectory& tr : trajectories) {
+    tr.segment_advantages.resize(tr.segment_q.size());
+    mean_only_advantages(scores, tr.segment_q, tr.segment_advantages);
+    tr.token_advantages.resize(tr.tokens.size());
+    for (std::size_t j = 0; j < tr.segment_q.size(); ++j) {
+      tr.segment_advantages[j] *= scale;
+      std::fill(tr.token_advantages.begin() + tr.segment_offsets[j],
+                tr.token_advantages.begin() + tr.segment_offsets[j + 1],
+                static_cast<float>(tr.segment_advantages[j]));
+    }
+  }
+}
+
+}  // namespace impl
+
+/// Runs DeepSearch's tree search from `prompt` until params.num_trajectories trajectories are
+/// collected (or no node is left to expand: result.exhausted). `stream` selects the Philox stream
+/// family (deep_search_batch gives prompt i the stream i). Throws xplor::error on bad parameters
+/// and when the tree would exceed params.max_nodes; every decode state is released either way.
+template <decode_policy Policy, response_verifier Verifier>
+search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, Verifier&& verifier,
+                          const search_params& params, std::uint64_t seed, std::uint32_t stream = 0) {
+  constexpr const char* fn = "xplor::search::deep_search";
+  impl::check_search_params(params, fn);
+  detail::require(!prompt.empty(), fn, "prompt is empty");
+  const std::int64_t V = policy.vocab_size();
+  const sample::sampling_params& sp = params.sampling;
+  detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V, ")");
+  for (std::int32_t t : sp.stop_tokens)
+    detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
+  for (std::int32_t t : params.step_delimiters)
+    detail::require(t >= 0 && t < V, fn, "step delimiter ", t, " is outside [0, ", V, ")");
+  auto in = [](const std::vector<std::int32_t>& set, std::int32_t t) {
+    return std::find(set.begin(), set.end(), t) != set.end();
+  };
+  frontier_params fp = params.frontier;
+  fp.max_depth = params.max_depth;
+  const int width = params.expansion_width;
+  const std::size_t cap = static_cast<std::size_t>(params.max_nodes);
+
+  using state_id = typename Policy::state_id;
+  tree t(params.max_nodes);
+  frontier_index frontier(params.max_nodes);
+  impl::state_table<Policy> states(policy, cap);
+  // Per node: its chunk in the token pool, the path's summed token entropy and length (for the
+  // trajectory's mean entropy), its verified outcome (terminal nodes) and whether it was backed up.
+  std::vector<std::int64_t> chunk_begin(cap, 0), chunk_len(cap, 0), path_tokens(cap, 0);
+  std::vector<double> path_entropy(cap, 0.0);
+  std::vector<outcome> result_of(cap, outcome::incomplete);
+  std::vector<std::uint8_t> backed_up(cap, 0);
+  std::vector<std::int32_t> pool_tokens;
+  std::vector<float> pool_logprobs;
+  std::vector<std::int32_t> path_scratch;
+
+  auto response_of = [&](std::int32_t node, std::vector<std::int32_t>* tokens, std::vector<float>* logprobs,
+                         std::vector<std::int64_t>* offsets, std::vector<std::int32_t>* nodes) {
+    path_scratch.clear();
+    for (std::int32_t n = node; n != root_index; n = t.parent(n)) path_scratch.push_back(n);
+    std::reverse(path_scratch.begin(), path_scratch.end());
+    tokens->clear();
+    if (offsets) offsets->assign(1, 0);
+    for (std::int32_t n : path_scratch) {
+      const auto b = pool_tokens.begin() + chunk_begin[n];
+      tokens->insert(tokens->end(), b, b + chunk_len[n]);
+      if (logprobs) {
+        const auto lb = pool_logprobs.begin() + chunk_begin[n];
+        logprobs->insert(logprobs->end(), lb, lb + chunk_len[n]);
+      }
+      if (offsets) offsets->push_back(static_cast<std::int64_t>(tokens->size()));
+    }
+    if (nodes) *nodes = path_scratch;
+  };
+  auto score_of = [&](outcome o) {
+    return o == outcome::correct     ? params.correct_score
+           : o == outcome::incorrect ? params.incorrect_score
+                                     : params.incomplete_score;
+  };
+  auto frontier_value = [&](std::int32_t n) {
+    if (n == root_index || t.terminal(n) || t.children(n) >= width) return frontier_index::neg_inf;
+    return frontier_score(t.q(t.parent(n)), t.q(n), t.mean_entropy(n), t.depth(n), fp);
+  };
+  auto rescore_around = [&](std::int32_t n) {  // n's own score and its children's (Q(parent))
+    frontier.set(n, frontier_value(n));
+    for (std::int32_t c = t.first_child(n); c != no_node; c = t.next_sibling(c))
+      frontier.set(c, frontier_value(c));
+  };
+
+  search_result out;
+  std::vector<std::int32_t> backed_up_order;
+  states.set(root_index, policy.begin(prompt));
+
+  // Generates the `k` children `cur` lacks, one chunk each, from forks of cur's state.
+  struct growing {
+    state_id state;
+    std::vector<std::int32_t> tokens;
+    std::vector<float> logprobs;
+    double entropy = 0.0;
+    bool ended = false;  // drew EOS or a stop token
+    bool owned = false;  // the state is still ours to release (not handed to a node)
+  };
+  // However an expansion ends (a policy or verifier exception), no forked state is left behind.
+  struct release_owned {
+    Policy& policy;
+    std::vector<growing>& kids;
+    ~release_owned() {
+      for (growing& g : kids)
+        if (g.owned) {
+          g.owned = false;
+          policy.release(std::span<const state_id>(&g.state, 1));
+        }
+    }
+  };
+  std::vector<growing> kids;
+  std::vector<std::uint64_t> streams, draws;
+  std::vector<std::int32_t> drawn, next_tokens;
+  std::vector<float> lp, ent;
+  std::vector<state_id> row_states, next_states;
+  std::vector<float> subset;
+  std::vector<std::size_t> rows;
+  auto expand = [&](std::int32_t cur, int k) {
+    detail::require(static_cast<std::size_t>(t.size()) + static_cast<std::size_t>(k) <= cap, fn,
+                    "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t.size(),
+                    " in use, over max_nodes = ", params.max_nodes);
+    const std::int32_t first_id = t.size();
+    const bool at_limit = t.depth(cur) + 1 >= params.max_depth;
+    const std::vector<state_id> forked = policy.fork(states.id[cur], k);
+    kids.assign(static_cast<std::size_t>(k), growing{});
+    release_owned guard{policy, kids};
+    for (int j = 0; j < k; ++j) {
+      kids[j].state = forked[j];
+      kids[j].owned = true;
+    }
+    row_states.assign(forked.begin(), forked.end());
+    rows.resize(static_cast<std::size_t>(k));
+    for (int j = 0; j < k; ++j) rows[j] = static_cast<std::size_t>(j);
+    view2d<const float> logits = policy.logits(row_states);
+    for (int pos = 0; !rows.empty(); ++pos) {
+      const std::size_t a = rows.size();
+      streams.resize(a);
+      draws.assign(a, static_cast<std::uint64_t>(pos));
+      drawn.resize(a);
+      lp.resize(a);
+      ent.resize(a);
+      for (std::size_t r = 0; r < a; ++r)
+        streams[r] =
+            stream_id(stream, static_cast<std::uint32_t>(first_id) + static_cast<std::uint32_t>(rows[r]));
+      sample::sample_rows(cpu, logits, sp, {seed, streams, draws}, {drawn, lp, ent});
+      next_states.clear();
+      next_tokens.clear();
+      std::vector<std::size_t> still;
+      for (std::size_t r = 0; r < a; ++r) {
+        growing& g = kids[rows[r]];
+        g.tokens.push_back(drawn[r]);
+        g.logprobs.push_back(lp[r]);
+        g.entropy += params.exact_entropy ? double(ent[r]) : -double(lp[r]);
+        g.ended = drawn[r] == sp.eos_token || in(sp.stop_tokens, drawn[r]);
+        const bool chunk_done = g.ended || static_cast<int>(g.tokens.size()) >= params.chunk_tokens ||
+                                in(params.step_delimiters, drawn[r]);
+        // A chunk that continues, or ends a node that will be expanded later, takes its token into
+        // the state; a terminal node's state is not needed.
+        if (!g.ended && !(chunk_done && at_limit)) {
+          next_states.push_back(g.state);
+          next_tokens.push_back(drawn[r]);
+        }
+        if (!chunk_done) still.push_back(rows[r]);
+      }
+      rows.swap(still);
+      if (!next_states.empty()) {
+        logits = policy.step(next_states, next_tokens);
+        // step() returned a row per stepped state; when a node ended at a delimiter while its
+        // siblings go on, keep only the rows of those still growing.
+        if (!rows.empty() && next_states.size() != rows.size()) {
+          subset.resize(rows.size() * static_cast<std::size_t>(V));
+          for (std::size_t r = 0; r < rows.size(); ++r) {
+            const auto at =
+                std::find(next_states.begin(), next_states.end(), kids[rows[r]].state) - next_states.begin();
+            for (std::int64_t v = 0; v < V; ++v)
+              subset[r * static_cast<std::size_t>(V) + static_cast<std::size_t>(v)] = logits(at, v);
+          }
+          logits = make_view(static_cast<const float*>(subset.data()),
+                             {static_cast<std::int64_t>(rows.size()), V});
+        }
+      }
+    }
+    for (int j = 0; j < k; ++j) {
+      growing& g = kids[static_cast<std::size_t>(j)];
+      const bool terminal = g.ended || at_limit;
+      const auto len = static_cast<std::int64_t>(g.tokens.size());
+      const std::int32_t id = t.add_child(cur, g.entropy / static_cast<double>(len), terminal);
+      chunk_begin[id] = static_cast<std::int64_t>(pool_tokens.size());
+      chunk_len[id] = len;
+      pool_tokens.insert(pool_tokens.end(), g.tokens.begin(), g.tokens.end());
+      pool_logprobs.insert(pool_logprobs.end(), g.logprobs.begin(), g.logprobs.end());
+      path_tokens[id] = path_tokens[cur] + len;
+      path_entropy[id] = path_entropy[cur] + g.entropy;
+      out.tokens_generated += len;
+      g.owned = false;
+      if (terminal) {
+        policy.release(std::span<const state_id>(&g.state, 1));
+        std::vector<std::int32_t> response;
+        response_of(id, &response, nullptr, nullptr, nullptr);
+        result_of[id] = verifier(std::span<const std::int32_t>(response), g.ended);
+      } else {
+        states.set(id, g.state);
+      }
+    }
+    ++out.expansions;
+    if (t.children(cur) >= width) states.release(cur);  // full: never expanded again
+    rescore_around(cur);
+  };
+
+  auto mean_entropy_of = [&](std::int32_t n) {
+    return path_entropy[n] / static_cast<double>(path_tokens[n]);
+  };
+  auto rank = [](outcome o) { return o == outcome::correct ? 0 : o == outcome::incorrect ? 1 : 2; };
+
+  std::int32_t cur = root_index;
+  while (static_cast<int>(backed_up_order.size()) < params.num_trajectories) {
+    const int missing = width - t.children(cur);
+    if (missing > 0) expand(cur, missing);
+    // The terminal children not yet backed up; the one to back up.
+    std::int32_t pick = no_node;
+    for (std::int32_t c = t.first_child(cur); c != no_node; c = t.next_sibling(c)) {
+      if (!t.terminal(c) || backed_up[c]) continue;
+      if (pick == no_node) {
+        pick = c;
+        continue;
+      }
+      const int rc = rank(result_of[c]), rp = rank(result_of[pick]);
+      const double ec = mean_entropy_of(c), ep = mean_entropy_of(pick);
+      if (rc < rp || (rc == rp && (ec < ep || (ec == ep && c < pick)))) pick = c;
+    }
+    std::int32_t next = no_node;
+    if (pick != no_node) {
+      t.backup(pick, score_of(result_of[pick]), params.backup_floor);
+      backed_up[pick] = 1;
+      backed_up_order.push_back(pick);
+      for (std::int32_t n = pick; n != no_node; n = t.parent(n)) rescore_around(n);
+      if (static_cast<int>(backed_up_order.size()) >= params.num_trajectories) break;
+      next = frontier.best();
+    } else {
+      // No terminal child: every child counts a visit (the code's update(0)), then local UCT.
+      double best = -std::numeric_limits<double>::infinity();
+      for (std::int32_t c = t.first_child(cur); c != no_node; c = t.next_sibling(c)) {
+        t.visit(c);
+        rescore_around(c);
+      }
+      for (std::int32_t c = t.first_child(cur); c != no_node; c = t.next_sibling(c)) {
+        if (t.terminal(c)) continue;
+        const double u = kernels::uct(t.q(c), t.visits(cur), t.visits(c), params.lambda_uct);
+        // Children are linked newest first: >= makes ties go to the earliest generated child.
+        if (u >= best) best = u, next = c;
+      }
+      if (next == no_node) next = frontier.best();
+    }
+    if (next == no_node) {
+      out.exhausted = true;
+      break;
+    }
+    cur = next;
+  }
+
+  // Trajectories from the finished tree: values read now (the accumulated value, not value /
+  // visits, as the code does), soft-clipped except at the terminal node.
+  out.trajectories.resize(backed_up_order.size());
+  for (std::size_t i = 0; i < backed_up_order.size(); ++i) {
+    const std::int32_t leaf = backed_up_order[i];
+    search_trajectory& tr = out.trajectories[i];
+    response_of(leaf, &tr.tokens, &tr.logprobs, &tr.segment_offsets, &tr.nodes);
+    tr.result = result_of[leaf];
+    tr.score = score_of(tr.result);
+    tr.mean_entropy = mean_entropy_of(leaf);
+    tr.segment_q.resize(tr.nodes.size());
+    for (std::size_t j = 0; j < tr.nodes.size(); ++j) {
+      const double v = t.value(tr.nodes[j]);
+      tr.segment_q[j] =
+          j + 1 == tr.nodes.size() ? v : soft_clip(v, params.adv_temperature, params.q_value_max);
+    }
+  }
+  impl::assign_advantages(out.trajectories, params.norm_adv_by_std);
+  out.nodes = t.size();
+  return out;
+}
+
+namespace impl {
+/// Runs fn(policy, i) for i in [0, n) on `threads` threads, each with its own policy from
+/// make_policy(); prompts are handed out one at a time. The first exception of any worker is
+/// rethrown after all have stopped.
+template <class MakePolicy, class Fn>
+void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& fn, const char* fn_name) {
+  detail::require(threads >= 1, fn_name, "threads = ", threads, " must be >= 1");
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&] {
+    try {
+      auto policy = make_policy();
+      for (std::size_t i = next++; i < n && !failed; i = next++) fn(policy, i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      failed = true;
+    }
+  };
+  const std::size_t workers = std::min(static_cast<std::size_t>(threads), n);
+  std::vector<std::thread> pool;
+  for (std::size_t w = 1; w < workers; ++w) pool.emplace_back(work);
+  if (n > 0) work();
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+}
+}  // namespace impl
+
+/// DeepSearch over a batch of prompts on `threads` CPU threads: prompt i is searched with the
+/// Philox stream family i, so the results equal deep_search(policy, prompts[i], ..., seed, i) on
+/// any number of threads. `make_policy()` builds one decode policy per worker (e.g. a kv_decoder
+/// of a shared, read-only model); `verifier(i, response, finished)` grades prompt i's responses
+/// and is called concurrently.
+template <class MakePolicy, class Verifier>
+std::vector<search_result> deep_search_batch(MakePolicy&& make_policy,
+                                             std::span<const std::vector<std::int32_t>> prompts,
+                                             Verifier&& verifier, const search_params& params,
+                                             std::uint64_t seed, int threads = 1) {
+  constexpr const char* fn = "xplor::search::deep_search_batch";
+  impl::check_search_params(params, fn);
+  std::vector<search_result> results(prompts.size());
+  impl::parallel_prompts(
+      prompts.size(), threads, make_policy,
+      [&](auto& policy, std::size_t i) {
+        auto grade = [&verifier, i](std::span<const std::int32_t> response, bool done) {
+          return verifier(i, response, done);
+        };
+        results[i] = deep_search(policy, std::span<const std::int32_t>(prompts[i]), grade, params, seed,
+                                 static_cast<std::uint32_t>(i));
+      },
+      fn);
+  return results;
+}
+
+}  // namespace xplor::search

@@ -1,0 +1,118 @@
+// DeepSearch's solution cache (replay buffer, rl-methods.md 2.7; register_replay_buffer.py):
+// verified correct responses per problem id. A prompt with cached solutions skips the tree search
+// in later rounds: it gets n direct rollouts whose first k are overwritten by cached solutions
+// (search/rollouts.hpp). Stored as JSON Lines, one problem per line, sorted by id:
+//   {"id":"gsm8k/17","solutions":[[40,41,42],[40,43]]}
+// Saving is atomic (temp file + rename); loading is all or nothing: a corrupted line is an
+// xplor::error naming the file and the line, and the cache is left as it was.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "xplor/core/atomic_file.hpp"
+#include "xplor/core/error.hpp"
+
+namespace xplor::search {
+
+class solution_cache {
+ public:
+  using solution = std::vector<std::int32_t>;
+
+  /// Keeps at most `max_per_problem` distinct solutions per problem (the first ones added).
+  explicit solution_cache(std::size_t max_per_problem = 8) : max_per_problem_(max_per_problem) {
+    detail::require(max_per_problem >= 1, "xplor::search::solution_cache",
+                    "max_per_problem = ", max_per_problem, " must be >= 1");
+  }
+
+  /// Adds a verified correct solution of problem `id`; false when it is already there or the
+  /// problem has max_per_problem solutions.
+  bool add(const std::string& id, std::span<const std::int32_t> tokens) {
+    constexpr const char* fn = "xplor::search::solution_cache::add";
+    detail::require(!id.empty(), fn, "id is empty");
+    detail::require(!tokens.empty(), fn, "the solution of '", id, "' is empty");
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      detail::require(tokens[i] >= 0, fn, "token ", i, " of the solution of '", id, "' is ", tokens[i],
+                      " (< 0)");
+    std::vector<solution>& list = entries_[id];
+    if (list.size() >= max_per_problem_) return false;
+    for (const solution& s : list)
+      if (std::equal(s.begin(), s.end(), tokens.begin(), tokens.end())) return false;
+    list.emplace_back(tokens.begin(), tokens.end());
+    return true;
+  }
+
+  bool contains(const std::string& id) const { return entries_.count(id) != 0; }
+  /// The cached solutions of `id` (empty when there are none).
+  std::span<const solution> solutions(const std::string& id) const {
+    const auto it = entries_.find(id);
+    return it == entries_.end() ? std::span<const solution>{} : std::span<const solution>(it->second);
+  }
+  std::size_t problems() const { return entries_.size(); }
+  std::size_t max_per_problem() const { return max_per_problem_; }
+
+  /// Writes the cache to `path` atomically: the file holds the old cache or the new one.
+  void save(const std::filesystem::path& path) const {
+    atomic_file_writer file(path, "xplor::search::solution_cache::save");
+    for (const auto& [id, list] : entries_) {
+      const nlohmann::json line = {{"id", id}, {"solutions", list}};
+      file.write(line.dump() + "\n");
+    }
+    file.commit();
+  }
+
+  /// Adds the problems of the JSONL file at `path` (blank lines are skipped). All or nothing: on
+  /// an unreadable file or a corrupted line it throws xplor::error "'<path>' line <n>: <what>"
+  /// and leaves the cache unchanged.
+  void load(const std::filesystem::path& path) {
+    constexpr const char* fn = "xplor::search::solution_cache::load";
+    std::ifstream in(path);
+    if (!in) detail::fail(fn, "cannot open '", path.string(), "'");
+    solution_cache staged = *this;
+    std::string text;
+    for (std::size_t line = 1; std::getline(in, text); ++line) {
+      if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+      auto bad = [&](const auto&... what) {
+        detail::fail(fn, "'", path.string(), "' line ", line, ": ", what...);
+      };
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(text);
+      } catch (const nlohmann::json::parse_error& e) {
+        bad("not valid JSON (", e.what(), ")");
+      }
+      if (!j.is_object() || j.size() != 2 || !j.contains("id") || !j.contains("solutions"))
+        bad("expected an object with exactly the keys \"id\" and \"solutions\"");
+      if (!j["id"].is_string() || j["id"].get_ref<const std::string&>().empty())
+        bad("\"id\" is not a non-empty string");
+      const std::string& id = j["id"].get_ref<const std::string&>();
+      if (!j["solutions"].is_array() || j["solutions"].empty())
+        bad("\"solutions\" of '", id, "' is not a non-empty array");
+      for (const nlohmann::json& s : j["solutions"]) {
+        if (!s.is_array() || s.empty()) bad("a solution of '", id, "' is not a non-empty array of tokens");
+        solution tokens;
+        for (const nlohmann::json& t : s) {
+          if (!t.is_number_integer() || t.get<std::int64_t>() < 0 || t.get<std::int64_t>() > INT32_MAX)
+            bad("a token of '", id, "' is not an integer in [0, 2^31): ", t.dump());
+          tokens.push_back(t.get<std::int32_t>());
+        }
+        staged.add(id, tokens);
+      }
+    }
+    if (in.bad()) detail::fail(fn, "cannot read '", path.string(), "'");
+    *this = std::move(staged);
+  }
+
+ private:
+  std::size_t max_per_problem_;
+  std::map<std::string, std::vector<solution>> entries_;
+};
+
+}  // namespace xplor::search
