@@ -29,6 +29,8 @@ TEST_CASE("DeepSearch scoring: worked numbers (rl-methods 2.11)", "[search][scor
   // 5. Soft clip.
   CHECK(soft_clip(2.0) == Approx(0.964028).epsilon(1e-6));
   CHECK(soft_clip(0.4) == Approx(0.379949).epsilon(1e-6));
+  // With the code's adv_temperature eps_q and q_value_max: tanh(value / eps_q) * q_max.
+  CHECK(soft_clip(2.0, 2.0, 0.5) == Approx(0.5 * std::tanh(1.0)));
   // 6. Mean-only advantage: scores [1, -1, -1, -1], mean -0.5; q = [0.4, 0.6, 1.0].
   const std::vector<double> scores{1, -1, -1, -1}, q{0.4, 0.6, 1.0};
   std::vector<double> adv(3);
@@ -94,6 +96,9 @@ TEST_CASE("scoring helpers reject bad input", "[search][score]") {
   CHECK_THROWS_WITH(constrained_update(0.0, INFINITY, 0.5), Catch::Contains("must be finite"));
   CHECK_THROWS_WITH(constrained_update(0.0, 1.0, -0.5), Catch::Contains("w = -0.5"));
   CHECK_THROWS_WITH(frontier_score(0.0, 0.0, 0.0, -1), Catch::Contains("depth = -1"));
+  CHECK_THROWS_WITH(soft_clip(NAN), Catch::Contains("value = nan"));
+  CHECK_THROWS_WITH(soft_clip(1.0, 0.0), Catch::Contains("temperature = 0"));
+  CHECK_THROWS_WITH(soft_clip(1.0, 1.0, -1.0), Catch::Contains("q_max = -1"));
   std::vector<double> out(2);
   CHECK_THROWS_WITH(mean_only_advantages(std::vector<double>{}, std::vector<double>{0.1, 0.2}, out),
                     Catch::Contains("terminal_scores is empty"));
