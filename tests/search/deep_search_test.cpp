@@ -275,6 +275,36 @@ TEST_CASE("deep_search with delimiter steps and EOS", "[search][driver]") {
   CHECK(policy.live_states() == 0);
 }
 
+TEST_CASE("deep_search caps the response at max_response_tokens", "[search][driver]") {
+  auto policy = three_step_policy(0.5f);
+  search_params p;
+  p.max_depth = 64;
+  p.chunk_tokens = 4;
+  p.max_response_tokens = 10;  // nodes of 4, 4, then 2 tokens
+  p.expansion_width = 2;
+  p.num_trajectories = 3;
+  const std::vector<std::int32_t> prompt{0};
+  int graded = 0;
+  const auto res = deep_search(
+      policy, prompt,
+      [&](std::span<const std::int32_t> r, bool finished) {
+        ++graded;
+        CHECK(r.size() == 10);
+        CHECK_FALSE(finished);
+        return outcome::incomplete;
+      },
+      p, 2);
+  CHECK(graded > 0);
+  REQUIRE(res.trajectories.size() == 3);
+  for (const auto& tr : res.trajectories) {
+    CHECK(tr.segment_offsets == std::vector<std::int64_t>{0, 4, 8, 10});
+    CHECK(tr.score == p.incomplete_score);
+  }
+  CHECK(policy.live_states() == 0);
+  p.max_response_tokens = -1;
+  CHECK_THROWS_WITH(deep_search(policy, prompt, all_ones, p, 1), Catch::Contains("max_response_tokens = -1"));
+}
+
 TEST_CASE("deep_search is reproducible and deep_search_batch is thread-independent", "[search][driver]") {
   auto policy = three_step_policy(0.4f);
   auto p = three_step_params();

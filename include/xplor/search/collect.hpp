@@ -51,10 +51,10 @@ std::vector<float> response_logprobs(Policy& policy, std::span<const std::int32_
 }
 }  // namespace impl
 
-/// The cache branch for one prompt: params.num_trajectories direct rollouts (at most max_depth x
-/// chunk_tokens tokens, drawn with a seed derived from (seed, stream)) whose first
-/// min(k, cached.size()) are replaced by `cached` solutions; each is verified and becomes a
-/// one-segment trajectory with q = its score, and the advantages are the same mean-only ones.
+/// The cache branch for one prompt: params.num_trajectories direct rollouts (at most the search's
+/// response cap, max_response_tokens or max_depth x chunk_tokens, drawn with a seed derived from (seed,
+/// stream)) whose first min(k, cached.size()) are replaced by `cached` solutions; each is verified and
+/// becomes a one-segment trajectory with q = its score, and the advantages are the same mean-only ones.
 template <decode_policy Policy, response_verifier Verifier>
 search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prompt,
                               std::span<const std::vector<std::int32_t>> cached, int k, Verifier&& verifier,
@@ -65,7 +65,7 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
   detail::require(!prompt.empty(), fn, "prompt is empty");
   const int n = params.num_trajectories;
   sample::sampling_params sp = params.sampling;
-  sp.max_completion_length = params.max_depth * params.chunk_tokens;
+  sp.max_completion_length = static_cast<int>(impl::max_response(params));
   // The rollouts of different prompts must not share draws: a seed per stream, from a Philox
   // block no tree node uses (node ids are < 2^31).
   const auto w = philox_stream(seed, stream_id(stream, 0xFFFFFFFFu)).block(0);

@@ -59,6 +59,7 @@ bool > &&std::same_as<std::invoke_result_t<V&, std::span<const std::int32_t>, bo
 struct search_params {
   int max_depth = 64;                         // d_T: a node at this depth is terminal
   int chunk_tokens = 256;                     // tokens per node (step_response_length)
+  int max_response_tokens = 0;                // response cap; 0: max_depth x chunk_tokens
   std::vector<std::int32_t> step_delimiters;  // non-empty: a node also ends after one of these
   int expansion_width = 8;                    // children per expanded node
   int num_trajectories = 8;                   // terminate_num = rollout.n
@@ -103,6 +104,8 @@ namespace impl {
 inline void check_search_params(const search_params& p, const char* fn) {
   detail::require(p.max_depth >= 1, fn, "max_depth = ", p.max_depth, " must be >= 1");
   detail::require(p.chunk_tokens >= 1, fn, "chunk_tokens = ", p.chunk_tokens, " must be >= 1");
+  detail::require(p.max_response_tokens >= 0, fn, "max_response_tokens = ", p.max_response_tokens,
+                  " is negative");
   detail::require(p.expansion_width >= 1, fn, "expansion_width = ", p.expansion_width, " must be >= 1");
   detail::require(p.num_trajectories >= 1, fn, "num_trajectories = ", p.num_trajectories, " must be >= 1");
   detail::require(std::isfinite(p.lambda_uct) && p.lambda_uct >= 0.0, fn, "lambda_uct = ", p.lambda_uct,
@@ -121,6 +124,11 @@ inline void check_search_params(const search_params& p, const char* fn) {
                   "sampling.repetition_penalty = ", p.sampling.repetition_penalty,
                   " is not supported by the tree search (use 1)");
   (void)sample::impl::check_params(p.sampling, fn);
+}
+
+/// The response cap: max_response_tokens, or max_depth x chunk_tokens (the code's 16384 = 64 x 256).
+inline std::int64_t max_response(const search_params& p) {
+  return p.max_response_tokens > 0 ? p.max_response_tokens : std::int64_t{p.max_depth} * p.chunk_tokens;
 }
 
 /// Releases every decode state a search still holds, however the search ends.
@@ -202,6 +210,7 @@ search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, 
   fp.max_depth = params.max_depth;
   const int width = params.expansion_width;
   const std::size_t cap = static_cast<std::size_t>(params.max_nodes);
+  const std::int64_t max_response = impl::max_response(params);
 
   using state_id = typename Policy::state_id;
   tree t(params.max_nodes);
@@ -287,7 +296,10 @@ search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, 
                     "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t.size(),
                     " in use, over max_nodes = ", params.max_nodes);
     const std::int32_t first_id = t.size();
-    const bool at_limit = t.depth(cur) + 1 >= params.max_depth;
+    const bool at_depth_limit = t.depth(cur) + 1 >= params.max_depth;
+    // Tokens this chunk may take before the response reaches its cap (then the node is terminal).
+    const std::int64_t room = max_response - path_tokens[cur];
+    const auto chunk_cap = static_cast<std::size_t>(std::min<std::int64_t>(params.chunk_tokens, room));
     const std::vector<state_id> forked = policy.fork(states.id[cur], k);
     kids.assign(static_cast<std::size_t>(k), growing{});
     release_owned guard{policy, kids};
@@ -319,11 +331,12 @@ search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, 
         g.logprobs.push_back(lp[r]);
         g.entropy += params.exact_entropy ? double(ent[r]) : -double(lp[r]);
         g.ended = drawn[r] == sp.eos_token || in(sp.stop_tokens, drawn[r]);
-        const bool chunk_done = g.ended || static_cast<int>(g.tokens.size()) >= params.chunk_tokens ||
-                                in(params.step_delimiters, drawn[r]);
+        const bool chunk_done =
+            g.ended || g.tokens.size() >= chunk_cap || in(params.step_delimiters, drawn[r]);
         // A chunk that continues, or ends a node that will be expanded later, takes its token into
         // the state; a terminal node's state is not needed.
-        if (!g.ended && !(chunk_done && at_limit)) {
+        const bool last_node = at_depth_limit || static_cast<std::int64_t>(g.tokens.size()) >= room;
+        if (!g.ended && !(chunk_done && last_node)) {
           next_states.push_back(g.state);
           next_tokens.push_back(drawn[r]);
         }
@@ -349,8 +362,8 @@ search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, 
     }
     for (int j = 0; j < k; ++j) {
       growing& g = kids[static_cast<std::size_t>(j)];
-      const bool terminal = g.ended || at_limit;
       const auto len = static_cast<std::int64_t>(g.tokens.size());
+      const bool terminal = g.ended || at_depth_limit || len >= room;
       const std::int32_t id = t.add_child(cur, g.entropy / static_cast<double>(len), terminal);
       chunk_begin[id] = static_cast<std::int64_t>(pool_tokens.size());
       chunk_len[id] = len;
