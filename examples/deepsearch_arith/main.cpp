@@ -1,0 +1,390 @@
+// deepsearch_arith: DeepSearch (arXiv 2509.25454) against plain GRPO rollouts at an equal rollout
+// budget, on the hard levels of rlvr_arithmetic's problems (3- and 4-digit addition and
+// subtraction, 3- and 4-digit by 1-digit multiplication, chain of thought digit by digit).
+//
+// 1. SFT: the byte-level reference transformer learns the chain-of-thought format on all levels
+//    (rlvr_arithmetic's SFT step) up to partial accuracy on the hard ones.
+// 2. Two RL runs from that checkpoint, each until it has generated the same number of tokens:
+//    - GRPO: N rollouts per prompt, reward +1 / -1, GRPO advantages (mean and std of the group);
+//    - DeepSearch: deep_search_batch per prompt, nodes = reasoning steps (the chain of thought's
+//      space-separated steps, search_params::step_delimiters), N trajectories per prompt with
+//      soft-clipped node values and mean-only advantages, token by token.
+//    Both update with the same clipped loss (DAPO token mean, clip 0.2 / 0.28, no KL: the
+//    reference code's loss) through examples/common/policy_update.hpp.
+// 3. pass@1 (greedy) on held-out hard problems every --eval-every generated tokens: a table, a
+//    TSV and a PNG of pass@1 against rollout tokens for both.
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+#include <xplor/model/checkpoint.hpp>
+#include <xplor/model/decode.hpp>
+#include <xplor/model/optim.hpp>
+#include <xplor/model/tokenizer.hpp>
+#include <xplor/model/transformer.hpp>
+#include <xplor/reward/truth.hpp>
+#include <xplor/rl/advantage.hpp>
+#include <xplor/sample/rollout.hpp>
+#include <xplor/search/deep_search.hpp>
+
+#include "common/gnuplot.hpp"
+#include "common/policy_update.hpp"
+#include "rlvr_arithmetic/data.hpp"
+#include "rlvr_arithmetic/train.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace xm = xplor::model;
+namespace xs = xplor::search;
+
+const char* const usage =
+    "usage: deepsearch_arith [options]\n"
+    "DeepSearch tree search vs GRPO rollouts at an equal rollout-token budget, on hard arithmetic.\n"
+    "  --out DIR            output directory (default deepsearch_out)\n"
+    "  --seed S             seed of data, model and sampling (default 1)\n"
+    "  --sft-steps N        SFT steps before RL (default 300)\n"
+    "  --sft-from FILE      skip SFT: start from this checkpoint (d_model 128, 3 layers, 4 heads)\n"
+    "  --budget TOKENS      generated tokens per RL run (default 60000)\n"
+    "  --eval-every TOKENS  pass@1 every this many generated tokens (default 10000)\n"
+    "  --eval N             held-out problems per evaluation (default 120)\n"
+    "  --levels LO-HI       difficulty levels to train and evaluate on, 1-4 (default 3-4)\n"
+    "  --prompts P          prompts per RL step (default 8)\n"
+    "  --n N                rollouts / trajectories per prompt (default 8)\n"
+    "  --width W            DeepSearch expansion width (default 4)\n"
+    "  --lr LR              RL learning rate (default 1e-4)\n"
+    "  --threads T          search threads (default 2)\n"
+    "  --quick              a tiny configuration (the test suite's)\n"
+    "  --no-plot            do not call gnuplot\n";
+
+struct options {
+  std::string out = "deepsearch_out", sft_from;
+  std::uint64_t seed = 1;
+  int sft_steps = 300;
+  std::int64_t budget = 60000, eval_every = 10000;
+  int eval = 120, prompts = 8, n = 8, width = 4, threads = 2;
+  int level_lo = 3, level_hi = 4;  // the "hard" problems RL trains and is evaluated on
+  float lr = 1e-4f;
+  bool plot = true;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "deepsearch_arith: %s (try --help)\n", message.c_str());
+  std::exit(2);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(a + " needs a value");
+      return argv[++i];
+    };
+    auto integer = [&](long long lo, long long hi) {
+      const std::string v = value();
+      char* end = nullptr;
+      const long long x = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || x < lo || x > hi)
+        usage_error(a + " = " + v + " is not an integer in [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "]");
+      return x;
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(usage, stdout);
+      std::exit(0);
+    } else if (a == "--out") {
+      o.out = value();
+    } else if (a == "--seed") {
+      o.seed = static_cast<std::uint64_t>(integer(0, 1LL << 53));
+    } else if (a == "--sft-steps") {
+      o.sft_steps = static_cast<int>(integer(0, 1000000));
+    } else if (a == "--sft-from") {
+      o.sft_from = value();
+    } else if (a == "--budget") {
+      o.budget = integer(1, 1LL << 40);
+    } else if (a == "--eval-every") {
+      o.eval_every = integer(1, 1LL << 40);
+    } else if (a == "--eval") {
+      o.eval = static_cast<int>(integer(1, 100000));
+    } else if (a == "--levels") {
+      const std::string v = value();
+      if (v.size() != 3 || v[1] != '-' || v[0] < '1' || v[2] > '4' || v[0] > v[2])
+        usage_error("--levels = " + v + " is not LO-HI with 1 <= LO <= HI <= 4");
+      o.level_lo = v[0] - '0';
+      o.level_hi = v[2] - '0';
+    } else if (a == "--prompts") {
+      o.prompts = static_cast<int>(integer(1, 4096));
+    } else if (a == "--n") {
+      o.n = static_cast<int>(integer(2, 1024));
+    } else if (a == "--width") {
+      o.width = static_cast<int>(integer(1, 64));
+    } else if (a == "--threads") {
+      o.threads = static_cast<int>(integer(1, 256));
+    } else if (a == "--lr") {
+      const std::string v = value();
+      char* end = nullptr;
+      o.lr = std::strtof(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(o.lr >= 0.0f))
+        usage_error("--lr = " + v + " is not a non-negative number");
+    } else if (a == "--quick") {
+      o.sft_steps = 4;
+      o.budget = 1500;
+      o.eval_every = 750;
+      o.eval = 6;
+      o.prompts = 2;
+      o.n = 4;
+      o.width = 2;
+    } else if (a == "--no-plot") {
+      o.plot = false;
+    } else {
+      usage_error("unknown option " + a);
+    }
+  }
+  return o;
+}
+
+xm::transformer_config model_config() {
+  xm::transformer_config c;
+  c.vocab_size = xm::byte_tokenizer{}.vocab_size();
+  c.d_model = 128;
+  c.n_layers = 3;
+  c.n_heads = 4;
+  c.d_ff = 384;
+  c.max_seq_len = 128;
+  return c;
+}
+
+constexpr int max_completion = 80;  // bytes of chain of thought + answer (4-digit sums need ~45)
+
+/// The verifier both runs share: the last \boxed{} against the answer.
+xs::outcome grade(const xm::byte_tokenizer& tok, const rlvr::example& e,
+                  std::span<const std::int32_t> response, bool finished) {
+  const std::string gold = std::to_string(e.p.answer());
+  const auto o = xplor::reward::classify_response(rlvr::completion_text(tok, response),
+                                                  std::span<const std::string>(&gold, 1));
+  if (o == xplor::reward::outcome::correct) return xs::outcome::correct;
+  if (o == xplor::reward::outcome::incorrect) return xs::outcome::incorrect;
+  return finished ? xs::outcome::incorrect : xs::outcome::incomplete;  // no answer
+}
+
+double pass_at_1(const xm::transformer& model, const xm::byte_tokenizer& tok,
+                 const std::vector<rlvr::example>& set) {
+  return rlvr::evaluate(model, tok, set, max_completion, 0, 0).all().accuracy();
+}
+
+struct point {
+  std::int64_t tokens;
+  double pass1;
+  double seconds;
+};
+
+struct step_data {
+  std::vector<examples::scored_sequence> seqs;  // sequences with a non-zero advantage
+  std::int64_t tokens = 0;                      // generated this step
+  std::int64_t completion_tokens = 0;           // the loss normaliser (all trajectories)
+  double correct = 0, total = 0;
+};
+
+/// GRPO: N rollouts per prompt, reward +1 / -1, advantages (r - mean) / (std + eps) per group.
+step_data grpo_step(const xm::transformer& model, const xm::byte_tokenizer& tok,
+                    const std::vector<rlvr::example>& batch, const options& o, std::uint64_t seed) {
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (const auto& e : batch) prompts.push_back(tok.encode(e.prompt));
+  auto sp = rlvr::decode_params(tok, max_completion);
+  xm::kv_decoder dec(model);
+  const int counts[] = {o.n};
+  const auto ro = xplor::sample::generate(dec, prompts, counts, sp, seed);
+  const std::int64_t n = ro.num_completions();
+  std::vector<float> rewards(static_cast<std::size_t>(n)), adv(static_cast<std::size_t>(n));
+  step_data d;
+  for (std::int64_t c = 0; c < n; ++c) {
+    const auto& e = batch[static_cast<std::size_t>(ro.prompt_index[static_cast<std::size_t>(c)])];
+    const bool ok = grade(tok, e, ro.completion(c),
+                          ro.finish[static_cast<std::size_t>(c)] != xplor::sample::finish_reason::length) ==
+                    xs::outcome::correct;
+    rewards[static_cast<std::size_t>(c)] = ok ? 1.0f : -1.0f;
+    d.correct += ok;
+    d.total += 1;
+  }
+  xplor::rl::compute_advantages(xplor::cpu, xplor::rl::estimator::grpo, std::span<const float>(rewards),
+                                xplor::ragged_groups(ro.group_offsets, n), std::span<float>(adv));
+  d.tokens = d.completion_tokens = static_cast<std::int64_t>(ro.tokens.size());
+  for (std::int64_t c = 0; c < n; ++c) {
+    if (adv[static_cast<std::size_t>(c)] == 0.0f) continue;
+    examples::scored_sequence s;
+    s.tokens = prompts[static_cast<std::size_t>(ro.prompt_index[static_cast<std::size_t>(c)])];
+    s.prompt_len = static_cast<std::int64_t>(s.tokens.size());
+    const auto comp = ro.completion(c);
+    s.tokens.insert(s.tokens.end(), comp.begin(), comp.end());
+    s.old_logprobs.assign(ro.logprobs.begin() + ro.offsets[static_cast<std::size_t>(c)],
+                          ro.logprobs.begin() + ro.offsets[static_cast<std::size_t>(c) + 1]);
+    s.advantages.assign(comp.size(), adv[static_cast<std::size_t>(c)]);
+    d.seqs.push_back(std::move(s));
+  }
+  return d;
+}
+
+/// DeepSearch: one tree per prompt, nodes = chain-of-thought steps, N trajectories each.
+step_data search_step(const xm::transformer& model, const xm::byte_tokenizer& tok,
+                      const std::vector<rlvr::example>& batch, const options& o, std::uint64_t seed) {
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (const auto& e : batch) prompts.push_back(tok.encode(e.prompt));
+  xs::search_params p;
+  p.sampling = rlvr::decode_params(tok, max_completion);
+  p.step_delimiters = {static_cast<std::int32_t>(' ')};
+  p.chunk_tokens = 16;  // a step is ~9 bytes ("7+9+0=16 "); the answer step ~10
+  p.max_depth = 8;      // 5 steps for 4-digit problems; the answer is one more
+  p.expansion_width = o.width;
+  p.num_trajectories = o.n;
+  p.max_response_tokens = max_completion;  // as the GRPO rollouts; prompt + response fit max_seq_len
+  p.max_nodes = 16384;
+  const auto results = xs::deep_search_batch([&model] { return xm::kv_decoder(model); }, prompts,
+                                             [&](std::size_t i, std::span<const std::int32_t> r,
+                                                 bool finished) { return grade(tok, batch[i], r, finished); },
+                                             p, seed, o.threads);
+  step_data d;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    d.tokens += results[i].tokens_generated;
+    for (const auto& tr : results[i].trajectories) {
+      d.correct += tr.result == xs::outcome::correct;
+      d.total += 1;
+      d.completion_tokens += static_cast<std::int64_t>(tr.tokens.size());
+      bool any = false;
+      for (float a : tr.token_advantages) any = any || a != 0.0f;
+      if (!any) continue;
+      examples::scored_sequence s;
+      s.tokens = prompts[i];
+      s.prompt_len = static_cast<std::int64_t>(s.tokens.size());
+      s.tokens.insert(s.tokens.end(), tr.tokens.begin(), tr.tokens.end());
+      s.old_logprobs = tr.logprobs;
+      s.advantages = tr.token_advantages;
+      d.seqs.push_back(std::move(s));
+    }
+  }
+  return d;
+}
+
+std::vector<point> run_rl(const char* name, bool search, const xm::transformer& sft,
+                          const xm::byte_tokenizer& tok, const std::vector<rlvr::example>& pool,
+                          const std::vector<rlvr::example>& held_out, const options& o) {
+  xm::transformer model = sft;
+  xm::adamw opt(model.layout(), {.lr = o.lr, .weight_decay = 0.0f});
+  xplor::rl::loss_options loss;  // dapo token mean, no KL
+  loss.epsilon_high = 0.28f;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  std::vector<point> curve{{0, pass_at_1(model, tok, held_out), 0.0}};
+  std::int64_t used = 0, next_eval = o.eval_every;
+  std::size_t cursor = 0;
+  for (std::int64_t step = 0; used < o.budget; ++step) {
+    std::vector<rlvr::example> batch;
+    for (int k = 0; k < o.prompts; ++k) batch.push_back(pool[cursor++ % pool.size()]);
+    const std::uint64_t step_seed = o.seed * 1000003ULL + static_cast<std::uint64_t>(step);
+    step_data d =
+        search ? search_step(model, tok, batch, o, step_seed) : grpo_step(model, tok, batch, o, step_seed);
+    loss.num_items_in_batch = static_cast<double>(d.completion_tokens);
+    examples::policy_update(model, opt, o.lr, d.seqs, loss, 32, static_cast<std::int32_t>(tok.pad()));
+    used += d.tokens;
+    std::fprintf(stderr, "\r%-10s step %3lld  tokens %7lld / %lld  train acc %.2f  ", name,
+                 static_cast<long long>(step + 1), static_cast<long long>(used),
+                 static_cast<long long>(o.budget), d.total > 0 ? d.correct / d.total : 0.0);
+    if (used >= next_eval || used >= o.budget) {
+      curve.push_back({used, pass_at_1(model, tok, held_out), seconds()});
+      while (next_eval <= used) next_eval += o.eval_every;
+    }
+  }
+  std::fputc('\n', stderr);
+  return curve;
+}
+
+/// pass@1 of a curve at `tokens`: the last evaluation at or before it.
+double at(const std::vector<point>& c, std::int64_t tokens) {
+  double v = c.front().pass1;
+  for (const auto& p : c)
+    if (p.tokens <= tokens) v = p.pass1;
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options o = parse(argc, argv);
+  try {
+    fs::create_directories(o.out);
+    const xm::byte_tokenizer tok;
+    xm::transformer model(model_config(), o.seed);
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!o.sft_from.empty()) {
+      xm::load_checkpoint(o.sft_from, model);
+    } else {
+      xm::adamw opt(model.layout(), {.lr = 3e-3f, .weight_decay = 0.0f});
+      const xm::cosine_schedule lr{.max_lr = 3e-3f,
+                                   .min_lr = 3e-4f,
+                                   .warmup_steps = std::min(20, o.sft_steps / 2),
+                                   .total_steps = std::max(o.sft_steps, std::min(20, o.sft_steps / 2) + 1)};
+      for (int step = 0; step < o.sft_steps; ++step) {
+        const float l =
+            rlvr::sft_step(model, opt, lr(step), tok, o.seed, step, {.batch_size = 32, .idk_rate = 0.0});
+        std::fprintf(stderr, "\rSFT step %4d / %d  loss %.3f  ", step + 1, o.sft_steps,
+                     static_cast<double>(l));
+      }
+      std::fputc('\n', stderr);
+      xm::save_checkpoint(fs::path(o.out) / "sft.safetensors", model, nullptr, {});
+    }
+    const double sft_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Training prompts and held-out problems: hard levels, training templates, different streams.
+    const auto pool = rlvr::draw_examples(o.seed, 0xd5000001ULL, 4096, 0, rlvr::num_train_templates,
+                                          o.level_lo, o.level_hi);
+    const auto held_out = rlvr::draw_examples(o.seed, 0xd5000002ULL, o.eval, 0, rlvr::num_train_templates,
+                                              o.level_lo, o.level_hi);
+
+    const auto grpo = run_rl("GRPO", false, model, tok, pool, held_out, o);
+    const auto search = run_rl("DeepSearch", true, model, tok, pool, held_out, o);
+
+    std::printf("deepsearch_arith: pass@1 (greedy) on %d held-out problems of levels %d-%d, seed %llu\n",
+                o.eval, o.level_lo, o.level_hi, static_cast<unsigned long long>(o.seed));
+    std::printf("SFT: %d steps, %.0f s\n\n", o.sft_steps, sft_seconds);
+    std::printf("| rollout tokens | GRPO pass@1 | DeepSearch pass@1 |\n|---:|---:|---:|\n");
+    std::ofstream tsv(fs::path(o.out) / "curves.tsv");
+    tsv << "# method\ttokens\tpass1\tseconds\n";
+    for (const auto& [name, c] : {std::pair{"grpo", &grpo}, std::pair{"deepsearch", &search}})
+      for (const auto& p : *c)
+        tsv << name << '\t' << p.tokens << '\t' << p.pass1 << '\t' << p.seconds << '\n';
+    tsv.close();
+    for (std::int64_t t = 0; t <= o.budget; t += o.eval_every)
+      std::printf("| %lld | %.3f | %.3f |\n", static_cast<long long>(t), at(grpo, t), at(search, t));
+    std::printf("| final (%lld / %lld tokens) | %.3f | %.3f |\n", static_cast<long long>(grpo.back().tokens),
+                static_cast<long long>(search.back().tokens), grpo.back().pass1, search.back().pass1);
+    std::printf("\nwall time: GRPO %.0f s, DeepSearch %.0f s\n", grpo.back().seconds, search.back().seconds);
+    bool finite = true;
+    for (const auto* c : {&grpo, &search})
+      for (const auto& p : *c) finite = finite && std::isfinite(p.pass1);
+    if (o.plot) {
+      const std::string dir = o.out, png = dir + "/pass_at_1.png", script = dir + "/pass_at_1.gp";
+      std::ofstream gp(script);
+      gp << "set terminal pngcairo size 800,500\nset output '" << png << "'\n"
+         << "set xlabel 'rollout tokens generated'\nset ylabel 'pass@1 (greedy, held-out)'\nset key bottom "
+            "right\n"
+         << "set datafile separator '\\t'\n"
+         << "plot '< grep ^grpo " << dir << "/curves.tsv' using 2:3 with linespoints title 'GRPO', "
+         << "'< grep ^deepsearch " << dir << "/curves.tsv' using 2:3 with linespoints title 'DeepSearch'\n";
+      gp.close();
+      if (!xplor::examples::render_plot(script, png, dir + "/curves.tsv")) return 1;
+    }
+    if (!finite) {
+      std::fprintf(stderr, "deepsearch_arith: a metric is not finite\n");
+      return 1;
+    }
+    std::printf("deepsearch_arith: ok\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "deepsearch_arith: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
