@@ -204,3 +204,51 @@ TEST_CASE("processors reject bad input", "[sample][processors]") {
   CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, small),
                     Catch::Contains("logprobs_out has 2"));
 }
+
+TEST_CASE("log_fast is within 2 ulp of std::log (the samplers' normalisations use it)",
+          "[sample][processors]") {
+  auto ulps = [](float a, float b) {
+    std::int32_t ia, ib;
+    std::memcpy(&ia, &a, sizeof ia);
+    std::memcpy(&ib, &b, sizeof ib);
+    return std::abs(static_cast<std::int64_t>(ia) - static_cast<std::int64_t>(ib));
+  };
+  std::int64_t worst = 0;
+  // Every 97th float from the smallest subnormal to the largest finite value, and around 1.
+  for (std::uint32_t bits = 1; bits < 0x7f800000u; bits += 97) {
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    const float want = std::log(x), got = xplor::log_fast(x);
+    if (want == 0.0f) {
+      REQUIRE(std::abs(got) < 1e-7f);
+      continue;
+    }
+    worst = std::max(worst, ulps(want, got));
+  }
+  for (float x = 0.99f; x < 1.01f; x = std::nextafter(x, 2.0f))
+    REQUIRE(std::abs(xplor::log_fast(x) - std::log(x)) <=
+            2e-7f * std::max(1.0f, std::abs(std::log(x))) + 1e-12f);
+  CHECK(worst <= 2);
+#if XPLOR_HOST_SIMD
+  // The explicit-SIMD form (keep_prefix) gives the scalar's bits.
+  std::int64_t simd_mismatches = 0;
+  for (std::uint32_t bits = 1; bits < 0x7f800000u; bits += 4 * 61) {
+    float in[4];
+    for (std::uint32_t j = 0; j < 4; ++j) {
+      const std::uint32_t b = bits + j * 17;
+      std::memcpy(&in[j], &b, sizeof b);
+    }
+    xplor::simd::f4 v;
+    xplor::simd::load(v, in);
+    xplor::simd::log_fast_positive(v);
+    for (int j = 0; j < 4; ++j) {
+      const float scalar = xplor::log_fast(in[j]), lane = v[j];
+      simd_mismatches += std::memcmp(&scalar, &lane, sizeof scalar) != 0;
+    }
+  }
+  CHECK(simd_mismatches == 0);
+#endif
+  CHECK(xplor::log_fast(1.0f) == 0.0f);
+  CHECK(xplor::log_fast(0.0f) == ninf);
+  CHECK(std::isnan(xplor::log_fast(-1.0f)));
+}

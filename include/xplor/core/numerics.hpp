@@ -247,27 +247,85 @@ inline void softmax(std::span<const float> logits, std::span<float> out) {
   softmax_rows(cpu, detail::as_row_view(logits), detail::as_row_view(out));
 }
 
+/// a * b and a + b rounded once each, never fused: nvcc contracts a * b + c into one FMA (a
+/// different rounding than the host's), so the math that must give the same bits on both backends
+/// (exp_fast, log_fast, the samplers' weights) goes through these.
+XPLOR_HD inline float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+XPLOR_HD inline float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
 /// exp(x) for float x in one branch-free inline expression (Cody-Waite range reduction and the
 /// Cephes degree-6 polynomial), so loops that call it vectorise; within 2 ulp of std::exp on
 /// [-87.3, 88.3] (tests/core/numerics_test.cpp). Outside that range it saturates to exp(-87.3)
 /// or exp(88.3): use it where such arguments are already meaningless (importance ratios, KL
-/// terms), std::exp elsewhere.
+/// terms), std::exp elsewhere. Bit-identical on the host and under nvcc (mul_rn / add_rn).
 XPLOR_HD inline float exp_fast(float x) {
   constexpr float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
   x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-  const float kf = (x * log2e + 12582912.0f) - 12582912.0f;  // round to nearest: 1.5 * 2^23 trick
-  const float r = (x - kf * ln2_hi) - kf * ln2_lo;
+  // round to nearest: 1.5 * 2^23 trick
+  const float kf = add_rn(add_rn(mul_rn(x, log2e), 12582912.0f), -12582912.0f);
+  const float r = add_rn(add_rn(x, -mul_rn(kf, ln2_hi)), -mul_rn(kf, ln2_lo));
   float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  p = add_rn(mul_rn(p, r), 1.3981999507e-3f);
+  p = add_rn(mul_rn(p, r), 8.3334519073e-3f);
+  p = add_rn(mul_rn(p, r), 4.1665795894e-2f);
+  p = add_rn(mul_rn(p, r), 1.6666665459e-1f);
+  p = add_rn(mul_rn(p, r), 5.0000001201e-1f);
+  p = add_rn(add_rn(mul_rn(mul_rn(p, r), r), r), 1.0f);
   const auto bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(kf) + 127) << 23;  // 2^k
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return mul_rn(p, scale);
+}
+
+/// Natural log of a float x > 0 (Cephes logf: mantissa in [sqrt(1/2), sqrt(2)), degree-8
+/// polynomial, Cody-Waite ln 2), within 2 ulp of std::log on normal and subnormal inputs; 0 gives
+/// -inf, negative inputs NaN, +inf itself. Unlike std::log / CUDA's logf, which may differ in the
+/// last bit, it gives the same bits on the host and under nvcc, so the samplers' normalisations
+/// (and the draws that depend on them) agree across backends.
+XPLOR_HD inline float log_fast(float x) {
+  // Branch-free (special cases selected at the end), so loops over many tokens vectorise.
+  std::uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const bool subnormal = bits < 0x00800000u;               // (and +0) scaled into the normal range first
+  const float xs = subnormal ? mul_rn(x, 8388608.0f) : x;  // 2^23
+  std::memcpy(&bits, &xs, sizeof bits);
+  // Mantissa into [sqrt(1/2), sqrt(2)) by integer arithmetic: m - 1 is exact.
+  bits += 0x3f800000u - 0x3f3504f3u;
+  const int e = static_cast<int>(bits >> 23) - 127 - (subnormal ? 23 : 0);
+  bits = (bits & 0x007fffffu) + 0x3f3504f3u;
+  float m;
+  std::memcpy(&m, &bits, sizeof m);
+  m = add_rn(m, -1.0f);
+  const float z = mul_rn(m, m);
+  float y = 7.0376836292e-2f;
+  y = add_rn(mul_rn(y, m), -1.1514610310e-1f);
+  y = add_rn(mul_rn(y, m), 1.1676998740e-1f);
+  y = add_rn(mul_rn(y, m), -1.2420140846e-1f);
+  y = add_rn(mul_rn(y, m), 1.4249322787e-1f);
+  y = add_rn(mul_rn(y, m), -1.6668057665e-1f);
+  y = add_rn(mul_rn(y, m), 2.0000714765e-1f);
+  y = add_rn(mul_rn(y, m), -2.4999993993e-1f);
+  y = add_rn(mul_rn(y, m), 3.3333331174e-1f);
+  y = mul_rn(mul_rn(y, m), z);
+  const auto fe = static_cast<float>(e);
+  y = add_rn(y, mul_rn(fe, -2.12194440e-4f));
+  y = add_rn(y, mul_rn(-0.5f, z));
+  float r = add_rn(add_rn(m, y), mul_rn(fe, 0.693359375f));
+  r = x == 0.0f ? -std::numeric_limits<float>::infinity() : r;
+  r = x == std::numeric_limits<float>::infinity() ? x : r;
+  return (x < 0.0f || x != x) ? std::numeric_limits<float>::quiet_NaN() : r;
 }
 
 // Explicit host SIMD (GCC/Clang vector extensions, 4 floats): the same arithmetic as the scalar
@@ -352,6 +410,41 @@ XPLOR_SIMD_INLINE void exp_fast(V& x) {
   V scale;
   std::memcpy(&scale, &bits, sizeof scale);
   x = p * scale;
+}
+/// x = log_fast(x) on every lane whose x is positive and finite (other lanes: unspecified, the
+/// caller masks them), element by element bit-identical to the scalar log_fast.
+template <class V>
+XPLOR_SIMD_INLINE void log_fast_positive(V& x) {
+  using I = typename lanes<V>::mask;
+  typedef std::uint32_t U __attribute__((vector_size(sizeof(V))));
+  U bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const I subnormal = bits < 0x00800000u;
+  V scaled = x * 8388608.0f;
+  const V xs = subnormal ? scaled : x;
+  std::memcpy(&bits, &xs, sizeof bits);
+  bits += 0x3f800000u - 0x3f3504f3u;
+  const I e = __builtin_convertvector(bits >> 23, I) - 127 - (subnormal & 23);
+  bits = (bits & 0x007fffffu) + 0x3f3504f3u;
+  V m;
+  std::memcpy(&m, &bits, sizeof m);
+  m = m - 1.0f;
+  const V z = m * m;
+  V y;
+  splat(y, 7.0376836292e-2f);
+  y = y * m + -1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m + -1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m + -1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m + -2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = (y * m) * z;
+  const V fe = __builtin_convertvector(e, V);
+  y = y + fe * -2.12194440e-4f;
+  y = y + -0.5f * z;
+  x = (m + y) + fe * 0.693359375f;
 }
 }  // namespace simd
 #else

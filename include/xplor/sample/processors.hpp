@@ -2,7 +2,11 @@
 // temperature -> top-k -> top-p -> min-p, renormalising after each (decisions.md, the order of
 // HF/vLLM), then a reproducible draw from the processed distribution. Top-k and top-p select
 // with an O(V) expected quickselect instead of sorting the vocabulary, and equal the sorted
-// definition exactly, ties included (ties go to the lower token id).
+// definition exactly, ties included (ties go to the lower token id). Every sum that decides a
+// token (top-p masses, the draw's running probability) is an exact integer sum of fixed-point
+// weights (mass_units), and every float reduction has a fixed shape (pairwise_sum), so any
+// summation order, and so a parallel GPU kernel (include/xplor/sample/cuda/sample_kernel.cuh),
+// reaches the same bits: the same seed draws the same tokens on every backend.
 #pragma once
 
 #include <algorithm>
@@ -42,6 +46,14 @@ namespace kernels {
 
 inline constexpr float neg_inf = -std::numeric_limits<float>::infinity();
 
+/// A weight w in [0, ~1] (a probability, or exp(logit - max)) as an integer count of 2^-40,
+/// truncated. Masses are sums of these: exact, so the same in any order on any backend (a
+/// float or double running sum would depend on the order). 2^-40 per token is far below what a
+/// float probability resolves next to the row's largest weight (1), and V 2^40 fits in 63 bits
+/// for any vocabulary below 2^22 tokens.
+XPLOR_HD inline std::int64_t mass_units(float w) { return static_cast<std::int64_t>(w * 0x1p40f); }
+inline constexpr double mass_unit = 0x1p-40;
+
 /// The processors' numbers, as a plain struct device code can copy.
 struct processor_config {
   float temperature, top_p, min_p, repetition_penalty;
@@ -77,9 +89,9 @@ XPLOR_HD inline std::int64_t partition(const float* v, std::int32_t* idx, std::i
 
 /// partition() for the top-p search, branch-free (the comparison result moves the store index
 /// instead of a branch), that also returns the mass of the tokens placed before the pivot
-/// (`before_mass`, summed in double in the order they are visited).
+/// (`before_mass`, in mass_units).
 XPLOR_HD inline std::int64_t partition_mass(const float* v, std::int32_t* idx, std::int64_t lo,
-                                            std::int64_t hi, double& before_mass) {
+                                            std::int64_t hi, std::int64_t& before_mass) {
   const std::int64_t mid = lo + (hi - lo) / 2, last = hi - 1;
   auto swap = [&](std::int64_t a, std::int64_t b) {
     const std::int32_t t = idx[a];
@@ -92,7 +104,7 @@ XPLOR_HD inline std::int64_t partition_mass(const float* v, std::int32_t* idx, s
   const std::int32_t pivot = idx[last];
   const float pv = v[pivot];
   std::int64_t store = lo;
-  double mass = 0.0;
+  std::int64_t mass = 0;
   for (std::int64_t i = lo; i < last; ++i) {
     // Lomuto without a branch: [lo, store) come before the pivot, [store, i] do not.
     const std::int32_t x = idx[i];
@@ -101,7 +113,7 @@ XPLOR_HD inline std::int64_t partition_mass(const float* v, std::int32_t* idx, s
     idx[i] = idx[store];
     idx[store] = x;
     store += first;
-    mass += double(w) * double(first);  // w or +0: the same sum as adding only the w before
+    mass += mass_units(w) & -std::int64_t{first};  // w or 0: the same sum as adding only the w before
   }
   swap(store, last);
   before_mass = mass;
@@ -121,7 +133,7 @@ XPLOR_HD inline float kept_logsumexp(const float* x, std::int64_t n) {
   if (m == neg_inf) return neg_inf;
   const float s = xplor::detail::pairwise_sum(
       n, [x, m](std::int64_t i) { return x[i] == neg_inf ? 0.0f : exp_fast(x[i] - m); });
-  return m + std::log(s);
+  return m + log_fast(s);
 }
 XPLOR_HD inline void renormalize(float* x, std::int64_t n) {
   const float lse = kept_logsumexp(x, n);
@@ -129,9 +141,9 @@ XPLOR_HD inline void renormalize(float* x, std::int64_t n) {
 }
 
 /// Top-p weights in place: x[v] = exp_fast(x[v] - mx) for kept tokens, 0 for removed ones; returns
-/// their total (double, token order). Shared by process_row and the sorted reference.
-XPLOR_HD inline double top_p_weights(float* x, std::int64_t V, float mx) {
-  double total = 0.0;
+/// their total in mass_units. Shared by process_row and the sorted reference.
+XPLOR_HD inline std::int64_t top_p_weights(float* x, std::int64_t V, float mx) {
+  std::int64_t total = 0;
   std::int64_t v = 0;
 #if XPLOR_HOST_SIMD
   {
@@ -146,18 +158,27 @@ XPLOR_HD inline double top_p_weights(float* x, std::int64_t V, float mx) {
       simd::exp_fast(w);
       w = removed ? zero : w;
       simd::store(x + v, w);
-      total += w[0];
-      total += w[1];
-      total += w[2];
-      total += w[3];
+      total += mass_units(w[0]) + mass_units(w[1]) + mass_units(w[2]) + mass_units(w[3]);
     }
   }
 #endif
   for (; v < V; ++v) {
     x[v] = x[v] == neg_inf ? 0.0f : exp_fast(x[v] - mx);
-    total += x[v];
+    total += mass_units(x[v]);
   }
   return total;
+}
+
+/// log of a kept total in mass_units (>= 1 unit: the largest weight, 1, is always kept).
+XPLOR_HD inline float keep_prefix_log_total(std::int64_t total) {
+  return log_fast(static_cast<float>(static_cast<double>(total) * mass_unit));
+}
+
+/// The top-p decision: does a prefix of mass `cum` reach top_p of `total` (both mass_units)? One
+/// expression, so every backend decides the same.
+XPLOR_HD inline bool reaches(std::int64_t cum, double target) { return static_cast<double>(cum) >= target; }
+XPLOR_HD inline double top_p_target(float top_p, std::int64_t total) {
+  return static_cast<double>(top_p) * static_cast<double>(total);
 }
 
 /// Weights p[V] (probabilities up to a constant) -> log-probabilities of the tokens up to
@@ -165,14 +186,33 @@ XPLOR_HD inline double top_p_weights(float* x, std::int64_t V, float mx) {
 /// left the total below top_p, keep all).
 XPLOR_HD inline void keep_prefix(float* p, std::int64_t V, std::int32_t boundary) {
   const float bv = boundary >= 0 ? p[boundary] : 0.0f;
-  double total = 0.0;
+  std::int64_t total = 0;
   for (std::int64_t v = 0; v < V; ++v) {
     const bool keep = p[v] > 0.0f && (boundary < 0 || p[v] > bv || (p[v] == bv && v <= boundary));
     if (!keep) p[v] = 0.0f;
-    total += p[v];
+    total += mass_units(p[v]);
   }
-  const auto log_total = static_cast<float>(std::log(total));
-  for (std::int64_t v = 0; v < V; ++v) p[v] = p[v] > 0.0f ? std::log(p[v]) - log_total : neg_inf;
+  const float log_total = keep_prefix_log_total(total);
+  std::int64_t v = 0;
+#if XPLOR_HOST_SIMD
+  {
+    using simd::f4;
+    f4 w, lt, ninf;
+    simd::splat(lt, log_total);
+    simd::splat(ninf, neg_inf);
+    const f4 zero = {};
+    for (; v + 4 <= V; v += 4) {
+      simd::load(w, p + v);
+      const auto kept = w > zero;
+      f4 l = w;
+      simd::log_fast_positive(l);
+      l = l - lt;
+      w = kept ? l : ninf;
+      simd::store(p + v, w);
+    }
+  }
+#endif
+  for (; v < V; ++v) p[v] = p[v] > 0.0f ? log_fast(p[v]) - log_total : neg_inf;
 }
 
 /// One row: raw logits (stride) -> processed log-probabilities out[V] (removed tokens -inf).
@@ -215,40 +255,41 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
 
   if (c.top_p < 1.0f) {
     // The smallest prefix of (probability desc, id asc) whose mass reaches top_p: weights
-    // w = exp(out - max) in place, their total in token order, then a quickselect on mass (sums in
-    // double, as the sorted reference's cumulative sum).
-    const double total = top_p_weights(out, V, row_max(out, V));
-    const double target = double(c.top_p) * total;
+    // w = exp(out - max) in place, their total, then a quickselect on mass (exact sums in
+    // mass_units, so the prefix masses equal the sorted reference's cumulative sums).
+    const std::int64_t total = top_p_weights(out, V, row_max(out, V));
+    const double target = top_p_target(c.top_p, total);
     // Tokens with w <= (1 - top_p) total / V hold at most (1 - top_p) total, so the tokens above
     // that level reach the target by themselves and the boundary is among them: only they are
-    // selected over (unless rounding left them short, then all are).
-    const auto floor_w = static_cast<float>((1.0 - double(c.top_p)) * total / double(V));
+    // selected over (unless truncation left them short, then all are). They are a prefix of the
+    // order, so the boundary found among them is the same token either way.
+    const auto floor_w = static_cast<float>((1.0 - double(c.top_p)) * double(total) * mass_unit / double(V));
     std::int64_t n = 0;
-    double candidate_mass = 0.0;
+    std::int64_t candidate_mass = 0;
     for (std::int64_t v = 0; v < V; ++v) {  // branch-free: the index is written, kept or overwritten
       const bool candidate = out[v] > floor_w;
       idx[n] = static_cast<std::int32_t>(v);
       n += candidate;
-      candidate_mass += double(out[v]) * double(candidate);
+      candidate_mass += mass_units(out[v]) & -std::int64_t{candidate};  // a mask, not a branch
     }
-    if (candidate_mass < target) {
+    if (!reaches(candidate_mass, target)) {
       n = 0;
       for (std::int64_t v = 0; v < V; ++v)
         if (out[v] > 0.0f) idx[n++] = static_cast<std::int32_t>(v);
     }
-    double taken = 0.0;  // mass of the tokens known to be in the prefix
+    std::int64_t taken = 0;  // mass of the tokens known to be in the prefix
     std::int64_t lo = 0, hi = n;
     std::int32_t boundary = -1;
     while (lo < hi) {
-      double before_mass = 0.0;
+      std::int64_t before_mass = 0;
       const std::int64_t p = partition_mass(out, idx, lo, hi, before_mass);
-      if (taken + before_mass >= target) {
+      if (reaches(taken + before_mass, target)) {
         hi = p;  // the boundary is among the tokens before the pivot
-      } else if (taken + before_mass + out[idx[p]] >= target) {
+      } else if (reaches(taken + before_mass + mass_units(out[idx[p]]), target)) {
         boundary = idx[p];
         break;
       } else {
-        taken += before_mass + out[idx[p]];
+        taken += before_mass + mass_units(out[idx[p]]);
         lo = p + 1;
       }
     }
@@ -266,17 +307,22 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
   if (!normalized) renormalize(out, V);
 }
 
+/// The draw's threshold: u in [0, 1) in mass_units (truncated).
+XPLOR_HD inline std::int64_t draw_threshold(double u) { return static_cast<std::int64_t>(u * 0x1p40); }
+
 /// Inverse-CDF draw from normalised log-probabilities with one uniform u in [0, 1): the first
-/// token whose running probability (double, token-id order) exceeds u, so every backend picks the
-/// same token; if rounding leaves the total just under u, the last kept token.
+/// token (in token-id order) whose running probability exceeds u, the running sum exact in
+/// mass_units so that every backend and every summation order picks the same token; if truncation
+/// leaves the total at or under u, the last kept token.
 XPLOR_HD inline std::int32_t draw_row(const float* logp, std::int64_t V, double u) {
-  double running = 0.0;
+  const std::int64_t threshold = draw_threshold(u);
+  std::int64_t running = 0;
   std::int32_t last = -1;
   for (std::int64_t v = 0; v < V; ++v) {
     if (logp[v] == neg_inf) continue;
-    running += exp_fast(logp[v]);
+    running += mass_units(exp_fast(logp[v]));
     last = static_cast<std::int32_t>(v);
-    if (running > u) return last;
+    if (running > threshold) return last;
   }
   return last;
 }
@@ -371,7 +417,7 @@ struct sample_row_op {
     if (entropies != nullptr) {
       // H = -sum p log p over the kept tokens.
       const float h = xplor::detail::pairwise_sum(
-          V, [p](std::int64_t v) { return p[v] == neg_inf ? 0.0f : -exp_fast(p[v]) * p[v]; });
+          V, [p](std::int64_t v) { return p[v] == neg_inf ? 0.0f : -mul_rn(exp_fast(p[v]), p[v]); });
       entropies[r] = h;
     }
   }
@@ -443,13 +489,13 @@ inline void process_logits_sorted(std::span<const float> logits, const sampling_
     for (std::int64_t i = config.top_k; i < V; ++i) out[order[i]] = kernels::neg_inf;
   }
   if (config.top_p < 1.0f) {
-    const double total = kernels::top_p_weights(out.data(), V, kernels::row_max(out.data(), V));  // weights
+    const std::int64_t total = kernels::top_p_weights(out.data(), V, kernels::row_max(out.data(), V));
     sorted();
-    double cum = 0.0;
+    std::int64_t cum = 0;
     std::int32_t boundary = -1;
     for (std::int64_t i = 0; i < V && out[order[i]] > 0.0f; ++i) {
-      cum += out[order[i]];
-      if (cum >= double(config.top_p) * total) {
+      cum += kernels::mass_units(out[order[i]]);
+      if (kernels::reaches(cum, kernels::top_p_target(config.top_p, total))) {
         boundary = order[i];
         break;
       }
