@@ -3,6 +3,8 @@
 // gradients and optimizer moments share one layout and a checkpoint is a list of named slices.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "xplor/core/error.hpp"
+#include "xplor/core/random.hpp"
 
 namespace xplor::model {
 
@@ -135,5 +138,51 @@ struct parameter_layout {
     return total - n;
   }
 };
+
+/// The initial parameters of a model with `layout`, drawn from `seed` (GPT-2's scheme: N(0,
+/// init_std) matrices, the residual outputs scaled by 1/sqrt(2 n_layers), norm weights 1, biases
+/// 0; one Philox stream per tensor, so adding a tensor never changes the others' values). Shared
+/// by the CPU model and the CUDA model, which therefore start from the same bits.
+inline void initialize_parameters(const transformer_config& cfg, const parameter_layout& layout,
+                                  std::uint64_t seed, std::span<float> params) {
+  const float residual_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(cfg.n_layers));
+  for (std::size_t k = 0; k < layout.tensors.size(); ++k) {
+    const tensor_slot& t = layout.tensors[k];
+    float* dst = params.data() + t.offset;
+    const bool is_norm_weight = t.name.ends_with("norm.weight");
+    if (t.shape.size() == 1) {  // norm weights 1, biases 0
+      std::fill(dst, dst + t.size, is_norm_weight ? 1.0f : 0.0f);
+      continue;
+    }
+    const bool residual_out = t.name.ends_with("attn.out.weight") || t.name.ends_with("mlp.down.weight");
+    const float std_dev = cfg.init_std * (residual_out ? residual_scale : 1.0f);
+    philox_stream gen(seed, k);
+    for (std::int64_t i = 0; i + 1 < t.size; i += 2) {
+      const auto z = gen.normal_pair();
+      dst[i] = std_dev * z[0];
+      dst[i + 1] = std_dev * z[1];
+    }
+    if (t.size % 2 == 1) dst[t.size - 1] = std_dev * gen.normal();
+  }
+}
+
+/// RoPE tables [max_seq_len, head_dim / 2] of cos and sin of t theta^(-2i / head_dim) (empty
+/// unless positions are rope). Shared by the CPU and the CUDA model.
+inline void rope_tables(const transformer_config& cfg, std::vector<float>& cos_out,
+                        std::vector<float>& sin_out) {
+  cos_out.clear();
+  sin_out.clear();
+  if (cfg.positions != position_kind::rope) return;
+  const int half = cfg.head_dim() / 2;
+  cos_out.resize(static_cast<std::size_t>(cfg.max_seq_len) * half);
+  sin_out.resize(cos_out.size());
+  for (int t = 0; t < cfg.max_seq_len; ++t)
+    for (int i = 0; i < half; ++i) {
+      // Angles in double: at t ~ 1e3 a float angle loses the low bits that the sine needs.
+      const double freq = std::pow(double(cfg.rope_theta), -2.0 * i / cfg.head_dim());
+      cos_out[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::cos(t * freq));
+      sin_out[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::sin(t * freq));
+    }
+}
 
 }  // namespace xplor::model

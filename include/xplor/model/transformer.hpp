@@ -90,8 +90,8 @@ class transformer {
         layout_(config),
         params_(static_cast<std::size_t>(layout_.total), 0.0f),
         grads_(static_cast<std::size_t>(layout_.total), 0.0f) {
-    initialize(seed);
-    build_rope_tables();
+    initialize_parameters(cfg_, layout_, seed, params_);
+    rope_tables(cfg_, rope_cos_, rope_sin_);
   }
 
   const transformer_config& config() const { return cfg_; }
@@ -252,42 +252,6 @@ class transformer {
     for (const auto& t : layout_.tensors)
       if (t.name == name) return std::span<T>(buffer + t.offset, static_cast<std::size_t>(t.size));
     detail::fail("xplor::model::transformer::param", "no tensor named '", name, "'");
-  }
-
-  void initialize(std::uint64_t seed) {
-    const float residual_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(cfg_.n_layers));
-    for (std::size_t k = 0; k < layout_.tensors.size(); ++k) {
-      const tensor_slot& t = layout_.tensors[k];
-      float* dst = params_.data() + t.offset;
-      const bool is_norm_weight = t.name.ends_with("norm.weight");
-      if (t.shape.size() == 1) {  // norm weights 1, biases 0
-        std::fill(dst, dst + t.size, is_norm_weight ? 1.0f : 0.0f);
-        continue;
-      }
-      const bool residual_out = t.name.ends_with("attn.out.weight") || t.name.ends_with("mlp.down.weight");
-      const float std_dev = cfg_.init_std * (residual_out ? residual_scale : 1.0f);
-      philox_stream gen(seed, k);
-      for (std::int64_t i = 0; i + 1 < t.size; i += 2) {
-        const auto z = gen.normal_pair();
-        dst[i] = std_dev * z[0];
-        dst[i + 1] = std_dev * z[1];
-      }
-      if (t.size % 2 == 1) dst[t.size - 1] = std_dev * gen.normal();
-    }
-  }
-
-  void build_rope_tables() {
-    if (cfg_.positions != position_kind::rope) return;
-    const int half = cfg_.head_dim() / 2;
-    rope_cos_.resize(static_cast<std::size_t>(cfg_.max_seq_len) * half);
-    rope_sin_.resize(rope_cos_.size());
-    for (int t = 0; t < cfg_.max_seq_len; ++t)
-      for (int i = 0; i < half; ++i) {
-        // Angles in double: at t ~ 1e3 a float angle loses the low bits that the sine needs.
-        const double freq = std::pow(double(cfg_.rope_theta), -2.0 * i / cfg_.head_dim());
-        rope_cos_[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::cos(t * freq));
-        rope_sin_[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::sin(t * freq));
-      }
   }
 
   void validate(const forward_batch& b) const {

@@ -405,7 +405,7 @@ class transformer {
     grads_.resize(static_cast<std::size_t>(layout_.total));
     grads_.zero();
     std::vector<float> host(static_cast<std::size_t>(layout_.total));
-    initialize(host, seed);
+    initialize_parameters(cfg_, layout_, seed, host);
     params_.upload(host.data(), host.size());
     build_rope_tables();
   }
@@ -560,39 +560,10 @@ class transformer {
   std::int64_t N() const { return B_ * T_; }
   std::int64_t off_res(int l) const { return l * N() * cfg_.d_model; }
 
-  void initialize(std::vector<float>& params, std::uint64_t seed) const {
-    // The CPU model's initialize(), verbatim (host code), so both draw the same parameters.
-    const float residual_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(cfg_.n_layers));
-    for (std::size_t k = 0; k < layout_.tensors.size(); ++k) {
-      const tensor_slot& t = layout_.tensors[k];
-      float* dst = params.data() + t.offset;
-      const bool is_norm_weight = t.name.ends_with("norm.weight");
-      if (t.shape.size() == 1) {
-        std::fill(dst, dst + t.size, is_norm_weight ? 1.0f : 0.0f);
-        continue;
-      }
-      const bool residual_out = t.name.ends_with("attn.out.weight") || t.name.ends_with("mlp.down.weight");
-      const float std_dev = cfg_.init_std * (residual_out ? residual_scale : 1.0f);
-      philox_stream gen(seed, k);
-      for (std::int64_t i = 0; i + 1 < t.size; i += 2) {
-        const auto z = gen.normal_pair();
-        dst[i] = std_dev * z[0];
-        dst[i + 1] = std_dev * z[1];
-      }
-      if (t.size % 2 == 1) dst[t.size - 1] = std_dev * gen.normal();
-    }
-  }
-
   void build_rope_tables() {
-    if (cfg_.positions != position_kind::rope) return;
-    const int half = cfg_.head_dim() / 2;
-    std::vector<float> cs(static_cast<std::size_t>(cfg_.max_seq_len) * half), sn(cs.size());
-    for (int t = 0; t < cfg_.max_seq_len; ++t)
-      for (int i = 0; i < half; ++i) {
-        const double freq = std::pow(double(cfg_.rope_theta), -2.0 * i / cfg_.head_dim());
-        cs[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::cos(t * freq));
-        sn[static_cast<std::size_t>(t) * half + i] = static_cast<float>(std::sin(t * freq));
-      }
+    std::vector<float> cs, sn;
+    rope_tables(cfg_, cs, sn);
+    if (cs.empty()) return;
     rope_cos_.upload(cs.data(), cs.size());
     rope_sin_.upload(sn.data(), sn.size());
   }
