@@ -22,6 +22,15 @@ struct adamw_options {
   float beta2 = 0.999f;
   float eps = 1e-8f;
   float weight_decay = 0.01f;  // applied to matrices only (tensor_slot::decay), not norms/biases
+
+  /// Throws xplor::error (prefixed with `fn`) naming the first bad option.
+  void validate(const char* fn) const {
+    detail::require(lr >= 0.0f, fn, "lr = ", lr, " is negative");
+    detail::require(beta1 >= 0.0f && beta1 < 1.0f, fn, "beta1 = ", beta1, " is outside [0, 1)");
+    detail::require(beta2 >= 0.0f && beta2 < 1.0f, fn, "beta2 = ", beta2, " is outside [0, 1)");
+    detail::require(eps > 0.0f, fn, "eps = ", eps, " must be positive");
+    detail::require(weight_decay >= 0.0f, fn, "weight_decay = ", weight_decay, " is negative");
+  }
 };
 
 class adamw {
@@ -31,15 +40,7 @@ class adamw {
         opt_(options),
         m_(static_cast<std::size_t>(layout.total), 0.0f),
         v_(static_cast<std::size_t>(layout.total), 0.0f) {
-    constexpr const char* fn = "xplor::model::adamw";
-    detail::require(options.lr >= 0.0f, fn, "lr = ", options.lr, " is negative");
-    detail::require(options.beta1 >= 0.0f && options.beta1 < 1.0f, fn, "beta1 = ", options.beta1,
-                    " is outside [0, 1)");
-    detail::require(options.beta2 >= 0.0f && options.beta2 < 1.0f, fn, "beta2 = ", options.beta2,
-                    " is outside [0, 1)");
-    detail::require(options.eps > 0.0f, fn, "eps = ", options.eps, " must be positive");
-    detail::require(options.weight_decay >= 0.0f, fn, "weight_decay = ", options.weight_decay,
-                    " is negative");
+    options.validate("xplor::model::adamw");
   }
 
   /// One update with learning rate `lr` (from a schedule), t -> t + 1:

@@ -781,15 +781,7 @@ class transformer {
 class adamw {
  public:
   adamw(const parameter_layout& layout, const adamw_options& options = {}) : layout_(&layout), opt_(options) {
-    constexpr const char* fn = "xplor::model::gpu::adamw";
-    detail::require(options.lr >= 0.0f, fn, "lr = ", options.lr, " is negative");
-    detail::require(options.beta1 >= 0.0f && options.beta1 < 1.0f, fn, "beta1 = ", options.beta1,
-                    " is outside [0, 1)");
-    detail::require(options.beta2 >= 0.0f && options.beta2 < 1.0f, fn, "beta2 = ", options.beta2,
-                    " is outside [0, 1)");
-    detail::require(options.eps > 0.0f, fn, "eps = ", options.eps, " must be positive");
-    detail::require(options.weight_decay >= 0.0f, fn, "weight_decay = ", options.weight_decay,
-                    " is negative");
+    options.validate("xplor::model::gpu::adamw");
     m_.resize(static_cast<std::size_t>(layout.total));
     v_.resize(static_cast<std::size_t>(layout.total));
     m_.zero();
