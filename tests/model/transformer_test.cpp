@@ -232,6 +232,11 @@ TEST_CASE("forward and backward reject bad input", "[model][transformer]") {
   c.n_heads = 3;
   CHECK_THROWS_WITH(transformer(c), Catch::Contains("n_heads = 3 must divide d_model = 8"));
   CHECK_THROWS_WITH(m.param("nope"), Catch::Contains("no tensor named 'nope'"));
+  CHECK_THROWS_WITH(adamw(m.layout(), {.lr = -1.0f}), Catch::Contains("lr = -1 is negative"));
+  CHECK_THROWS_WITH(adamw(m.layout(), {.beta1 = 1.0f}), Catch::Contains("beta1 = 1 is outside [0, 1)"));
+  CHECK_THROWS_WITH(adamw(m.layout(), {.beta2 = -0.5f}), Catch::Contains("beta2 = -0.5"));
+  CHECK_THROWS_WITH(adamw(m.layout(), {.eps = 0.0f}), Catch::Contains("eps = 0 must be positive"));
+  CHECK_THROWS_WITH(adamw(m.layout(), {.weight_decay = -0.1f}), Catch::Contains("weight_decay = -0.1"));
 }
 
 TEST_CASE("a 2-layer model learns to reverse short strings", "[model][transformer][learning]") {
