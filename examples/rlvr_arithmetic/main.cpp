@@ -1,0 +1,785 @@
+// rlvr_arithmetic: RL with verifiable rewards, end to end, on xplor's reference transformer.
+//
+//   1. Data (data.hpp): +, -, * problems in 5 difficulty levels (L-digit operands; * is L digits x
+//      1 digit), answers in \boxed{}; digit-by-digit chain-of-thought targets; 8 instruction
+//      templates x 3 operator vocabularies for training, 2 templates held out for evaluation.
+//   2. SFT (levels 1-4 only): the byte-level transformer learns the CoT format from fresh examples,
+//      stopped early (partial accuracy); 10% of targets are \boxed{I don't know}, so abstention is
+//      in the model's distribution for RL to find. Level 5 stays beyond the SFT data.
+//   3. RL from the SFT checkpoint, twice: TruthRL's ternary reward (abstain 0) and the binary
+//      reward (abstain -1, "vanilla RL"); GRPO advantages over knapsack-allocated rollout groups,
+//      the DAPO token-mean clipped loss (TRL's default loss_type).
+//   4. Evaluation on held-out problems with the training templates and with the held-out
+//      templates, greedy (TruthRL's protocol) and sampled at T = 1 (4 per problem, DAPO's avg@k),
+//      per level: accuracy, abstention, hallucination, truthfulness (TruthRL §2.1).
+//
+// Outputs in --out (per seed, seed<S>/): metrics.jsonl (one line per step and per evaluation),
+// curves.png (gnuplot), sft.safetensors, rl_ternary.safetensors, rl_binary.safetensors and the
+// in-progress checkpoints *.last.safetensors that --resume continues from. Run with --help.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <xplor/model/checkpoint.hpp>
+#include <xplor/sample/brorl.hpp>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "common/gnuplot.hpp"
+#include "data.hpp"
+#include "train.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace xm = xplor::model;
+using json = nlohmann::json;
+
+const char* const kUsage =
+    "usage: rlvr_arithmetic [options]\n"
+    "  --out DIR            output folder (default rlvr_out); results go to DIR/seed<S>/\n"
+    "  --seed S             first seed (default 1)\n"
+    "  --seeds K            run seeds S .. S+K-1 and print the mean and spread over them (default 1)\n"
+    "  --resume             continue from the checkpoints in DIR (finished stages are only re-evaluated)\n"
+    "  --quick              a tiny configuration of every stage (the CTest run, a few seconds)\n"
+    "  --sft-steps N        SFT steps (default 1200)\n"
+    "  --rl-steps N         RL steps per reward (default 60)\n"
+    "  --reward R           ternary | binary | both (default both: the TruthRL comparison)\n"
+    "  --loss L             grpo | bnpo | dr_grpo | dapo or a verl name (default dapo, TRL's default)\n"
+    "  --prompts P          prompts per RL step (default 32)\n"
+    "  --rollouts N         mean rollouts per prompt; the step's budget is P N (default 8)\n"
+    "  --brorl              BroRL-style broad rollouts: N x 8, P / 2, lr x sqrt(samples ratio)\n"
+    "  --no-knapsack        the same N for every prompt instead of the knapsack allocation\n"
+    "  --idk-rate F         fraction of SFT targets that abstain (default 0.1)\n"
+    "  --eval-per-cell N    evaluation problems per (level, operation) and template set (default 20)\n"
+    "  --d-model C, --layers L, --heads H   model shape (default 128, 3, 4)\n"
+    "  --threads T          OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+    "  --pool N             RL training problems, revisited each epoch (default 1024)\n"
+    "  --rl-lr LR, --sft-lr LR  peak learning rates (default 1e-4, 3e-3)\n"
+    "  --temperature T      sampling temperature of the RL rollouts (default 1)\n"
+    "  --sft-from FILE      skip SFT: start from this SFT checkpoint (same model shape)\n"
+    "  --stop-after N       stop after N training steps of this invocation (to test --resume)\n"
+    "  --no-plot            do not call gnuplot\n";
+
+struct options {
+  std::string out = "rlvr_out";
+  std::uint64_t seed = 1;
+  int seeds = 1;
+  bool resume = false, plot = true;
+  int sft_steps = 1200, rl_steps = 60;
+  bool run_ternary = true, run_binary = true;
+  std::string loss = "dapo";
+  int prompts = 32, rollouts = 8;
+  bool brorl = false, knapsack = true;
+  double idk_rate = 0.1;
+  int eval_per_cell = 20;
+  int d_model = 128, layers = 3, heads = 4;
+  int sft_batch = 32;
+  int pool = 1024;
+  int threads = 0;
+  std::int64_t stop_after = -1;
+  int checkpoint_every = 20;
+  float sft_lr = 3e-3f, rl_lr = 1e-4f;
+  float temperature = 1.0f;
+  std::string sft_from;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "rlvr_arithmetic: %s (try --help)\n", message.c_str());
+  std::exit(2);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  bool quick = false;
+  std::map<std::string, bool> set;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(a + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&](double lo, double hi) {
+      const std::string v = value();
+      char* end = nullptr;
+      const double x = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
+        usage_error(a + " needs a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
+                    v + "'");
+      set[a] = true;
+      return x;
+    };
+    auto integer = [&](double lo, double hi) { return static_cast<int>(number(lo, hi)); };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (a == "--quick") {
+      quick = true;
+    } else if (a == "--resume") {
+      o.resume = true;
+    } else if (a == "--no-plot") {
+      o.plot = false;
+    } else if (a == "--no-knapsack") {
+      o.knapsack = false;
+    } else if (a == "--brorl") {
+      o.brorl = true;
+    } else if (a == "--out") {
+      o.out = value();
+    } else if (a == "--seed") {
+      o.seed = static_cast<std::uint64_t>(number(0, 1e15));
+    } else if (a == "--seeds") {
+      o.seeds = integer(1, 100);
+    } else if (a == "--sft-steps") {
+      o.sft_steps = integer(0, 1e7);
+    } else if (a == "--rl-steps") {
+      o.rl_steps = integer(0, 1e7);
+    } else if (a == "--reward") {
+      const std::string v = value();
+      if (v != "ternary" && v != "binary" && v != "both")
+        usage_error("--reward needs ternary, binary or both");
+      o.run_ternary = v != "binary";
+      o.run_binary = v != "ternary";
+    } else if (a == "--loss") {
+      o.loss = value();
+      try {
+        (void)xplor::rl::loss_type_from_name(o.loss);
+      } catch (const xplor::error&) {
+        usage_error("--loss needs a TRL or verl name (grpo, bnpo, dr_grpo, dapo, token-mean, ...), got '" +
+                    o.loss + "'");
+      }
+    } else if (a == "--prompts") {
+      o.prompts = integer(1, 4096);
+    } else if (a == "--rollouts") {
+      o.rollouts = integer(2, 4096);
+    } else if (a == "--idk-rate") {
+      o.idk_rate = number(0, 1);
+    } else if (a == "--eval-per-cell") {
+      o.eval_per_cell = integer(1, 100000);
+    } else if (a == "--d-model") {
+      o.d_model = integer(8, 4096);
+    } else if (a == "--layers") {
+      o.layers = integer(1, 64);
+    } else if (a == "--heads") {
+      o.heads = integer(1, 64);
+    } else if (a == "--threads") {
+      o.threads = integer(1, 1024);
+    } else if (a == "--pool") {
+      o.pool = integer(1, 1e7);
+    } else if (a == "--rl-lr") {
+      o.rl_lr = static_cast<float>(number(1e-9, 1));
+    } else if (a == "--sft-lr") {
+      o.sft_lr = static_cast<float>(number(1e-9, 1));
+    } else if (a == "--temperature") {
+      o.temperature = static_cast<float>(number(1e-3, 100));
+    } else if (a == "--sft-from") {
+      o.sft_from = value();
+    } else if (a == "--stop-after") {
+      o.stop_after = integer(0, 1e9);
+    } else {
+      usage_error("unknown option '" + a + "'");
+    }
+  }
+  if (quick) {
+    if (!set["--sft-steps"]) o.sft_steps = 6;
+    if (!set["--rl-steps"]) o.rl_steps = 3;
+    if (!set["--eval-per-cell"]) o.eval_per_cell = 1;
+    if (!set["--d-model"]) o.d_model = 32;
+    if (!set["--layers"]) o.layers = 1;
+    if (!set["--heads"]) o.heads = 2;
+    if (!set["--prompts"]) o.prompts = 4;
+    if (!set["--rollouts"]) o.rollouts = 8;
+    o.sft_batch = 8;
+    o.pool = 8;
+    o.checkpoint_every = 2;
+  }
+  if (o.d_model % o.heads != 0 || (o.d_model / o.heads) % 2 != 0)
+    usage_error("--heads must divide --d-model into an even head size");
+  if (o.brorl) {
+    o.rollouts *= 8;
+    o.prompts = std::max(1, o.prompts / 2);
+  }
+  if (o.pool < o.prompts) o.pool = o.prompts;
+  o.pool -= o.pool % o.prompts;
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress bar on stderr: one line, rewritten at most every 0.25 s.
+
+/// The ETA weighs the remaining SFT and RL steps by the measured mean time of each kind (an RL step
+/// is guessed at 8 SFT steps until one has run); the bar shows the fraction of steps done.
+class progress {
+ public:
+  enum kind { sft = 0, rl = 1 };
+  progress(std::int64_t sft_steps, std::int64_t rl_steps)
+      : total_{sft_steps, rl_steps}, start_(clock::now()) {}
+  /// Steps a resumed run does not repeat leave the total.
+  void skip(kind k, std::int64_t steps) { total_[k] = std::max<std::int64_t>(total_[k] - steps, 0); }
+  void advance(kind k, double seconds, const std::string& what) {
+    ++done_[k];
+    time_[k] += seconds;
+    const auto now = clock::now();
+    const std::int64_t done = done_[0] + done_[1], total = std::max<std::int64_t>(total_[0] + total_[1], 1);
+    if (now - last_ < std::chrono::milliseconds(250) && done < total) return;
+    last_ = now;
+    const double mean_sft = done_[0] > 0 ? time_[0] / double(done_[0]) : 0.0;
+    const double mean_rl = done_[1] > 0 ? time_[1] / double(done_[1]) : 8.0 * mean_sft;
+    const double eta = double(std::max<std::int64_t>(total_[0] - done_[0], 0)) * mean_sft +
+                       double(std::max<std::int64_t>(total_[1] - done_[1], 0)) * mean_rl;
+    const double frac = std::min(1.0, double(done) / double(total));
+    const int width = 30, fill = static_cast<int>(frac * width);
+    std::fprintf(stderr, "\r[%s%s] %3d%% %s | %s elapsed, ETA %s   ",
+                 std::string(static_cast<std::size_t>(fill), '#').c_str(),
+                 std::string(static_cast<std::size_t>(width - fill), '.').c_str(),
+                 static_cast<int>(frac * 100), what.c_str(), clock_text(elapsed()).c_str(),
+                 clock_text(eta).c_str());
+    std::fflush(stderr);
+  }
+  void finish() { std::fprintf(stderr, "\n"); }
+  double elapsed() const { return std::chrono::duration<double>(clock::now() - start_).count(); }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static std::string clock_text(double s) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+    return buf;
+  }
+  std::int64_t total_[2], done_[2] = {0, 0};
+  double time_[2] = {0.0, 0.0};
+  clock::time_point start_, last_{};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Metrics log (JSONL). On --resume, lines of steps that the checkpoints do not cover are dropped.
+
+struct metrics_log {
+  fs::path path;
+  std::vector<json> lines;
+  void write(const json& j) {
+    lines.push_back(j);
+    std::ofstream f(path, std::ios::app);
+    f << j.dump() << '\n';
+  }
+  /// Keeps the training lines of each stage below its resume step; rewrites the file.
+  void restore(const std::map<std::string, std::int64_t>& start_step) {
+    lines.clear();
+    if (std::ifstream f(path); f) {
+      std::string line;
+      while (std::getline(f, line)) {
+        if (line.empty()) continue;
+        json j = json::parse(line, nullptr, false);
+        if (j.is_discarded() || j.value("type", "") != "train") continue;
+        const auto it = start_step.find(j.value("stage", ""));
+        if (it != start_step.end() && j.value("step", std::int64_t{-1}) < it->second) lines.push_back(j);
+      }
+    }
+    std::ofstream f(path, std::ios::trunc);
+    for (const json& j : lines) f << j.dump() << '\n';
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: the stage's final file, and <stage>.last.safetensors every few steps with the
+// optimizer, the step and the success tracker's visits (so a resumed run repeats the same steps).
+
+struct resume_point {
+  std::int64_t step = 0;
+  std::vector<std::pair<std::int64_t, std::vector<double>>> visits;
+};
+
+void save_progress(const fs::path& path, xm::transformer& model, xm::adamw& opt, std::int64_t step,
+                   const std::vector<std::pair<std::int64_t, std::vector<double>>>& visits) {
+  json v = json::array();
+  for (const auto& [id, r] : visits) v.push_back({id, r});
+  xm::save_checkpoint(path, model, &opt, {{"rlvr.step", std::to_string(step)}, {"rlvr.tracker", v.dump()}});
+}
+
+resume_point load_progress(const fs::path& path, xm::transformer& model, xm::adamw& opt) {
+  const auto meta = xm::load_checkpoint(path, model, &opt);
+  resume_point r;
+  r.step = std::stoll(meta.at("rlvr.step"));
+  for (const json& e : json::parse(meta.at("rlvr.tracker")))
+    r.visits.emplace_back(e[0].get<std::int64_t>(), e[1].get<std::vector<double>>());
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Evaluations of one stage keyed "<set>/<decoding>": set = problems (held-out problems, training
+/// templates) or templates (held-out templates); decoding = greedy or sampled (T = 1).
+using stage_eval = std::map<std::string, rlvr::eval_result>;
+inline constexpr int kEvalSamples = 4;
+
+json metrics_json(const xplor::reward::truth_metrics& m) {
+  return {{"n", m.total()},
+          {"accuracy", m.accuracy()},
+          {"abstention", m.abstention_rate()},
+          {"hallucination", m.hallucination_rate()},
+          {"truthfulness", m.truthfulness()}};
+}
+
+struct seed_result {
+  std::map<std::string, stage_eval> evals;  // "sft", "rl_ternary", "rl_binary"
+  bool finite = true;
+  bool complete = true;
+};
+
+xm::transformer_config model_config(const options& o) {
+  xm::transformer_config c;
+  c.vocab_size = xm::byte_tokenizer{}.vocab_size();
+  c.d_model = o.d_model;
+  c.n_layers = o.layers;
+  c.n_heads = o.heads;
+  c.d_ff = 3 * o.d_model;
+  c.max_seq_len = 128;
+  return c;
+}
+
+struct runner {
+  const options& o;
+  std::uint64_t seed;
+  fs::path dir;
+  progress& bar;
+  std::int64_t& steps_this_run;
+  metrics_log log;
+  xm::byte_tokenizer tok;
+  std::vector<rlvr::example> eval_problems, eval_templates, pool;
+  seed_result result;
+  std::map<std::string, std::vector<json>> curves;
+
+  bool stop_requested() const { return o.stop_after >= 0 && steps_this_run >= o.stop_after; }
+
+  stage_eval evaluate_stage(const std::string& stage, const xm::transformer& model) {
+    stage_eval e;
+    for (const char* set : {"problems", "templates"})
+      for (const char* decoding : {"greedy", "sampled"}) {
+        const auto& examples = std::string(set) == "problems" ? eval_problems : eval_templates;
+        const int samples = std::string(decoding) == "greedy" ? 0 : kEvalSamples;
+        const rlvr::eval_result r = rlvr::evaluate(model, tok, examples, 80, samples, seed + 0xe7a1);
+        json j{{"type", "eval"},       {"stage", stage},     {"set", set},
+               {"decoding", decoding}, {"samples", samples}, {"all", metrics_json(r.all())}};
+        for (int l = 0; l < rlvr::num_levels; ++l)
+          j["level" + std::to_string(l + 1)] = metrics_json(r.per_level[static_cast<std::size_t>(l)]);
+        log.write(j);
+        for (const double x : {r.all().accuracy(), r.all().truthfulness()})
+          result.finite = result.finite && std::isfinite(x);
+        e[std::string(set) + "/" + decoding] = r;
+      }
+    result.evals[stage] = e;
+    return e;
+  }
+
+  /// SFT; returns false when interrupted (--stop-after).
+  bool run_sft(xm::transformer& model, std::int64_t start, xm::adamw& opt) {
+    const xm::cosine_schedule lr{.max_lr = o.sft_lr,
+                                 .min_lr = o.sft_lr / 10,
+                                 .warmup_steps = std::min(20, o.sft_steps / 2),
+                                 .total_steps = std::max(o.sft_steps, std::min(20, o.sft_steps / 2) + 1)};
+    const rlvr::sft_options so{.batch_size = o.sft_batch, .idk_rate = o.idk_rate};
+    for (std::int64_t step = start; step < o.sft_steps; ++step) {
+      if (stop_requested()) return false;
+      const auto t0 = std::chrono::steady_clock::now();
+      const float loss = rlvr::sft_step(model, opt, lr(step), tok, seed, step, so);
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      result.finite = result.finite && std::isfinite(loss);
+      json j{{"type", "train"}, {"stage", "sft"}, {"step", step},
+             {"loss", loss},    {"lr", lr(step)}, {"seconds", dt}};
+      log.write(j);
+      curves["sft"].push_back(j);
+      ++steps_this_run;
+      char what[96];
+      std::snprintf(what, sizeof what, "seed %llu sft %lld/%d loss %.3f",
+                    static_cast<unsigned long long>(seed), static_cast<long long>(step + 1), o.sft_steps,
+                    static_cast<double>(loss));
+      bar.advance(progress::sft, dt, what);
+      if ((step + 1) % o.checkpoint_every == 0 && step + 1 < o.sft_steps)
+        save_progress(dir / "sft.last.safetensors", model, opt, step + 1, {});
+    }
+    xm::save_checkpoint(dir / "sft.safetensors", model, nullptr,
+                        {{"rlvr.step", std::to_string(o.sft_steps)}});
+    return true;
+  }
+
+  bool run_rl(const std::string& stage, xplor::reward::reward_variant variant, xm::transformer& model,
+              xm::adamw& opt, resume_point rp) {
+    rlvr::rl_options ro;
+    ro.prompts_per_step = o.prompts;
+    ro.num_generations = o.rollouts;
+    ro.knapsack = o.knapsack;
+    ro.n_max = std::min(4 * o.rollouts, 128);
+    ro.reward = variant;
+    ro.temperature = o.temperature;
+    ro.loss.type = xplor::rl::loss_type_from_name(o.loss);
+    if (ro.loss.type == xplor::rl::loss_type::dr_grpo)
+      ro.loss.max_completion_length = ro.max_completion_length;
+    ro.loss.epsilon_high = 0.28f;  // DAPO clip-higher
+    float base_lr = o.rl_lr;
+    if (o.brorl) {
+      // BroRL: N x 8 and half the prompts = 4x the samples per step; lr scaled by sqrt of that ratio.
+      xplor::sample::brorl_preset preset;
+      preset.num_generations = o.rollouts;
+      preset.prompts_per_step = o.prompts;
+      preset.base_num_generations = o.rollouts / 8;
+      preset.base_prompts_per_step = o.prompts * 2;
+      base_lr = static_cast<float>(preset.learning_rate(o.rl_lr));
+    }
+    const xm::cosine_schedule lr{.max_lr = base_lr,
+                                 .min_lr = base_lr,
+                                 .warmup_steps = std::min(5, o.rl_steps / 2),
+                                 .total_steps = std::max(o.rl_steps, std::min(5, o.rl_steps / 2) + 1)};
+    xplor::budget::tracker_options to;
+    to.rewards = xplor::budget::reward_scale::ternary;  // {-1, 0, 1}: success = +1
+    xplor::budget::success_tracker tracker(to);
+    for (const auto& [id, r] : rp.visits) tracker.record(id, r);
+    for (std::int64_t step = rp.step; step < o.rl_steps; ++step) {
+      if (stop_requested()) return false;
+      const auto t0 = std::chrono::steady_clock::now();
+      const rlvr::rl_stats s = rlvr::rl_step(model, opt, lr(step), tok, pool, tracker, seed, step, ro);
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rp.visits.insert(rp.visits.end(), s.visits.begin(), s.visits.end());
+      result.finite = result.finite && std::isfinite(s.loss) && std::isfinite(s.mean_reward);
+      json j{{"type", "train"},
+             {"stage", stage},
+             {"step", step},
+             {"reward", s.mean_reward},
+             {"accuracy", s.accuracy},
+             {"abstention", s.abstention},
+             {"hallucination", s.hallucination},
+             {"frac_zero_std", s.frac_zero_std},
+             {"loss", s.loss},
+             {"rollouts", s.rollouts},
+             {"tokens", s.tokens},
+             {"min_n", s.min_n},
+             {"max_n", s.max_n},
+             {"lr", lr(step)},
+             {"seconds", dt}};
+      log.write(j);
+      curves[stage].push_back(j);
+      ++steps_this_run;
+      char what[128];
+      std::snprintf(what, sizeof what, "seed %llu %s %lld/%d reward %+.2f",
+                    static_cast<unsigned long long>(seed), stage.c_str(), static_cast<long long>(step + 1),
+                    o.rl_steps, s.mean_reward);
+      bar.advance(progress::rl, dt, what);
+      if ((step + 1) % o.checkpoint_every == 0 && step + 1 < o.rl_steps)
+        save_progress(dir / (stage + ".last.safetensors"), model, opt, step + 1, rp.visits);
+    }
+    xm::save_checkpoint(dir / (stage + ".safetensors"), model, nullptr,
+                        {{"rlvr.step", std::to_string(o.rl_steps)}});
+    return true;
+  }
+};
+
+}  // namespace
+
+namespace {
+
+std::int64_t stage_steps(const options& o, const std::string& stage) {
+  return stage == "sft" ? o.sft_steps : o.rl_steps;
+}
+
+/// Writes the learning curves (.dat), a gnuplot script and the PNG.
+void plot_curves(const fs::path& dir, const std::map<std::string, std::vector<json>>& curves,
+                 std::uint64_t seed) {
+  const fs::path sft = dir / "curves_sft.dat", rl = dir / "curves_rl.dat", gp = dir / "curves.gp",
+                 png = dir / "curves.png";
+  {
+    std::ofstream f(sft);
+    f << "# step loss\n";
+    if (const auto it = curves.find("sft"); it != curves.end())
+      for (const json& j : it->second) f << j["step"] << ' ' << j["loss"] << '\n';
+  }
+  {
+    std::ofstream f(rl);
+    f << "# step, then reward accuracy abstention hallucination for ternary and for binary (NaN: not run)\n";
+    std::int64_t n = 0;
+    for (const char* st : {"rl_ternary", "rl_binary"})
+      if (const auto it = curves.find(st); it != curves.end())
+        n = std::max<std::int64_t>(n, static_cast<std::int64_t>(it->second.size()));
+    for (std::int64_t i = 0; i < n; ++i) {
+      f << i;
+      for (const char* st : {"rl_ternary", "rl_binary"}) {
+        const auto it = curves.find(st);
+        const bool have = it != curves.end() && i < static_cast<std::int64_t>(it->second.size());
+        for (const char* k : {"reward", "accuracy", "abstention", "hallucination"}) {
+          f << ' ';
+          if (have)
+            f << it->second[static_cast<std::size_t>(i)][k].get<double>();
+          else
+            f << "NaN";
+        }
+      }
+      f << '\n';
+    }
+  }
+  {
+    std::ofstream f(gp);
+    f << "set terminal pngcairo size 1400,900 font ',10'\nset output '" << png.string() << "'\n"
+      << "set multiplot layout 2,2 title 'rlvr\\_arithmetic, seed " << seed
+      << ": SFT, then GRPO (dapo loss, knapsack budgets) with the ternary and the binary reward'\n"
+      << "set grid\nset key top right\n"
+      << "set title 'SFT: cross-entropy per target token'\nset xlabel 'SFT step'\n"
+      << "plot '" << sft.string() << "' using 1:2 with lines lw 1 title 'loss'\n"
+      << "set title 'RL: mean reward of the rollouts'\nset xlabel 'RL step'\n"
+      << "plot '" << rl.string()
+      << "' using 1:2 with lines lw 2 title 'ternary (TruthRL)', '' using 1:6 with lines lw 2 title "
+         "'binary'\n"
+      << "set title 'RL: accuracy of the rollouts'\nset yrange [0:1]\n"
+      << "plot '" << rl.string()
+      << "' using 1:3 with lines lw 2 title 'ternary', '' using 1:7 with lines lw 2 title 'binary'\n"
+      << "set title 'RL: abstention (solid) and hallucination (dashed) of the rollouts'\n"
+      << "plot '" << rl.string()
+      << "' using 1:4 with lines lw 2 lc 1 title 'ternary abstain', '' using 1:5 with lines lw 2 lc 1 dt 2 "
+         "title 'ternary hallucinate', "
+      << "'' using 1:8 with lines lw 2 lc 2 title 'binary abstain', '' using 1:9 with lines lw 2 lc 2 dt 2 "
+         "title 'binary hallucinate'\n"
+      << "unset multiplot\n";
+  }
+  xplor::examples::render_plot(gp.string(), png.string(), rl.string());
+}
+
+std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progress& bar,
+                                    std::int64_t& steps_this_run) {
+  const fs::path dir = fs::path(o.out) / ("seed" + std::to_string(seed));
+  fs::create_directories(dir);
+  runner r{o, seed, dir, bar, steps_this_run, {}, {}, {}, {}, {}, {}, {}};
+  r.log.path = dir / "metrics.jsonl";
+  r.eval_problems = rlvr::eval_examples(seed, 0xe0a1, o.eval_per_cell, 0, rlvr::num_train_templates);
+  r.eval_templates = rlvr::eval_examples(seed, 0xe0a2, o.eval_per_cell, rlvr::num_train_templates,
+                                         static_cast<int>(rlvr::templates().size()));
+  r.pool = rlvr::draw_examples(seed, 0x9001, o.pool, 0, rlvr::num_train_templates);
+
+  std::vector<std::pair<std::string, xplor::reward::reward_variant>> rl_stages;
+  if (o.run_ternary) rl_stages.emplace_back("rl_ternary", xplor::reward::reward_variant::ternary);
+  if (o.run_binary) rl_stages.emplace_back("rl_binary", xplor::reward::reward_variant::binary);
+  std::vector<std::string> stages{"sft"};
+  for (const auto& st : rl_stages) stages.push_back(st.first);
+
+  // Where each stage starts: 0, the step of its last checkpoint, or done.
+  std::map<std::string, std::int64_t> start;
+  for (const auto& st : stages) {
+    start[st] = 0;
+    if (!o.resume) {
+      fs::remove(dir / (st + ".safetensors"));
+      fs::remove(dir / (st + ".last.safetensors"));
+    } else if (fs::exists(dir / (st + ".safetensors"))) {
+      // A finished stage is reused only when it ran the configured number of steps.
+      const auto meta = xm::read_safetensors(dir / (st + ".safetensors")).metadata;
+      const auto it = meta.find("rlvr.step");
+      if (it == meta.end() || std::stoll(it->second) != stage_steps(o, st))
+        throw xplor::error("--resume: '" + (dir / (st + ".safetensors")).string() + "' ran " +
+                           (it == meta.end() ? std::string("an unknown number of") : it->second) +
+                           " steps, the options ask for " + std::to_string(stage_steps(o, st)) +
+                           " (use another --out, or the same step options)");
+      start[st] = stage_steps(o, st);
+    } else if (fs::exists(dir / (st + ".last.safetensors"))) {
+      start[st] = std::stoll(xm::read_safetensors(dir / (st + ".last.safetensors")).metadata.at("rlvr.step"));
+    }
+    if (st == "sft" && !o.sft_from.empty()) start[st] = o.sft_steps;
+    bar.skip(st == "sft" ? progress::sft : progress::rl, start[st]);
+  }
+  if (o.resume) {
+    r.log.restore(start);
+    for (const json& j : r.log.lines) r.curves[j["stage"].get<std::string>()].push_back(j);
+  } else {
+    std::ofstream(r.log.path, std::ios::trunc);
+  }
+
+  const xm::transformer_config config = model_config(o);
+  // SFT.
+  xm::transformer model(config, seed);
+  if (!o.sft_from.empty()) {
+    xm::load_checkpoint(o.sft_from, model);
+    xm::save_checkpoint(dir / "sft.safetensors", model, nullptr,
+                        {{"rlvr.step", std::to_string(o.sft_steps)}});
+  } else if (start["sft"] >= o.sft_steps && fs::exists(dir / "sft.safetensors")) {
+    xm::load_checkpoint(dir / "sft.safetensors", model);
+  } else {
+    xm::adamw opt(model.layout(), {.lr = o.sft_lr, .weight_decay = 0.0f});
+    resume_point rp;
+    if (start["sft"] > 0) rp = load_progress(dir / "sft.last.safetensors", model, opt);
+    if (!r.run_sft(model, rp.step, opt)) return std::nullopt;
+    fs::remove(dir / "sft.last.safetensors");
+  }
+  r.evaluate_stage("sft", model);
+  // RL from the SFT checkpoint, once per reward.
+  for (const auto& [stage, variant] : rl_stages) {
+    xm::transformer policy(config, seed);
+    xm::load_checkpoint(dir / "sft.safetensors", policy);
+    if (start[stage] >= o.rl_steps && fs::exists(dir / (stage + ".safetensors"))) {
+      xm::load_checkpoint(dir / (stage + ".safetensors"), policy);
+    } else {
+      xm::adamw opt(policy.layout(), {.lr = o.rl_lr, .weight_decay = 0.0f});
+      resume_point rp;
+      if (start[stage] > 0) rp = load_progress(dir / (stage + ".last.safetensors"), policy, opt);
+      if (!r.run_rl(stage, variant, policy, opt, rp)) return std::nullopt;
+      fs::remove(dir / (stage + ".last.safetensors"));
+    }
+    r.evaluate_stage(stage, policy);
+  }
+  if (o.plot) plot_curves(dir, r.curves, seed);
+  // The log on disk must hold every step of every stage and an evaluation of each, all finite.
+  std::map<std::string, std::int64_t> train_lines, eval_lines;
+  std::ifstream f(r.log.path);
+  for (std::string line; std::getline(f, line);) {
+    const json j = json::parse(line, nullptr, false);
+    if (j.is_discarded()) {
+      r.result.complete = false;
+      continue;
+    }
+    ++(j.value("type", "") == "train" ? train_lines : eval_lines)[j.value("stage", "")];
+    for (const auto& [key, v] : j.items())
+      if (v.is_number_float() && !std::isfinite(v.get<double>())) r.result.finite = false;
+  }
+  for (const auto& st : stages) {
+    const std::int64_t expected = st == "sft" && !o.sft_from.empty() ? 0 : stage_steps(o, st);
+    r.result.complete = r.result.complete && train_lines[st] == expected && eval_lines[st] == 4;
+  }
+  return r.result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables: mean (and sample standard deviation over seeds when there are several), in percent.
+
+std::string cell(const std::vector<double>& xs, bool sign = false) {
+  double mean = 0;
+  for (double x : xs) mean += x;
+  mean /= double(xs.size());
+  char buf[48];
+  if (xs.size() < 2) {
+    std::snprintf(buf, sizeof buf, sign ? "%+5.1f" : "%5.1f", 100 * mean);
+  } else {
+    double var = 0;
+    for (double x : xs) var += (x - mean) * (x - mean);
+    std::snprintf(buf, sizeof buf, sign ? "%+5.1f ± %4.1f" : "%5.1f ± %4.1f", 100 * mean,
+                  100 * std::sqrt(var / double(xs.size() - 1)));
+  }
+  return buf;
+}
+
+void print_tables(const options& o, const std::vector<seed_result>& results) {
+  std::vector<std::string> stages{"sft"};
+  if (o.run_ternary) stages.push_back("rl_ternary");
+  if (o.run_binary) stages.push_back("rl_binary");
+  const int w = results.size() > 1 ? 13 : 8;
+  for (const std::string key :
+       {"problems/greedy", "templates/greedy", "problems/sampled", "templates/sampled"}) {
+    const bool problems = key.starts_with("problems"), greedy = key.ends_with("greedy");
+    std::printf("\nheld-out %s (%s), %s, %d per (level, op), %zu seed(s); percent%s\n",
+                problems ? "problems" : "templates",
+                problems ? "training templates" : "templates never seen in training",
+                greedy ? "greedy decoding" : "sampled at T = 1, 4 per problem", o.eval_per_cell,
+                results.size(), results.size() > 1 ? ", mean ± sd over seeds" : "");
+    std::printf("%-11s %*s %*s %*s %*s |", "stage", w, "acc", w, "abstain", w, "halluc", w, "truthful");
+    for (int l = 1; l <= rlvr::num_levels; ++l) std::printf(" %*s%d", w - 1, "L", l);
+    std::printf("   (L: accuracy per level; level 5 is beyond the SFT data)\n");
+    for (const auto& st : stages) {
+      auto pick = [&](auto f) {
+        std::vector<double> xs;
+        for (const auto& res : results) {
+          const stage_eval& e = res.evals.at(st);
+          xs.push_back(f(e.at(key)));
+        }
+        return cell(xs);
+      };
+      std::printf("%-11s %*s %*s %*s %*s |", st.c_str(), w,
+                  pick([](const rlvr::eval_result& e) { return e.all().accuracy(); }).c_str(), w,
+                  pick([](const rlvr::eval_result& e) { return e.all().abstention_rate(); }).c_str(), w,
+                  pick([](const rlvr::eval_result& e) { return e.all().hallucination_rate(); }).c_str(), w,
+                  pick([](const rlvr::eval_result& e) { return e.all().truthfulness(); }).c_str());
+      for (std::size_t l = 0; l < rlvr::num_levels; ++l)
+        std::printf(" %*s", w,
+                    pick([l](const rlvr::eval_result& e) { return e.per_level[l].accuracy(); }).c_str());
+      std::printf("\n");
+    }
+  }
+  // Paired differences (same seed, same SFT checkpoint, same evaluation problems): what RL changed.
+  std::vector<std::pair<std::string, std::string>> pairs;
+  if (o.run_ternary) pairs.emplace_back("rl_ternary", "sft");
+  if (o.run_binary) pairs.emplace_back("rl_binary", "sft");
+  if (o.run_ternary && o.run_binary) pairs.emplace_back("rl_ternary", "rl_binary");
+  std::printf("\npaired differences in points (mean%s over seeds), held-out problems / held-out templates\n",
+              results.size() > 1 ? " ± sd" : "");
+  std::printf("%-30s %-8s %*s %*s %*s %*s\n", "difference", "decoding", w, "acc", w, "abstain", w, "halluc",
+              w, "truthful");
+  for (const auto& [a, b] : pairs)
+    for (const std::string set : {"problems", "templates"})
+      for (const std::string decoding : {"greedy", "sampled"}) {
+        auto diff = [&](auto f) {
+          std::vector<double> xs;
+          for (const auto& res : results)
+            xs.push_back(f(res.evals.at(a).at(set + "/" + decoding).all()) -
+                         f(res.evals.at(b).at(set + "/" + decoding).all()));
+          return cell(xs, true);
+        };
+        std::printf("%-30s %-8s %*s %*s %*s %*s\n",
+                    (a + " - " + b + (set == "problems" ? "" : " (tmpl)")).c_str(), decoding.c_str(), w,
+                    diff([](const auto& m) { return m.accuracy(); }).c_str(), w,
+                    diff([](const auto& m) { return m.abstention_rate(); }).c_str(), w,
+                    diff([](const auto& m) { return m.hallucination_rate(); }).c_str(), w,
+                    diff([](const auto& m) { return m.truthfulness(); }).c_str());
+      }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options o = parse(argc, argv);
+#ifdef _OPENMP
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+#endif
+  try {
+    const int rl_runs = int(o.run_ternary) + int(o.run_binary);
+    progress bar(std::int64_t{o.seeds} * o.sft_steps, std::int64_t{o.seeds} * rl_runs * o.rl_steps);
+    std::printf(
+        "rlvr_arithmetic: %d seed(s) from %llu; model d%d L%d H%d; SFT %d steps; RL %d steps x %d reward(s), "
+        "%d prompts x %d rollouts (%s), loss %s; output in %s\n",
+        o.seeds, static_cast<unsigned long long>(o.seed), o.d_model, o.layers, o.heads, o.sft_steps,
+        o.rl_steps, rl_runs, o.prompts, o.rollouts, o.knapsack ? "knapsack" : "uniform", o.loss.c_str(),
+        o.out.c_str());
+    std::fflush(stdout);
+    std::vector<seed_result> results;
+    std::int64_t steps_this_run = 0;
+    for (int k = 0; k < o.seeds; ++k) {
+      auto r = run_seed(o, o.seed + static_cast<std::uint64_t>(k), bar, steps_this_run);
+      if (!r) {
+        bar.finish();
+        std::printf("rlvr_arithmetic: stopped after %lld steps (--stop-after); continue with --resume\n",
+                    static_cast<long long>(steps_this_run));
+        return 0;
+      }
+      results.push_back(std::move(*r));
+    }
+    bar.finish();
+    print_tables(o, results);
+    bool finite = true, complete = true;
+    for (const auto& r : results) {
+      finite = finite && r.finite;
+      complete = complete && r.complete;
+    }
+    std::printf("\nwall time %.1f s\n", bar.elapsed());
+    if (!finite || !complete) {
+      std::printf("rlvr_arithmetic: FAILED: %s\n",
+                  !finite ? "a metric is not finite" : "metrics.jsonl misses a step or an evaluation");
+      return 1;
+    }
+    std::printf("rlvr_arithmetic: ok (stages: sft%s%s; metrics.jsonl complete and finite)\n",
+                o.run_ternary ? ", rl_ternary" : "", o.run_binary ? ", rl_binary" : "");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nrlvr_arithmetic: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
