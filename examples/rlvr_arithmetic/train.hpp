@@ -23,37 +23,12 @@
 #include <xplor/rl/loss.hpp>
 #include <xplor/sample/rollout.hpp>
 
+#include "common/policy_update.hpp"
 #include "data.hpp"
 
 namespace rlvr {
 
 namespace xm = xplor::model;
-
-/// Right-padded [B, T] next-token batch of whole sequences; only the completion's tokens (after
-/// prompt_len) are targets.
-struct padded_batch {
-  std::vector<std::int32_t> tokens, targets;
-  std::int64_t batch = 0, seq_len = 0;
-};
-
-inline padded_batch pad_sequences(const std::vector<std::vector<std::int32_t>>& seqs,
-                                  const std::vector<std::int64_t>& prompt_len, std::int32_t pad) {
-  padded_batch b;
-  b.batch = static_cast<std::int64_t>(seqs.size());
-  for (const auto& s : seqs) b.seq_len = std::max(b.seq_len, static_cast<std::int64_t>(s.size()) - 1);
-  b.tokens.assign(static_cast<std::size_t>(b.batch * b.seq_len), pad);
-  b.targets.assign(b.tokens.size(), xm::ignore_target);
-  for (std::int64_t i = 0; i < b.batch; ++i) {
-    const auto& s = seqs[static_cast<std::size_t>(i)];
-    const auto n = static_cast<std::int64_t>(s.size()) - 1;
-    for (std::int64_t t = 0; t < n; ++t) {
-      b.tokens[static_cast<std::size_t>(i * b.seq_len + t)] = s[static_cast<std::size_t>(t)];
-      if (t + 1 >= prompt_len[static_cast<std::size_t>(i)])
-        b.targets[static_cast<std::size_t>(i * b.seq_len + t)] = s[static_cast<std::size_t>(t + 1)];
-    }
-  }
-  return b;
-}
 
 // ---------------------------------------------------------------------------------------------
 // SFT
@@ -80,7 +55,8 @@ inline float sft_step(xm::transformer& model, xm::adamw& opt, float lr, const xm
     s.insert(s.end(), t.begin(), t.end());
     seqs.push_back(std::move(s));
   }
-  const padded_batch b = pad_sequences(seqs, prompt_len, static_cast<std::int32_t>(tok.pad()));
+  const examples::padded_batch b =
+      examples::pad_sequences(seqs, prompt_len, static_cast<std::int32_t>(tok.pad()));
   model.zero_grad();
   const float loss = model.forward({b.tokens, b.batch, b.seq_len, b.targets, {}, {}});
   model.backward();
@@ -234,52 +210,20 @@ inline rl_stats rl_step(xm::transformer& model, xm::adamw& opt, float lr, const 
   //    this loss (beta = 0), so they only count in the normaliser and are not re-run.
   xplor::rl::loss_options lo = o.loss;
   lo.num_items_in_batch = static_cast<double>(st.tokens);
-  std::vector<std::int64_t> active;
-  for (std::int64_t c = 0; c < n; ++c)
-    if (adv[static_cast<std::size_t>(c)] != 0.0f) active.push_back(c);
-  model.zero_grad();
-  double loss = 0;
-  for (std::size_t first = 0; first < active.size(); first += static_cast<std::size_t>(o.micro_batch)) {
-    const std::size_t last = std::min(active.size(), first + static_cast<std::size_t>(o.micro_batch));
-    std::vector<std::vector<std::int32_t>> seqs;
-    std::vector<std::int64_t> plen, seq_offsets{0};
-    std::vector<float> old_logp, tok_adv;
-    for (std::size_t k = first; k < last; ++k) {
-      const std::int64_t c = active[k];
-      auto s = prompts[static_cast<std::size_t>(ro.prompt_index[c])];
-      plen.push_back(static_cast<std::int64_t>(s.size()));
-      const auto comp = ro.completion(c);
-      s.insert(s.end(), comp.begin(), comp.end());
-      seqs.push_back(std::move(s));
-      seq_offsets.push_back(seq_offsets.back() + static_cast<std::int64_t>(comp.size()));
-      for (std::int64_t t = ro.offsets[c]; t < ro.offsets[c + 1]; ++t) {
-        old_logp.push_back(ro.logprobs[static_cast<std::size_t>(t)]);
-        tok_adv.push_back(adv[static_cast<std::size_t>(c)]);
-      }
-    }
-    const padded_batch b = pad_sequences(seqs, plen, static_cast<std::int32_t>(tok.pad()));
-    model.forward({b.tokens, b.batch, b.seq_len, b.targets, {}, {}});
-    const auto lp_all = model.target_logprobs();
-    std::vector<float> logp;
-    std::vector<std::int64_t> where;  // flat token -> row of the padded batch
-    for (std::int64_t i = 0; i < b.batch; ++i)
-      for (std::int64_t t = plen[static_cast<std::size_t>(i)] - 1;
-           t < static_cast<std::int64_t>(seqs[static_cast<std::size_t>(i)].size()) - 1; ++t) {
-        logp.push_back(lp_all[static_cast<std::size_t>(i * b.seq_len + t)]);
-        where.push_back(i * b.seq_len + t);
-      }
-    std::vector<float> dlogp(logp.size());
-    const xplor::rl::policy_batch pb{logp, old_logp, {}, tok_adv, {}, {}, seq_offsets, {}};
-    loss += xplor::rl::policy_loss(xplor::cpu, pb, std::span<float>(dlogp), lo).loss;
-    std::vector<float> dfull(static_cast<std::size_t>(b.batch * b.seq_len), 0.0f);
-    for (std::size_t k = 0; k < where.size(); ++k) dfull[static_cast<std::size_t>(where[k])] = dlogp[k];
-    model.backward(std::span<const float>(dfull));
+  std::vector<examples::scored_sequence> active;
+  for (std::int64_t c = 0; c < n; ++c) {
+    if (adv[static_cast<std::size_t>(c)] == 0.0f) continue;
+    examples::scored_sequence s;
+    s.tokens = prompts[static_cast<std::size_t>(ro.prompt_index[c])];
+    s.prompt_len = static_cast<std::int64_t>(s.tokens.size());
+    const auto comp = ro.completion(c);
+    s.tokens.insert(s.tokens.end(), comp.begin(), comp.end());
+    s.old_logprobs.assign(ro.logprobs.begin() + ro.offsets[c], ro.logprobs.begin() + ro.offsets[c + 1]);
+    s.advantages.assign(comp.size(), adv[static_cast<std::size_t>(c)]);
+    active.push_back(std::move(s));
   }
-  st.loss = loss;
-  if (!active.empty()) {
-    xm::clip_grad_norm(model.grads(), 1.0f);
-    opt.step(model.params(), model.grads(), lr);
-  }
+  st.loss = examples::policy_update(model, opt, lr, active, lo, o.micro_batch,
+                                    static_cast<std::int32_t>(tok.pad()));
   return st;
 }
 
