@@ -225,6 +225,30 @@ TEST_CASE("deep_search finds the correct path more often than plain sampling at 
   CHECK(policy.live_states() == 0);
 }
 
+TEST_CASE("deep_search finds the known correct path of a scripted policy", "[search][driver]") {
+  // The right token has p = 0.5 at each of the 3 steps: 8 independent samples contain 1 1 1 with
+  // probability 1 - (7/8)^8 = 66%. The search (width 4, 8 trajectories) finds it in 42 of these
+  // 50 seeds (84%), and reports it as a correct trajectory with the +1 terminal score.
+  auto policy = three_step_policy(0.5f);
+  auto p = three_step_params();
+  p.num_trajectories = 8;
+  const std::vector<std::int32_t> prompt{0};
+  int found = 0;
+  for (std::uint64_t seed = 0; seed < 50; ++seed) {
+    const auto res = deep_search(policy, prompt, all_ones, p, seed);
+    for (const auto& tr : res.trajectories)
+      if (tr.result == outcome::correct) {
+        CHECK(tr.tokens == std::vector<std::int32_t>{1, 1, 1});
+        CHECK(tr.score == 1.0);
+        CHECK(tr.segment_q.back() == 1.0);
+        ++found;
+        break;
+      }
+  }
+  INFO("found in " << found << " of 50 searches");
+  CHECK(found >= 40);
+}
+
 TEST_CASE("deep_search expands through forks: one prefill, no prefix recomputed", "[search][driver]") {
   auto inner = three_step_policy(0.3f);
   counting_policy policy{inner};
