@@ -15,6 +15,7 @@
 // 3. pass@1 on held-out hard problems every --eval-every generated tokens, as the paper measures
 //    it (the accuracy of samples at T = 1, averaged; the paper takes 32 per problem, here 4): a
 //    table, a TSV and a PNG of pass@1 against rollout tokens for both.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -186,6 +187,8 @@ struct point {
   std::int64_t tokens;
   double pass1;
   double seconds;
+  double found = 0;  // correct rollouts / trajectories so far
+  double sampled = 0;
 };
 
 struct step_data {
@@ -285,6 +288,7 @@ std::vector<point> run_rl(const char* name, bool search, const xm::transformer& 
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   std::vector<point> curve{{0, pass_at_1(model, tok, held_out), 0.0}};
   std::int64_t used = 0, next_eval = o.eval_every;
+  double found = 0, sampled = 0;
   std::size_t cursor = 0;
   for (std::int64_t step = 0; used < o.budget; ++step) {
     std::vector<rlvr::example> batch;
@@ -295,11 +299,13 @@ std::vector<point> run_rl(const char* name, bool search, const xm::transformer& 
     loss.num_items_in_batch = static_cast<double>(d.completion_tokens);
     examples::policy_update(model, opt, o.lr, d.seqs, loss, 32, static_cast<std::int32_t>(tok.pad()));
     used += d.tokens;
+    found += d.correct;
+    sampled += d.total;
     std::fprintf(stderr, "\r%-10s step %3lld  tokens %7lld / %lld  train acc %.2f  ", name,
                  static_cast<long long>(step + 1), static_cast<long long>(used),
                  static_cast<long long>(o.budget), d.total > 0 ? d.correct / d.total : 0.0);
     if (used >= next_eval || used >= o.budget) {
-      curve.push_back({used, pass_at_1(model, tok, held_out), seconds()});
+      curve.push_back({used, pass_at_1(model, tok, held_out), seconds(), found, sampled});
       while (next_eval <= used) next_eval += o.eval_every;
     }
   }
@@ -360,7 +366,13 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < std::min(grpo.size(), search.size()); ++i)
       std::printf("| %lld / %lld | %.3f | %.3f |\n", static_cast<long long>(grpo[i].tokens),
                   static_cast<long long>(search[i].tokens), grpo[i].pass1, search[i].pass1);
-    std::printf("\nwall time: GRPO %.0f s, DeepSearch %.0f s\n", grpo.back().seconds, search.back().seconds);
+    std::printf(
+        "\ncorrect among the sampled responses over the run: GRPO %.3f (%.0f of %.0f rollouts), DeepSearch "
+        "%.3f (%.0f of %.0f trajectories)\n",
+        grpo.back().found / std::max(1.0, grpo.back().sampled), grpo.back().found, grpo.back().sampled,
+        search.back().found / std::max(1.0, search.back().sampled), search.back().found,
+        search.back().sampled);
+    std::printf("wall time: GRPO %.0f s, DeepSearch %.0f s\n", grpo.back().seconds, search.back().seconds);
     bool finite = true;
     for (const auto* c : {&grpo, &search})
       for (const auto& p : *c) finite = finite && std::isfinite(p.pass1);
