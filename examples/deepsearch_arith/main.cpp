@@ -62,6 +62,8 @@ const char* const usage =
     "  --width W            DeepSearch expansion width (default 4)\n"
     "  --lr LR              RL learning rate (default 1e-4)\n"
     "  --threads T          search threads (default 2)\n"
+    "  --drop-unsolved      ablation: DeepSearch does not learn from trees without a correct\n"
+    "                       trajectory (their mean-only advantages reward the wrong steps)\n"
     "  --quick              a tiny configuration (the test suite's)\n"
     "  --no-plot            do not call gnuplot\n";
 
@@ -74,6 +76,7 @@ struct options {
   int level_lo = 4, level_hi = 5;  // the "hard" problems RL trains and is evaluated on
   float lr = 1e-4f;
   bool plot = true;
+  bool drop_unsolved = false;  // ablation: no update from trees without a correct trajectory
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -144,6 +147,8 @@ options parse(int argc, char** argv) {
       o.prompts = 2;
       o.n = 4;
       o.width = 2;
+    } else if (a == "--drop-unsolved") {
+      o.drop_unsolved = true;
     } else if (a == "--no-plot") {
       o.plot = false;
     } else {
@@ -258,13 +263,15 @@ step_data search_step(const xm::transformer& model, const xm::byte_tokenizer& to
   step_data d;
   for (std::size_t i = 0; i < results.size(); ++i) {
     d.tokens += results[i].tokens_generated;
+    bool solved = false;
+    for (const auto& tr : results[i].trajectories) solved = solved || tr.result == xs::outcome::correct;
     for (const auto& tr : results[i].trajectories) {
       d.correct += tr.result == xs::outcome::correct;
       d.total += 1;
       d.completion_tokens += static_cast<std::int64_t>(tr.tokens.size());
       bool any = false;
       for (float a : tr.token_advantages) any = any || a != 0.0f;
-      if (!any) continue;
+      if (!any || (o.drop_unsolved && !solved)) continue;
       examples::scored_sequence s;
       s.tokens = prompts[i];
       s.prompt_len = static_cast<std::int64_t>(s.tokens.size());
