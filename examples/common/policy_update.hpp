@@ -13,6 +13,7 @@
 #include <xplor/model/optim.hpp>
 #include <xplor/model/transformer.hpp>
 #include <xplor/rl/loss.hpp>
+#include <xplor/sample/rollout.hpp>
 
 namespace examples {
 
@@ -23,6 +24,29 @@ struct scored_sequence {
   std::int64_t prompt_len = 0;
   std::vector<float> old_logprobs, advantages;
 };
+
+/// The completions of `ro` with a non-zero advantage (one per completion, `adv`), as sequences
+/// after their prompts. Under a loss without KL the others have zero gradient: callers count
+/// their tokens in loss.num_items_in_batch and leave them out of the update.
+inline std::vector<scored_sequence> rollout_sequences(std::span<const std::vector<std::int32_t>> prompts,
+                                                      const xplor::sample::rollout_batch& ro,
+                                                      std::span<const float> adv) {
+  std::vector<scored_sequence> out;
+  for (std::int64_t c = 0; c < ro.num_completions(); ++c) {
+    const float a = adv[static_cast<std::size_t>(c)];
+    if (a == 0.0f) continue;
+    scored_sequence s;
+    s.tokens = prompts[static_cast<std::size_t>(ro.prompt_index[static_cast<std::size_t>(c)])];
+    s.prompt_len = static_cast<std::int64_t>(s.tokens.size());
+    const auto comp = ro.completion(c);
+    s.tokens.insert(s.tokens.end(), comp.begin(), comp.end());
+    s.old_logprobs.assign(ro.logprobs.begin() + ro.offsets[static_cast<std::size_t>(c)],
+                          ro.logprobs.begin() + ro.offsets[static_cast<std::size_t>(c) + 1]);
+    s.advantages.assign(comp.size(), a);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
 
 /// Right-padded [B, T] next-token batch; only the completion's tokens (after prompt_len) are
 /// targets.

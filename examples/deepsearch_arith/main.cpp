@@ -227,18 +227,7 @@ step_data grpo_step(const xm::transformer& model, const xm::byte_tokenizer& tok,
   xplor::rl::compute_advantages(xplor::cpu, xplor::rl::estimator::grpo, std::span<const float>(rewards),
                                 xplor::ragged_groups(ro.group_offsets, n), std::span<float>(adv));
   d.tokens = d.completion_tokens = static_cast<std::int64_t>(ro.tokens.size());
-  for (std::int64_t c = 0; c < n; ++c) {
-    if (adv[static_cast<std::size_t>(c)] == 0.0f) continue;
-    examples::scored_sequence s;
-    s.tokens = prompts[static_cast<std::size_t>(ro.prompt_index[static_cast<std::size_t>(c)])];
-    s.prompt_len = static_cast<std::int64_t>(s.tokens.size());
-    const auto comp = ro.completion(c);
-    s.tokens.insert(s.tokens.end(), comp.begin(), comp.end());
-    s.old_logprobs.assign(ro.logprobs.begin() + ro.offsets[static_cast<std::size_t>(c)],
-                          ro.logprobs.begin() + ro.offsets[static_cast<std::size_t>(c) + 1]);
-    s.advantages.assign(comp.size(), adv[static_cast<std::size_t>(c)]);
-    d.seqs.push_back(std::move(s));
-  }
+  d.seqs = examples::rollout_sequences(prompts, ro, adv);
   return d;
 }
 

@@ -210,18 +210,7 @@ inline rl_stats rl_step(xm::transformer& model, xm::adamw& opt, float lr, const 
   //    this loss (beta = 0), so they only count in the normaliser and are not re-run.
   xplor::rl::loss_options lo = o.loss;
   lo.num_items_in_batch = static_cast<double>(st.tokens);
-  std::vector<examples::scored_sequence> active;
-  for (std::int64_t c = 0; c < n; ++c) {
-    if (adv[static_cast<std::size_t>(c)] == 0.0f) continue;
-    examples::scored_sequence s;
-    s.tokens = prompts[static_cast<std::size_t>(ro.prompt_index[c])];
-    s.prompt_len = static_cast<std::int64_t>(s.tokens.size());
-    const auto comp = ro.completion(c);
-    s.tokens.insert(s.tokens.end(), comp.begin(), comp.end());
-    s.old_logprobs.assign(ro.logprobs.begin() + ro.offsets[c], ro.logprobs.begin() + ro.offsets[c + 1]);
-    s.advantages.assign(comp.size(), adv[static_cast<std::size_t>(c)]);
-    active.push_back(std::move(s));
-  }
+  const auto active = examples::rollout_sequences(prompts, ro, adv);
   st.loss = examples::policy_update(model, opt, lr, active, lo, o.micro_batch,
                                     static_cast<std::int32_t>(tok.pad()));
   return st;
