@@ -23,6 +23,23 @@ namespace xplor::reward {
 enum class outcome { correct, abstain, incorrect, no_answer };
 
 namespace detail {
+/// Whether an answer is plain text that SQuAD matching may decide: at least two letters, no
+/// digit, and none of the characters that carry math meaning (a hyphen only inside a word).
+inline bool is_text_answer(std::string_view s) {
+  std::size_t letters = 0;
+  for (std::size_t k = 0; k < s.size(); ++k) {
+    const char c = s[k];
+    if (is_alpha(c) || static_cast<unsigned char>(c) >= 0x80) {
+      ++letters;
+    } else if (c == '-') {
+      if (k == 0 || k + 1 == s.size() || !is_alpha(s[k - 1]) || !is_alpha(s[k + 1])) return false;
+    } else if (is_digit(c) || std::string_view("+*/^_=<>()[]{}\\|%$&~").find(c) != std::string_view::npos) {
+      return false;
+    }
+  }
+  return letters >= 2;
+}
+
 inline void check_outcome(outcome o, std::string_view fn) {
   const int v = static_cast<int>(o);
   xplor::detail::require(v >= 0 && v <= 3, fn, "o = ", v, " is not an outcome (0..3)");
@@ -109,9 +126,10 @@ struct classify_options {
 /// 2. the SQuAD-normalised answer contains an abstention phrase ("i dont know") -> abstain;
 /// 3. it contains "invalid question" (when options.invalid_question_is_miss) -> incorrect;
 /// 4. an empty answer (`\boxed{}`, `\boxed{  }`) -> incorrect, without calling the judge;
-/// 5. answers_equivalent to a gold answer, or equal to it after SQuAD normalisation (both
-///    non-empty: "the" and "a" do not match; not when both are numbers, where the exact numeric
-///    comparison decides: "1.5" is not "15") -> correct;
+/// 5. answers_equivalent to a gold answer (the exact math verifier), or, when both are plain
+///    text answers (detail::is_text_answer: letters, no digits, no signs, brackets or
+///    operators), equal to it after SQuAD normalisation (non-empty: "the" does not match "a")
+///    -> correct;
 /// 6. options.judge returns true for some gold answer -> correct;
 /// 7. otherwise incorrect.
 /// Throws xplor::error when gold_answers is empty or an abstention phrase normalises to nothing.
@@ -132,13 +150,13 @@ inline outcome classify_response(std::string_view response, std::span<const std:
     return outcome::incorrect;
   const std::string_view answer = detail::trim(*boxed);
   if (answer.empty()) return outcome::incorrect;
-  const bool numeric = is_numeric_answer(answer);
+  // SQuAD normalisation deletes signs, brackets and operators ("[3,13]" would match "(3,13]",
+  // "2+9\sqrt{3}" "2-9\sqrt{3}"), so it only decides between two short text answers.
+  const bool text = detail::is_text_answer(answer);
   for (const std::string& gold : gold_answers) {
     if (answers_equivalent(answer, gold)) return outcome::correct;
-    // Between two numbers the exact comparison decides: SQuAD normalisation drops the decimal
-    // point, so "1.5" and "15" would otherwise match.
-    if (numeric && is_numeric_answer(gold)) continue;
-    if (!norm.empty() && norm == squad_normalize(gold)) return outcome::correct;
+    if (text && detail::is_text_answer(gold) && !norm.empty() && norm == squad_normalize(gold))
+      return outcome::correct;
   }
   if (options.judge) {
     for (const std::string& gold : gold_answers) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "xplor/core/error.hpp"
+#include "xplor/reward/math_parse.hpp"
 
 namespace xplor::reward {
 
@@ -35,58 +36,61 @@ inline std::string_view trim(std::string_view s) {
   return s.substr(b, e - b);
 }
 
-/// Position of the brace that opens the last `marker` group (`marker`, optional whitespace, '{'),
-/// or npos. Occurrences are visited from the end; the whitespace runs after distinct occurrences
-/// are disjoint, so the whole search is linear.
-inline std::size_t last_marker_brace(std::string_view text, std::string_view marker, std::size_t& start) {
-  std::size_t pos = text.rfind(marker);
-  while (pos != std::string_view::npos) {
-    std::size_t j = pos + marker.size();
+/// When `text[i]` starts `\boxed` or `\fbox` followed by optional whitespace and '{', the
+/// position of that brace; otherwise npos.
+inline std::size_t box_brace_at(std::string_view text, std::size_t i) {
+  for (std::string_view marker : {std::string_view("\\boxed"), std::string_view("\\fbox")}) {
+    if (text.substr(i, marker.size()) != marker) continue;
+    std::size_t j = i + marker.size();
+    if (j < text.size() && is_alpha(text[j])) return std::string_view::npos;  // \boxedx
     while (j < text.size() && is_space(text[j])) ++j;
-    if (j < text.size() && text[j] == '{') {
-      start = pos;
-      return j;
-    }
-    if (pos == 0) break;
-    pos = text.rfind(marker, pos - 1);
+    if (j < text.size() && text[j] == '{') return j;
   }
   return std::string_view::npos;
 }
 
 }  // namespace detail
 
-/// Content of the last `\boxed{...}` (or `\fbox{...}`) in `text`, braces balanced, or nullopt
-/// when there is none or the last one is never closed.
+/// Content of the last outermost `\boxed{...}` (or `\fbox{...}`) in `text`, braces balanced, or
+/// nullopt when there is none or the last one is never closed.
 ///
-/// - "Last" is the occurrence that starts last (verl's `last_boxed_only_string`): in
-///   `\boxed{\boxed{5}}` that is the inner one, "5". An unclosed last box gives nullopt even if an
-///   earlier box is closed (a truncated response has no final answer).
+/// - A box inside a box is part of the outer box's content: `\boxed{\boxed{26}+1}` gives
+///   `\boxed{26}+1` (which answers_equivalent reads as 27), not the inner "26" that verl's
+///   `last_boxed_only_string` takes. Boxes after one another: the last, `\boxed{1} \boxed{2}`
+///   gives "2".
+/// - An unclosed last box gives nullopt even if an earlier box is closed (a truncated response
+///   has no final answer).
 /// - Whitespace between the command and its brace is accepted (`\boxed {5}`); `\boxed5` (no
 ///   brace) and `\boxedx{...}` are not boxes.
 /// - A backslash escapes the next character, so `\{` and `\}` inside the box do not count as
 ///   braces: `\boxed{\{1, 2\}}` gives `\{1, 2\}`.
-/// - The content is returned as written (not trimmed, not normalised).
+/// - The content is returned as written (not trimmed, not normalised). One forward pass.
 inline std::optional<std::string> extract_boxed(std::string_view text) {
-  std::size_t start_boxed = 0;
-  std::size_t start_fbox = 0;
-  const std::size_t open_boxed = detail::last_marker_brace(text, "\\boxed", start_boxed);
-  const std::size_t open_fbox = detail::last_marker_brace(text, "\\fbox", start_fbox);
-  std::size_t open = open_boxed;
-  if (open_fbox != std::string_view::npos && (open == std::string_view::npos || start_fbox > start_boxed))
-    open = open_fbox;
-  if (open == std::string_view::npos) return std::nullopt;
-  std::size_t depth = 0;
-  for (std::size_t k = open; k < text.size(); ++k) {
-    const char c = text[k];
-    if (c == '\\') {
-      ++k;  // escaped character (\{, \}, \\, ...)
-    } else if (c == '{') {
-      ++depth;
-    } else if (c == '}') {
-      if (--depth == 0) return std::string(text.substr(open + 1, k - open - 1));
+  std::optional<std::string> last;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t open = text[i] == '\\' ? detail::box_brace_at(text, i) : std::string_view::npos;
+    if (open == std::string_view::npos) {
+      i += text[i] == '\\' ? 2 : 1;  // an escaped character is never a box's start
+      continue;
     }
+    std::size_t depth = 0;
+    std::size_t k = open;
+    for (; k < text.size(); ++k) {
+      const char c = text[k];
+      if (c == '\\') {
+        ++k;  // escaped character (\{, \}, \\, ...)
+      } else if (c == '{') {
+        ++depth;
+      } else if (c == '}' && --depth == 0) {
+        break;
+      }
+    }
+    if (k >= text.size()) return std::nullopt;  // the last outermost box is never closed
+    last = std::string(text.substr(open + 1, k - open - 1));
+    i = k + 1;
   }
-  return std::nullopt;
+  return last;
 }
 
 /// The GSM8K reference format: the text after the last "####" up to the end of its line,
@@ -574,26 +578,230 @@ inline bool numbers_equivalent(const exact_number& a, const exact_number& b) {
 
 }  // namespace detail
 
-/// Whether a predicted answer is equivalent to a reference answer. Both are normalised with
-/// normalize_answer; an answer that normalises to the empty string is never equivalent to
-/// anything. When both normalised answers are numbers (integers, decimals, thousands separators
-/// `1,234,567` / `1{,}234`, fractions `a/b`, `\frac{a}{b}` / `\dfrac` / `\tfrac` / `\frac12`,
-/// scientific `1e3`, `1.5\times10^{3}`, `1.5\cdot10^3`, `10^{3}`, a sign, a trailing percent)
-/// they are compared exactly, as rationals with arbitrary-precision digits: `2/4` == `1/2` ==
-/// `0.5` == `\frac{1}{2}`, `1/3` != `0.3333`. A trailing percent matches either its value or its
-/// value / 100: `50\%` == `50` and `50\%` == `0.5`, `50` != `0.5`. Otherwise the normalised
-/// strings must be equal. Symmetric; linear time (see max_cross_product_work).
+/// Why check_answer judged two answers equivalent or not, so that rewards can be audited.
+enum class verdict_reason : std::uint8_t {
+  same_text,        ///< equal after prenormalisation (decoration and spacing removed)
+  same_value,       ///< equal as exact values, element by element for tuples, sets, matrices
+  empty,            ///< an answer is empty after normalisation: never equivalent
+  different_value,  ///< both read as math; some value differs
+  different_form,   ///< both read as math; different kinds (number vs list, bracket kinds, sizes)
+  different_unit,   ///< both carry a unit and the units differ ("2 hours" vs "2 minutes")
+  unsupported,      ///< an answer is outside the math grammar and the texts differ
+  too_large,        ///< beyond the exact arithmetic's limits: undecided, reported not equivalent
+};
+
+inline const char* to_string(verdict_reason r) {
+  switch (r) {
+    case verdict_reason::same_text: return "same_text";
+    case verdict_reason::same_value: return "same_value";
+    case verdict_reason::empty: return "empty";
+    case verdict_reason::different_value: return "different_value";
+    case verdict_reason::different_form: return "different_form";
+    case verdict_reason::different_unit: return "different_unit";
+    case verdict_reason::unsupported: return "unsupported";
+    case verdict_reason::too_large: return "too_large";
+  }
+  return "?";
+}
+
+/// The result of check_answer: `equivalent` and the reason.
+struct verdict {
+  bool equivalent = false;
+  verdict_reason reason = verdict_reason::empty;
+};
+
+namespace detail {
+
+/// The text an unparsed answer is compared by: prenormalized, \text{} marks dropped, spaces
+/// dropped except one between two letters or digits ("1 000" stays apart from "1000").
+inline std::string text_key(std::string_view pre) {
+  std::string out;
+  out.reserve(pre.size());
+  bool pending = false;
+  auto alnum = [](char c) { return math::is_digit(c) || math::is_letter(c); };
+  for (char c : pre) {
+    if (c == ' ' || c == math::text_open || c == math::text_close) {
+      pending = true;
+      continue;
+    }
+    if (c == math::thousands_mark) c = ',';
+    if (pending && !out.empty() && alnum(out.back()) && alnum(c)) out.push_back(' ');
+    pending = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
+/// A scalar's source read by the arbitrary-precision number path (any length of digits).
+inline std::optional<exact_number> plain_number(std::string_view source, bool percent) {
+  if (source.empty()) return std::nullopt;
+  const char c = source[0];
+  if (!is_digit(c) && c != '-' && c != '+' && c != '.' && c != '\\') return std::nullopt;
+  std::string s(source);
+  for (char& x : s)
+    if (x == math::thousands_mark) x = ',';
+  std::optional<exact_number> r = parse_number(normalize_answer(s));
+  if (r) {
+    if (r->percent) return std::nullopt;  // a percent sign inside the scalar's own text
+    r->percent = percent;
+  }
+  return r;
+}
+
+inline std::string canonical_units(std::string_view unit) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < unit.size()) {
+    if (!math::is_letter(unit[i])) {
+      if (unit[i] != ' ') out.push_back(unit[i]);
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < unit.size() && math::is_letter(unit[j])) ++j;
+    out.append(math::canonical_unit(unit.substr(i, j - i)));
+    out.push_back(' ');
+    i = j;
+  }
+  return out;
+}
+
+inline verdict_reason compare_nodes(const math::node& a, const math::node& b, math::work_budget& budget);
+
+/// Items compared in order, each pair must be equal.
+inline verdict_reason compare_in_order(const std::vector<math::node>& a, const std::vector<math::node>& b,
+                                       math::work_budget& budget) {
+  if (a.size() != b.size()) return verdict_reason::different_form;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    const verdict_reason r = compare_nodes(a[k], b[k], budget);
+    if (r != verdict_reason::same_value) return r;
+  }
+  return verdict_reason::same_value;
+}
+
+inline verdict_reason compare_nodes(const math::node& a, const math::node& b, math::work_budget& budget) {
+  using kind = math::node::kind;
+  if (a.k != b.k) return verdict_reason::different_form;
+  switch (a.k) {
+    case kind::scalar: {
+      if (!a.unit.empty() && !b.unit.empty() && canonical_units(a.unit) != canonical_units(b.unit))
+        return verdict_reason::different_unit;
+      const std::optional<exact_number> x = plain_number(a.source, a.percent);
+      if (x) {
+        const std::optional<exact_number> y = plain_number(b.source, b.percent);
+        if (y) return numbers_equivalent(*x, *y) ? verdict_reason::same_value : verdict_reason::different_value;
+      }
+      if (a.big || b.big) return verdict_reason::too_large;
+      if (a.percent == b.percent)
+        return math::equal(a.v, b.v, budget) ? verdict_reason::same_value : verdict_reason::different_value;
+      // p% matches v when p == v or p / 100 == v.
+      const math::node& p = a.percent ? a : b;
+      const math::node& q = a.percent ? b : a;
+      if (math::equal(p.v, q.v, budget)) return verdict_reason::same_value;
+      math::value hundredth;
+      math::divide(p.v, math::value::integer(100), hundredth, budget);
+      return math::equal(hundredth, q.v, budget) ? verdict_reason::same_value : verdict_reason::different_value;
+    }
+    case kind::infinity:
+      return a.sign == b.sign ? verdict_reason::same_value : verdict_reason::different_value;
+    case kind::bracket:
+      if (a.open != b.open || a.close != b.close) return verdict_reason::different_form;
+      return compare_in_order(a.items, b.items, budget);
+    case kind::matrix:
+      if (a.cols != b.cols) return verdict_reason::different_form;
+      return compare_in_order(a.items, b.items, budget);
+    case kind::relation: {
+      if (a.ops != b.ops) return verdict_reason::different_form;
+      const verdict_reason r = compare_in_order(a.items, b.items, budget);
+      if (r == verdict_reason::same_value || a.ops.size() != 1 || (a.ops[0] != '=' && a.ops[0] != 'n')) return r;
+      const std::vector<math::node> swapped{b.items[1], b.items[0]};  // a = b is b = a
+      const verdict_reason s = compare_in_order(a.items, swapped, budget);
+      return s == verdict_reason::same_value ? s : r;
+    }
+    case kind::set: {
+      // Unordered: solution lists, \{...\}, \pm pairs and unions (a union only matches a union).
+      if ((a.open == 'u') != (b.open == 'u') || a.items.size() != b.items.size())
+        return verdict_reason::different_form;
+      const verdict_reason in_order = compare_in_order(a.items, b.items, budget);
+      if (in_order == verdict_reason::same_value) return in_order;
+      constexpr std::size_t max_unordered = 64;  // the matching below is quadratic
+      if (a.items.size() > max_unordered) return verdict_reason::too_large;
+      std::vector<char> used(b.items.size(), 0);
+      verdict_reason worst = verdict_reason::different_value;
+      for (const math::node& x : a.items) {
+        bool found = false;
+        for (std::size_t k = 0; k < b.items.size() && !found; ++k) {
+          if (used[k]) continue;
+          const verdict_reason r = compare_nodes(x, b.items[k], budget);
+          if (r == verdict_reason::same_value) {
+            used[k] = 1;
+            found = true;
+          } else if (r == verdict_reason::too_large) {
+            worst = r;
+          }
+        }
+        if (!found) return worst;
+      }
+      return verdict_reason::same_value;
+    }
+  }
+  return verdict_reason::different_form;
+}
+
+}  // namespace detail
+
+/// Decides whether a predicted answer is equivalent to a reference answer, exactly, and why.
+///
+/// Both answers are prenormalised (decoration, spacing, `$`, `\left`, `^\circ` removed; see
+/// math::prenormalize); identical texts are equivalent. Otherwise both are read as math
+/// (math_parse.hpp): numbers of any length (thousands separators `1,234` / `1{,}234` at the top
+/// level, decimals, `\frac`, `a/b`, scientific forms, percent, mixed numbers `2\frac{1}{2}`),
+/// sums and products of rationals, radicals, pi, i and symbols with integer powers (term order,
+/// `\sqrt3`, `\cdot`, `\frac{\sqrt3}{2}` == `\frac{1}{2}\sqrt{3}`), tuples and intervals with
+/// their bracket kinds, sets, unions and solution lists (unordered; `a, b` with a space after
+/// the comma is a list, `1,234` a number), `\pm`, relations (`x \leq 5` == `5 \geq x`), a
+/// leading `x =` label, matrices across pmatrix/bmatrix/array, trailing units (compared only
+/// when both carry one). Values are compared exactly: 0.333333 is not 1/3. When an answer is
+/// outside that grammar the prenormalised texts must be equal. Nothing is guessed: undecidable
+/// pairs are not equivalent (reason too_large or unsupported). Symmetric; linear time in the
+/// input length (arithmetic is bounded by math::work_budget).
+inline verdict check_answer(std::string_view predicted, std::string_view reference) {
+  const std::string p = math::prenormalize(predicted);
+  const std::string r = math::prenormalize(reference);
+  const std::string kp = detail::text_key(p);
+  const std::string kr = detail::text_key(r);
+  if (kp.empty() || kr.empty()) return {false, verdict_reason::empty};
+  if (kp == kr) return {true, verdict_reason::same_text};
+  math::symbol_table symbols;
+  math::work_budget budget;
+  bool limit = false;
+  auto read = [&](const std::string& s) -> std::optional<math::node> {
+    try {
+      const std::vector<math::token> tokens = math::lex(s);
+      math::parser reader(s, tokens, symbols, budget);
+      return reader.answer();
+    } catch (const math::math_unsupported&) {
+      return std::nullopt;
+    } catch (const math::math_limit&) {
+      limit = true;
+      return std::nullopt;
+    }
+  };
+  const std::optional<math::node> a = read(p);
+  const std::optional<math::node> b = a ? read(r) : std::nullopt;
+  if (!a || !b) return {false, limit ? verdict_reason::too_large : verdict_reason::unsupported};
+  verdict_reason why;
+  try {
+    why = detail::compare_nodes(*a, *b, budget);
+  } catch (const math::math_limit&) {
+    why = verdict_reason::too_large;
+  }
+  return {why == verdict_reason::same_value, why};
+}
+
+/// Whether a predicted answer is equivalent to a reference answer: check_answer(...).equivalent.
 inline bool answers_equivalent(std::string_view predicted, std::string_view reference) {
-  const std::string p = normalize_answer(predicted);
-  if (p.empty()) return false;
-  const std::string r = normalize_answer(reference);
-  if (r.empty()) return false;
-  if (p == r) return true;
-  const std::optional<detail::exact_number> a = detail::parse_number(p);
-  if (!a) return false;
-  const std::optional<detail::exact_number> b = detail::parse_number(r);
-  if (!b) return false;
-  return detail::numbers_equivalent(*a, *b);
+  return check_answer(predicted, reference).equivalent;
 }
 
 /// Whether `answer` normalises to a number answers_equivalent compares numerically.
