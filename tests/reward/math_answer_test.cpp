@@ -64,6 +64,8 @@ TEST_CASE("check_answer: labels, units, degrees, percent words", "[verify][math]
       {"50 percent", "50\\%", same},
       {"50 percent", "0.5", same},
       {"50\\%", "5\\%", value},
+      {"28 pct", "28\\%", same},
+      {"28 percentage", "0.28", same},
       {"5 \\text{ million}", "5", unsupported},
   });
 }
@@ -134,6 +136,13 @@ TEST_CASE("check_answer: tuples, intervals, unions, sets and solution lists", "[
       {"32{, }349", "32349", same},
       {"1,2", "12", form},
       {"\\emptyset", "\\{\\}", same},
+      {"{1, 2, 3}", "3, 2, 1", same},
+      {"(0;-2;6)", "(0, -2, 6)", same},
+      {"(p, q) = (3, 2)", "(3,2)", same},
+      {"(x, y) = (5, 8) \\text{ and } (8, 5)", "(8, 5), (5, 8)", same},
+      {"AB = 4, CD = 5", "4, 5", same},
+      {"f(x) = 1", "1", same},
+      {"32,\\! 349", "32349", same},
   });
 }
 
@@ -153,6 +162,9 @@ TEST_CASE("check_answer: choices, matrices, relations", "[verify][math]") {
       {"0 < x < 5", "5 > x > 0", same},
       {"x + y = 5", "5 = y + x", same},
       {"x \\neq 3", "3 \\ne x", same},
+      {"x <= 2", "x \\leq 2", same},
+      {"x >= 5", "5 \\le x", same},
+      {"x != 3", "x \\neq 3", same},
   });
 }
 

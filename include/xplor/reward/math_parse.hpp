@@ -136,7 +136,9 @@ inline std::string prenormalize(std::string_view s) {
         out.push_back(thousands_mark);  // 1\,000
       } else if (d == ',' || d == ';' || d == ':' || is_space(d)) {
         space();
-      } else if (d == '!' || d == '$' || d == '(' || d == ')' || d == '[' || d == ']') {
+      } else if (d == '!') {
+        while (i < n && is_space(s[i])) ++i;  // 32,\! 349 is one number
+      } else if (d == '$' || d == '(' || d == ')' || d == '[' || d == ']') {
       } else if (d == '%') {
         out.push_back('%');
       } else {
@@ -191,7 +193,7 @@ inline std::string_view canonical_unit(std::string_view w) {
       {"grams", "gram"}, {"kg", "kg"}, {"pound", "pound"}, {"pounds", "pound"}, {"ounce", "ounce"},
       {"ounces", "ounce"}, {"liter", "liter"}, {"liters", "liter"}, {"litre", "liter"}, {"litres", "liter"},
       {"gallon", "gallon"}, {"gallons", "gallon"}, {"degree", "degree"}, {"degrees", "degree"},
-      {"square", "square"}, {"sq", "square"}, {"cubic", "cubic"}, {"percent", "%"}};
+      {"square", "square"}, {"sq", "square"}, {"cubic", "cubic"}, {"percent", "%"}, {"percentage", "%"}, {"pct", "%"}};
   for (const unit& u : units)
     if (u.word == w) return u.name;
   return {};
@@ -318,6 +320,11 @@ inline std::vector<token> lex(std::string_view s) {
       for (const cmd& m : cmds)
         if (m.name == name) t = m.t;
       push(t, b, i, name);
+      continue;
+    }
+    if ((c == '<' || c == '>' || c == '!') && i + 1 < n && s[i + 1] == '=') {  // <= >= !=
+      push(c == '<' ? tok::le : c == '>' ? tok::ge : tok::ne, b, i + 2);
+      i += 2;
       continue;
     }
     tok t = tok::other;
@@ -490,13 +497,24 @@ class parser {
     return r;
   }
 
+  /// A label on the left of `=`: a product of distinct symbols with coefficient 1 (`x`, `k`,
+  /// `x_1`, `AB`, `f(x)`), or a tuple of them (`(p, q) = (3, 2)`); pi and i are values, not labels.
   bool is_label(const node& x) const {
-    if (x.k != node::kind::scalar || x.big) return false;
+    if (x.k == node::kind::bracket) {
+      for (const node& item : x.items)
+        if (!is_label(item)) return false;
+      return true;
+    }
+    if (x.k != node::kind::scalar || x.big || x.percent) return false;
     const auto& nt = x.v.num.terms;
     const auto& dt = x.v.den.terms;
-    return nt.size() == 1 && nt[0].second == 1 && nt[0].first.count == 1 && nt[0].first.pow[0] == 1 &&
-           nt[0].first.radicand == 1 && !nt[0].first.imag && dt.size() == 1 && dt[0].first.is_one() &&
-           dt[0].second == 1 && symbols_.names[nt[0].first.sym[0]] != "\\pi";
+    if (nt.size() != 1 || nt[0].second != 1 || dt.size() != 1 || !dt[0].first.is_one() || dt[0].second != 1)
+      return false;
+    const monomial& m = nt[0].first;
+    if (m.count == 0 || m.radicand != 1 || m.imag) return false;
+    for (std::size_t k = 0; k < m.count; ++k)
+      if (m.pow[k] != 1 || symbols_.names[m.sym[k]] == "\\pi") return false;
+    return true;
   }
 
   /// `%`, `percent`, and unit words after a scalar.
@@ -869,11 +887,23 @@ class parser {
       case tok::lparen:
       case tok::lbrack:
         return bracket();
-      case tok::lbrace: {
+      case tok::lbrace: {  // a group, or a list {1, 2, 3} (a set)
         ++pos_;
-        node r = sum();
+        node r = element_with_pm();
+        if (peek().type == tok::rbrace && !(r.k == node::kind::set && r.open == 'p')) {
+          ++pos_;
+          if (r.percent || !r.unit.empty()) throw math_unsupported{};
+          return r;
+        }
+        node s;
+        s.k = node::kind::set;
+        s.items.push_back(std::move(r));
+        while (peek().type == tok::comma) {
+          ++pos_;
+          s.items.push_back(element_with_pm());
+        }
         expect(tok::rbrace);
-        return r;
+        return s;
       }
       case tok::lset:
         return set();
@@ -948,7 +978,7 @@ class parser {
     ++pos_;
     std::vector<node> items;
     items.push_back(element_with_pm());
-    while (peek().type == tok::comma) {
+    while (peek().type == tok::comma || peek().type == tok::semicolon) {  // (0;-2;6) too
       ++pos_;
       items.push_back(element_with_pm());
     }
