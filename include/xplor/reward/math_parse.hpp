@@ -199,12 +199,20 @@ inline std::string_view canonical_unit(std::string_view w) {
   return {};
 }
 
+/// Whether a word can be part of a math answer: a unit, `or`/`and`, a matrix environment, an
+/// array column spec (`ccc`), or one letter (\text{C}). Other words make the answer text.
+inline bool readable_word(std::string_view w) {
+  if (w.size() == 1 || w == "or" || w == "and" || !canonical_unit(w).empty()) return true;
+  if (w == "pmatrix" || w == "bmatrix" || w == "matrix" || w == "array" || w == "smallmatrix") return true;
+  return w.find_first_not_of("clr") == std::string_view::npos;
+}
+
 /// Tokens of a prenormalized answer. Letters outside \text{} form one-letter symbols (with a
 /// subscript, `x_1`, `a_{12}`), except runs of three or more letters and units after a space,
-/// which are words; `or` and `and` are words. Throws math_unsupported on bytes outside the
-/// grammar (they would otherwise be silently skipped).
-inline std::vector<token> lex(std::string_view s) {
-  std::vector<token> out;
+/// which are words; `or` and `and` are words. False (the answer is not math) on bytes outside
+/// the grammar and on words readable_word rejects; a failing lexer costs no exception.
+inline bool lex(std::string_view s, std::vector<token>& out) {
+  out.clear();
   out.reserve(s.size() / 2 + 2);
   const std::size_t n = s.size();
   bool in_text = false;
@@ -265,6 +273,7 @@ inline std::vector<token> lex(std::string_view s) {
       const std::string_view run = s.substr(i, j - i);
       const bool unit_after_space = space && !canonical_unit(run).empty() && (j == n || !is_digit(s[j]));
       if (in_text || run.size() >= 3 || run == "or" || unit_after_space) {
+        if (!readable_word(run)) return false;
         push(tok::word, i, j, run);
         i = j;
         continue;
@@ -278,10 +287,10 @@ inline std::vector<token> lex(std::string_view s) {
           } else if (e + 1 < n && s[e + 1] == '{') {
             std::size_t m = e + 2;
             while (m < n && (is_digit(s[m]) || is_letter(s[m]))) ++m;
-            if (m >= n || s[m] != '}' || m == e + 2) throw math_unsupported{};
+            if (m >= n || s[m] != '}' || m == e + 2) return false;
             e = m + 1;
           } else {
-            throw math_unsupported{};
+            return false;
           }
         }
         push(tok::symbol, k, e, s.substr(k, e - k));
@@ -304,7 +313,7 @@ inline std::vector<token> lex(std::string_view s) {
       std::size_t j = i + 1;
       while (j < n && is_letter(s[j])) ++j;
       const std::string_view name = s.substr(i + 1, j - i - 1);
-      if (name.empty()) throw math_unsupported{};
+      if (name.empty()) return false;
       i = j;
       struct cmd {
         std::string_view name;
@@ -348,13 +357,13 @@ inline std::vector<token> lex(std::string_view s) {
       case '>': t = tok::gt; break;
       case '%': t = tok::percent; break;
       case '&': t = tok::amp; break;
-      default: throw math_unsupported{};
+      default: return false;
     }
     push(t, b, i + 1);
     ++i;
   }
   out.push_back(token{tok::end, {}, n, n, space, in_text});
-  return out;
+  return true;
 }
 
 /// A parsed answer, or one part of it.
