@@ -1,9 +1,9 @@
-// libFuzzer target for the answer checker: extract_boxed on the whole input, answers_equivalent
-// on the two halves split at the first '\x1f' byte (or the middle when there is none), and
+// libFuzzer target for the answer checker: extract_boxed on the whole input, check_answer on
+// the two halves split at the first '\x1f' byte (or the middle when there is none), and
 // classify_response against both halves as gold answers. Besides crashes and sanitizer reports it
-// traps on broken invariants: answers_equivalent must be symmetric and reflexive (an answer is
-// equivalent to itself unless it normalises to nothing), and a judge is never asked about an
-// empty answer.
+// traps on broken invariants: equivalence must be symmetric and reflexive (an answer is
+// equivalent to itself unless it is empty), a verdict's reason must agree with it, an extracted
+// box lies inside the input, and a judge is never asked about an empty answer.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -26,10 +26,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)xplor::reward::extract_answer_is(input);
   (void)xplor::reward::squad_normalize(input);
 
-  const bool ab = xplor::reward::answers_equivalent(a, b);
-  const bool ba = xplor::reward::answers_equivalent(b, a);
-  if (ab != ba) __builtin_trap();
-  if (xplor::reward::answers_equivalent(a, a) == xplor::reward::normalize_answer(a).empty()) __builtin_trap();
+  using xplor::reward::verdict_reason;
+  const auto ab = xplor::reward::check_answer(a, b);
+  const auto ba = xplor::reward::check_answer(b, a);
+  if (ab.equivalent != ba.equivalent) __builtin_trap();
+  const bool equal_reason = ab.reason == verdict_reason::same_text || ab.reason == verdict_reason::same_value;
+  if (ab.equivalent != equal_reason) __builtin_trap();
+  const auto aa = xplor::reward::check_answer(a, a);
+  if (aa.equivalent != (aa.reason != verdict_reason::empty)) __builtin_trap();
 
   const std::vector<std::string> gold{std::string(a), std::string(b)};
   xplor::reward::classify_options options;

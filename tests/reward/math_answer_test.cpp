@@ -340,6 +340,18 @@ TEST_CASE("check_answer: hostile inputs end quickly with a verdict", "[verify][m
   for (int k = 0; k < 100000; ++k) list += std::to_string(k) + ", ";
   list += "0";
   CHECK_FALSE(check_answer(list, list + ", 1").equivalent);
+  // Sets of sets of sets: the quadratic matchings multiply, the work budget ends them.
+  std::string inner = "\\{";
+  for (int k = 0; k < 40; ++k) inner += (k ? "," : "") + std::to_string(k);
+  inner += "\\}";
+  std::string mid = "\\{";
+  for (int k = 0; k < 40; ++k) mid += (k ? "," : "") + inner;
+  mid += "\\}";
+  std::string outer = "\\{";
+  for (int k = 0; k < 40; ++k) outer += (k ? "," : "") + mid;
+  std::string outer2 = outer + ",\\{0\\}\\}";
+  outer += ",\\{1\\}\\}";
+  CHECK_FALSE(check_answer(outer, outer2).equivalent);
   CHECK(check_answer("x^{999}", "x^{999}").equivalent);
   CHECK(check_answer("x^{9}", "x^{9}+0").equivalent);
   CHECK(check_answer("2^{300}", "2^{300}").reason == verdict_reason::same_text);

@@ -681,6 +681,7 @@ inline verdict_reason compare_in_order(const std::vector<math::node>& a, const s
 
 inline verdict_reason compare_nodes(const math::node& a, const math::node& b, math::work_budget& budget) {
   using kind = math::node::kind;
+  budget.spend(1);  // nested unordered sets multiply their comparisons: bounded by the budget
   if (a.k != b.k) return verdict_reason::different_form;
   switch (a.k) {
     case kind::scalar: {
@@ -725,22 +726,34 @@ inline verdict_reason compare_nodes(const math::node& a, const math::node& b, ma
       const verdict_reason in_order = compare_in_order(a.items, b.items, budget);
       if (in_order == verdict_reason::same_value) return in_order;
       constexpr std::size_t max_unordered = 64;  // the matching below is quadratic
-      if (a.items.size() > max_unordered) return verdict_reason::too_large;
-      std::vector<char> used(b.items.size(), 0);
-      verdict_reason worst = verdict_reason::different_value;
-      for (const math::node& x : a.items) {
-        bool found = false;
-        for (std::size_t k = 0; k < b.items.size() && !found; ++k) {
-          if (used[k]) continue;
-          const verdict_reason r = compare_nodes(x, b.items[k], budget);
-          if (r == verdict_reason::same_value) {
-            used[k] = 1;
-            found = true;
-          } else if (r == verdict_reason::too_large) {
-            worst = r;
+      const std::size_t n = a.items.size();
+      if (n > max_unordered) return verdict_reason::too_large;
+      // A perfect matching between equal items (Kuhn's augmenting paths over the n x n equality
+      // table), so the verdict never depends on the order of either side.
+      std::vector<char> eq(n * n, 0);
+      bool too_large = false;
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+          const verdict_reason r = compare_nodes(a.items[i], b.items[j], budget);
+          eq[i * n + j] = r == verdict_reason::same_value;
+          too_large = too_large || r == verdict_reason::too_large;
+        }
+      std::vector<std::size_t> match(n, n);  // b item -> a item
+      std::vector<char> seen(n);
+      auto augment = [&](auto&& self, std::size_t i) -> bool {
+        for (std::size_t j = 0; j < n; ++j) {
+          if (!eq[i * n + j] || seen[j]) continue;
+          seen[j] = 1;
+          if (match[j] == n || self(self, match[j])) {
+            match[j] = i;
+            return true;
           }
         }
-        if (!found) return worst;
+        return false;
+      };
+      for (std::size_t i = 0; i < n; ++i) {
+        std::fill(seen.begin(), seen.end(), 0);
+        if (!augment(augment, i)) return too_large ? verdict_reason::too_large : verdict_reason::different_value;
       }
       return verdict_reason::same_value;
     }
