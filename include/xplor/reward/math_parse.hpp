@@ -445,9 +445,9 @@ class parser {
     ~depth_guard() { --d; }
   };
 
-  node scalar_node(const value& v) {
+  static node scalar_node(value v) {
     node r;
-    r.v = v;
+    r.v = std::move(v);
     return r;
   }
 
@@ -863,6 +863,7 @@ class parser {
     value v;
     if (scale >= 0) {
       v.num = polynomial::constant(mul_checked(num, p));
+      v.den = polynomial::constant(1);
     } else {
       v.num = polynomial::constant(num);
       v.den = polynomial::constant(p);

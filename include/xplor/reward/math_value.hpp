@@ -214,10 +214,12 @@ inline polynomial scale(const polynomial& a, i128 c) {
   return r;
 }
 
-/// A value num / den (den never the zero polynomial).
+/// A value num / den (den never the zero polynomial). Default-constructed it is no value yet
+/// (both empty, so that the parser's many temporaries cost no allocation): build values with
+/// value::integer or assign both parts.
 struct value {
-  polynomial num = polynomial::constant(0);
-  polynomial den = polynomial::constant(1);
+  polynomial num;
+  polynomial den;
 
   static value integer(i128 c) { return {polynomial::constant(c), polynomial::constant(1)}; }
   bool is_rational(i128& n, i128& d) const { return num.is_integer(n) && den.is_integer(d); }
