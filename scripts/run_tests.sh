@@ -4,6 +4,10 @@
 #      runs, the header self-containment check and the find_package/add_subdirectory consumers.
 #   2. AddressSanitizer + UBSan build of the unit tests.
 #   3. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
+#   4. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
+#   5. libFuzzer: the answer checker, answers_equivalent, safetensors/checkpoints, the solution
+#      cache, the calculator and the tool-call parser, a short run each (clang).
+#   6. ThreadSanitizer on the threaded environment tests.
 # Usage: scripts/run_tests.sh   (XPLOR_JOBS=N to change the parallelism, default 2)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,21 +45,49 @@ fi
 
 fuzz_cxx=$(command -v clang++-14 || command -v clang++ || true)
 if [ -n "$fuzz_cxx" ]; then
-  step "libFuzzer: answer checker (tests/fuzz, 60 s on a copy of the corpus, $(basename "$fuzz_cxx"))"
+  # clang's UBSan checks float-to-int conversions (-fsanitize=float-cast-overflow), which g++'s
+  # -fsanitize=undefined above does not: the unit tests of the code that converts floats to
+  # integers (numerics' exp_fast, the samplers, the losses, the knapsack's costs).
+  step "clang UBSan with float-cast-overflow: core, sample, rl and budget unit tests ($(basename "$fuzz_cxx"))"
+  cmake -S . -B build/ubsan-clang -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="$fuzz_cxx" \
+        -DCMAKE_CXX_FLAGS_DEBUG="-g -O1 -fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=all" \
+        -DXPLOR_BUILD_EXAMPLES=OFF -DXPLOR_BUILD_BENCHMARKS=OFF --log-level=WARNING
+  cmake --build build/ubsan-clang -j "$jobs" \
+        --target xplor_core_tests xplor_sample_tests xplor_rl_tests xplor_budget_tests
+  for t in core sample rl budget; do
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 build/ubsan-clang/tests/xplor_${t}_tests
+  done
+
+  step "libFuzzer: answer checker, loaders, calculator, tool calls (tests/fuzz, $(basename "$fuzz_cxx"))"
   cmake -S tests/fuzz -B build/fuzz -DCMAKE_CXX_COMPILER="$fuzz_cxx" -DCMAKE_BUILD_TYPE= --log-level=WARNING
   cmake --build build/fuzz -j "$jobs"
-  rm -rf build/fuzz/corpus build/fuzz/large && cp -r tests/fuzz/corpus/verify build/fuzz/corpus
   # Megabyte inputs (generated, not committed) run whole first, since the fuzzing run truncates
-  # inputs to -max_len: the parser must stay linear in nested braces and unbalanced \frac.
-  mkdir -p build/fuzz/large
+  # inputs to -max_len: the parsers must stay linear in nested braces and unbalanced \frac, and
+  # the loaders must not recurse over nested JSON.
+  rm -rf build/fuzz/large && mkdir -p build/fuzz/large
   head -c 1048576 /dev/zero | tr '\0' '{' > build/fuzz/large/open_braces
   { printf '\\boxed'; head -c 1048576 /dev/zero | tr '\0' '{'; } > build/fuzz/large/boxed_open
   head -c 174762 /dev/zero | tr '\0' 'x' | sed 's/x/\\frac{/g' > build/fuzz/large/frac
-  build/fuzz/verify_fuzz -timeout=5 -rss_limit_mb=2048 build/fuzz/large/*
-  build/fuzz/verify_fuzz build/fuzz/corpus -max_total_time=60 -max_len=65536 -timeout=5 -rss_limit_mb=2048 \
-    -artifact_prefix=build/fuzz/
+  { printf '{"id":"a","solutions":'; head -c 1000000 /dev/zero | tr '\0' '['; } > build/fuzz/large/nested_arrays
+  fuzz_options=(-timeout=10 -rss_limit_mb=2048)
+  build/fuzz/verify_fuzz "${fuzz_options[@]}" build/fuzz/large/*
+  for target in equivalent cache calculator tool_call safetensors; do
+    build/fuzz/${target}_fuzz "${fuzz_options[@]}" build/fuzz/large/*
+  done
+  # Each target fuzzes a copy of its regression corpus (tests/fuzz/corpus/<name>) with inputs up
+  # to 1 MB: the answer checker for 60 s, the others for ${XPLOR_FUZZ_SECONDS:-15} s each.
+  fuzz() {
+    local target=$1 corpus=$2 seconds=$3
+    rm -rf "build/fuzz/corpus_$corpus" && cp -r "tests/fuzz/corpus/$corpus" "build/fuzz/corpus_$corpus"
+    build/fuzz/${target}_fuzz "build/fuzz/corpus_$corpus" -max_total_time="$seconds" -max_len=1048576 \
+      "${fuzz_options[@]}" -artifact_prefix="build/fuzz/${target}-"
+  }
+  fuzz verify verify 60
+  for target in equivalent cache calculator tool_call safetensors; do
+    fuzz "$target" "$target" "${XPLOR_FUZZ_SECONDS:-15}"
+  done
 else
-  step "libFuzzer: clang++ not found: skipping the fuzzing of the answer checker"
+  step "clang++ not found: skipping the clang UBSan stage and the fuzzing"
 fi
 step "ThreadSanitizer: vector_env worker pool (xplor_env_core_tests [threads])"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="-fsanitize=thread" \

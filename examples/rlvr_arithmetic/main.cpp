@@ -17,6 +17,7 @@
 // curves.png (gnuplot), sft.safetensors, rl_ternary.safetensors, rl_binary.safetensors and the
 // in-progress checkpoints *.last.safetensors that --resume continues from. Run with --help.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -30,6 +31,7 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#include <xplor/core/json_guard.hpp>
 #include <xplor/model/checkpoint.hpp>
 #include <xplor/sample/brorl.hpp>
 #ifdef _OPENMP
@@ -272,17 +274,31 @@ struct metrics_log {
     std::ofstream f(path, std::ios::app);
     f << j.dump() << '\n';
   }
-  /// Keeps the training lines of each stage below its resume step; rewrites the file.
+  /// Keeps the training lines of each stage below its resume step; rewrites the file. A line
+  /// that is not one of ours (not a JSON object with a string "type" and "stage" and, for
+  /// training lines, an integer "step") is an error naming the file and line: the curves and the
+  /// completeness check would be wrong without it.
   void restore(const std::map<std::string, std::int64_t>& start_step) {
     lines.clear();
     if (std::ifstream f(path); f) {
       std::string line;
-      while (std::getline(f, line)) {
+      for (std::size_t number = 1; std::getline(f, line); ++number) {
         if (line.empty()) continue;
+        const auto bad = [&](const std::string& what) {
+          throw xplor::error("--resume: '" + path.string() + "' line " + std::to_string(number) + ": " +
+                             what + " (fix or delete the line, or start again without --resume)");
+        };
+        if (const std::string problem = xplor::detail::json_guard_problem(line, 4); !problem.empty())
+          bad("not a metrics line (" + problem + ")");
         json j = json::parse(line, nullptr, false);
-        if (j.is_discarded() || j.value("type", "") != "train") continue;
-        const auto it = start_step.find(j.value("stage", ""));
-        if (it != start_step.end() && j.value("step", std::int64_t{-1}) < it->second) lines.push_back(j);
+        if (j.is_discarded() || !j.is_object()) bad("not a JSON object");
+        if (!j.contains("type") || !j["type"].is_string() || !j.contains("stage") || !j["stage"].is_string())
+          bad("no string \"type\" and \"stage\"");
+        if (j["type"] != "train") continue;
+        if (!j.contains("step") || !j["step"].is_number_integer())
+          bad("a train line without an integer \"step\"");
+        const auto it = start_step.find(j["stage"].get<std::string>());
+        if (it != start_step.end() && j["step"].get<std::int64_t>() < it->second) lines.push_back(j);
       }
     }
     std::ofstream f(path, std::ios::trunc);
@@ -306,12 +322,55 @@ void save_progress(const fs::path& path, xm::transformer& model, xm::adamw& opt,
   xm::save_checkpoint(path, model, &opt, {{"rlvr.step", std::to_string(step)}, {"rlvr.tracker", v.dump()}});
 }
 
-resume_point load_progress(const fs::path& path, xm::transformer& model, xm::adamw& opt) {
+[[noreturn]] void resume_fail(const fs::path& path, const std::string& what) {
+  throw xplor::error("--resume: '" + path.string() + "': " + what +
+                     " (use another --out, or start again without --resume)");
+}
+
+/// The step a checkpoint records (metadata "rlvr.step"), strictly: decimal digits only, in
+/// [0, max] (the stage's configured steps). "2junk", "-3" or "100000" are errors, not 2, a
+/// restart or a finished stage.
+std::int64_t recorded_step(const std::map<std::string, std::string>& meta, const fs::path& path,
+                           std::int64_t max) {
+  const auto it = meta.find("rlvr.step");
+  if (it == meta.end())
+    resume_fail(path, "no rlvr.step in its metadata (not an rlvr_arithmetic checkpoint?)");
+  const std::string& text = it->second;
+  std::int64_t step = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), step);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || text[0] == '-')
+    resume_fail(path, "rlvr.step = '" + xplor::detail::json_guard_brief(text) + "' is not a step count");
+  if (step > max)
+    resume_fail(
+        path, "rlvr.step = " + text + " is beyond the " + std::to_string(max) + " steps the options ask for");
+  return step;
+}
+
+/// Loads a .last checkpoint (model, optimizer, step, the tracker's visits), strictly; its step
+/// must be `expected` (what the stage plan read from the same file).
+resume_point load_progress(const fs::path& path, xm::transformer& model, xm::adamw& opt,
+                           std::int64_t expected, std::int64_t max) {
   const auto meta = xm::load_checkpoint(path, model, &opt);
   resume_point r;
-  r.step = std::stoll(meta.at("rlvr.step"));
-  for (const json& e : json::parse(meta.at("rlvr.tracker")))
-    r.visits.emplace_back(e[0].get<std::int64_t>(), e[1].get<std::vector<double>>());
+  r.step = recorded_step(meta, path, max);
+  if (r.step != expected)
+    resume_fail(path, "changed while resuming (rlvr.step " + std::to_string(r.step) + ")");
+  const auto it = meta.find("rlvr.tracker");
+  if (it == meta.end()) resume_fail(path, "no rlvr.tracker in its metadata");
+  // [[problem id, [visit outcomes...]], ...]
+  const auto bad_tracker = [&] { resume_fail(path, "rlvr.tracker is not a list of [id, [numbers]] pairs"); };
+  if (!xplor::detail::json_guard_problem(it->second, 3).empty()) bad_tracker();
+  const json tracker = json::parse(it->second, nullptr, false);
+  if (tracker.is_discarded() || !tracker.is_array()) bad_tracker();
+  for (const json& e : tracker) {
+    if (!e.is_array() || e.size() != 2 || !e[0].is_number_integer() || !e[1].is_array()) bad_tracker();
+    std::vector<double> visits;
+    for (const json& x : e[1]) {
+      if (!x.is_number() || !std::isfinite(x.get<double>())) bad_tracker();
+      visits.push_back(x.get<double>());
+    }
+    r.visits.emplace_back(e[0].get<std::int64_t>(), std::move(visits));
+  }
   return r;
 }
 
@@ -576,16 +635,15 @@ std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progre
       fs::remove(dir / (st + ".last.safetensors"));
     } else if (fs::exists(dir / (st + ".safetensors"))) {
       // A finished stage is reused only when it ran the configured number of steps.
-      const auto meta = xm::read_safetensors(dir / (st + ".safetensors")).metadata;
-      const auto it = meta.find("rlvr.step");
-      if (it == meta.end() || std::stoll(it->second) != stage_steps(o, st))
-        throw xplor::error("--resume: '" + (dir / (st + ".safetensors")).string() + "' ran " +
-                           (it == meta.end() ? std::string("an unknown number of") : it->second) +
-                           " steps, the options ask for " + std::to_string(stage_steps(o, st)) +
-                           " (use another --out, or the same step options)");
+      const fs::path file = dir / (st + ".safetensors");
+      const std::int64_t steps = recorded_step(xm::read_safetensors(file).metadata, file, stage_steps(o, st));
+      if (steps != stage_steps(o, st))
+        resume_fail(file, "ran " + std::to_string(steps) + " steps, the options ask for " +
+                              std::to_string(stage_steps(o, st)));
       start[st] = stage_steps(o, st);
     } else if (fs::exists(dir / (st + ".last.safetensors"))) {
-      start[st] = std::stoll(xm::read_safetensors(dir / (st + ".last.safetensors")).metadata.at("rlvr.step"));
+      const fs::path file = dir / (st + ".last.safetensors");
+      start[st] = recorded_step(xm::read_safetensors(file).metadata, file, stage_steps(o, st));
     }
     if (st == "sft" && !o.sft_from.empty()) start[st] = o.sft_steps;
     bar.skip(st == "sft" ? progress::sft : progress::rl, start[st]);
@@ -609,7 +667,8 @@ std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progre
   } else {
     xm::adamw opt(model.layout(), {.lr = o.sft_lr, .weight_decay = 0.0f});
     resume_point rp;
-    if (start["sft"] > 0) rp = load_progress(dir / "sft.last.safetensors", model, opt);
+    if (start["sft"] > 0)
+      rp = load_progress(dir / "sft.last.safetensors", model, opt, start["sft"], o.sft_steps);
     if (!r.run_sft(model, rp.step, opt)) return std::nullopt;
     fs::remove(dir / "sft.last.safetensors");
   }
@@ -623,7 +682,8 @@ std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progre
     } else {
       xm::adamw opt(policy.layout(), {.lr = o.rl_lr, .weight_decay = 0.0f});
       resume_point rp;
-      if (start[stage] > 0) rp = load_progress(dir / (stage + ".last.safetensors"), policy, opt);
+      if (start[stage] > 0)
+        rp = load_progress(dir / (stage + ".last.safetensors"), policy, opt, start[stage], o.rl_steps);
       if (!r.run_rl(stage, variant, policy, opt, rp)) return std::nullopt;
       fs::remove(dir / (stage + ".last.safetensors"));
     }
@@ -635,11 +695,12 @@ std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progre
   std::ifstream f(r.log.path);
   for (std::string line; std::getline(f, line);) {
     const json j = json::parse(line, nullptr, false);
-    if (j.is_discarded()) {
+    if (j.is_discarded() || !j.is_object() || !j.contains("type") || !j["type"].is_string() ||
+        !j.contains("stage") || !j["stage"].is_string()) {
       r.result.complete = false;
       continue;
     }
-    ++(j.value("type", "") == "train" ? train_lines : eval_lines)[j.value("stage", "")];
+    ++(j["type"] == "train" ? train_lines : eval_lines)[j["stage"].get<std::string>()];
     for (const auto& [key, v] : j.items())
       if (v.is_number_float() && !std::isfinite(v.get<double>())) r.result.finite = false;
   }

@@ -114,6 +114,11 @@ TEST_CASE("the cost formulas reproduce the worked values", "[budget][knapsack]")
   CHECK(kb::probability_cost(0.5) == Approx(3.3219).margin(5e-5));
   CHECK(kb::probability_cost(0.1) == Approx(21.8543).margin(5e-5));
   CHECK(kb::probability_cost(0.25, 0.9) == Approx(8.0039).margin(5e-5));
+  // p below 2^-53: 1 - p rounds to 1, and log(max(p, 1-p)) = 0 made the cost -inf (converted to
+  // a rollout count: undefined behaviour). log(1 - 0.9) / log1p(-1e-17) = 2.302585093e17.
+  CHECK(kb::probability_cost(1e-17) == Approx(2.302585093e17).epsilon(1e-9));
+  CHECK(kb::probability_cost(1.0 - 1e-17) == kb::probability_cost(0.0));  // 1 - 1e-17 == 1: p = 1
+  CHECK(kb::probability_cost(1e-300) > 0.0);
   CHECK(kb::probability_cost(0.9) == kb::probability_cost(0.1));  // symmetric in p <-> 1 - p
   for (const double p : {0.0, 1.0}) {
     CHECK(kb::expectation_cost(p) == kInf);
@@ -345,6 +350,10 @@ TEST_CASE("reference_compat reproduces sampling_budget_by_knapsack", "[budget][k
     // and (7, 12, 5); on (0.5, 0.1, 0.9) "k = 0 scores 0" buys the p = 0.9 prompt a third
     // rollout: (7, 14, 3) instead of the optimum (7, 15, 2).
     CHECK(kb::allocate_rollouts(std::vector<double>{0.5, 0.1}, 16, compat(2, 14)) == std::vector<int>{6, 10});
+    // p = 1e-17: its cost (2.3e17) is capped at n_max (it was -inf, cast to int64: undefined), and
+    // the DP gives the nearly hopeless prompt the minimum.
+    CHECK(kb::allocate_rollouts(std::vector<double>{0.5, 1e-17}, 16, compat(2, 14)) ==
+          std::vector<int>{14, 2});
     CHECK(kb::allocate_rollouts(std::vector<double>{0.5, 0.2, 0.05}, 24, compat(2, 20)) ==
           std::vector<int>{7, 12, 5});
     CHECK(kb::allocate_rollouts(std::vector<double>{0.5, 0.1, 0.9}, 24, compat(2, 20)) ==

@@ -41,6 +41,13 @@ TEST_CASE("numerics are stable for huge logits", "[numerics]") {
   CHECK(xplor::entropy(z) == Approx(std::log(2.0f)).epsilon(1e-6));
   const std::vector<float> far{-1.0e30f, 0.0f};
   CHECK(xplor::entropy(far) == 0.0f);
+  // log_softmax in the shifted domain: z - (m + log s) would round m + log s to m's spacing (8
+  // at 1e8) and give 0 for both tokens.
+  const std::vector<float> huge{1.0e8f, 1.0e8f};
+  std::vector<float> lp(2);
+  xplor::log_softmax(huge, lp);
+  CHECK(lp[0] == Approx(-std::log(2.0f)).margin(1e-7));
+  CHECK(lp[1] == lp[0]);
 }
 
 TEST_CASE("softmax properties on random rows", "[numerics][property]") {
@@ -132,6 +139,8 @@ TEST_CASE("exp_fast is within 2 ulp of std::exp on its range", "[numerics][prope
   CHECK(xplor::exp_fast(1.0f) == Approx(2.718281828f).epsilon(2.5e-7));
   CHECK(xplor::exp_fast(-200.0f) > 0.0f);  // saturates at exp(-87.3) instead of underflowing
   CHECK(std::isfinite(xplor::exp_fast(200.0f)));
+  // NaN propagates without the float-to-int conversion of NaN (undefined; clang's UBSan).
+  CHECK(std::isnan(xplor::exp_fast(std::numeric_limits<float>::quiet_NaN())));
 }
 
 #if XPLOR_HOST_SIMD

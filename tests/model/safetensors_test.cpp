@@ -1,5 +1,7 @@
 #include "xplor/model/safetensors.hpp"
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -306,6 +308,65 @@ TEST_CASE("write_safetensors is atomic", "[safetensors]") {
   }
 }
 
+TEST_CASE(
+    "a writer killed mid-write leaves the old or the new file; the next write or read removes its temp file",
+    "[safetensors][kill]") {
+  const scratch_dir dir;
+  const fs::path p = dir / "big.safetensors";
+  constexpr std::int64_t n = 1 << 20;  // 4 MB per version, so that kills land mid-write
+  const std::vector<float> v1(n, 1.0f), v2(n, 2.0f);
+  const auto version = [&](const std::vector<float>& v) {
+    return std::vector<tensor_view_in>{{"w", {n}, v}};
+  };
+  write_safetensors(p, version(v1));
+  int killed_mid_write = 0;
+  const int rounds = 24;
+  for (int round = 0; round < rounds; ++round) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      for (int k = 0;; ++k) write_safetensors(p, version(k % 2 == 0 ? v2 : v1));  // until killed
+    }
+    ::usleep(static_cast<useconds_t>(1000 * (2 + (round * 7) % 30)));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    const auto names = entries(dir.path);
+    killed_mid_write += names.size() > 1;
+    if (round % 2 == 0) {
+      // The next read finds a whole file, one of the two versions, and removes the debris.
+      const auto c = read_safetensors(p);
+      const auto& w = c.tensors.at("w").data;
+      CHECK((w == v1 || w == v2));
+    } else {
+      // The next write removes it.
+      write_safetensors(p, version(v1));
+      CHECK((read_safetensors(p).tensors.at("w").data == v1));
+    }
+    CHECK(entries(dir.path) == std::vector<std::string>{"big.safetensors"});
+  }
+  INFO(killed_mid_write << " of " << rounds << " kills left a temp file");
+  CHECK(killed_mid_write > 0);
+}
+
+TEST_CASE("remove_stale_temp_files removes only dead processes' temp files of its target", "[safetensors]") {
+  const scratch_dir dir;
+  const fs::path p = dir / "t.safetensors";
+  // A pid that is not running: a child that has exited and been reaped.
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const std::string d = std::to_string(dead), live = std::to_string(::getppid());
+  for (const std::string& name : {"t.safetensors.tmp." + d + ".0", "t.safetensors.tmp." + live + ".3",
+                                  "t.safetensors.tmp." + d + ".x", "u.safetensors.tmp." + d + ".0"})
+    write_bytes(dir / name, "junk");
+  CHECK(xplor::remove_stale_temp_files(p) == 1);
+  std::vector<std::string> left{"t.safetensors.tmp." + d + ".x", "t.safetensors.tmp." + live + ".3",
+                                "u.safetensors.tmp." + d + ".0"};
+  std::sort(left.begin(), left.end());
+  CHECK(entries(dir.path) == left);
+}
+
 TEST_CASE("read_safetensors rejects a file truncated at any point", "[safetensors]") {
   const scratch_dir dir;
   const fs::path p = dir / "cut.safetensors";
@@ -370,7 +431,8 @@ TEST_CASE("read_safetensors rejects malformed headers", "[safetensors]") {
   CHECK_THROWS_WITH(read_with("not json", ""), Catch::Contains("the header is not valid JSON"));
   CHECK_THROWS_WITH(read_with("{\"\xFF\":1}", ""), Catch::Contains("the header is not valid JSON"));
   CHECK_THROWS_WITH(read_with(std::string("{}\0{\"junk", 8), ""),
-                    Catch::Contains("the header is not valid JSON (a NUL byte at header offset 2)"));
+                    Catch::Contains("the header is not valid JSON for safetensors (a NUL byte at offset 2 of "
+                                    "the header)"));
   CHECK_THROWS_WITH(read_with("[1,2]", ""), Catch::Contains("the header is a JSON array, not an object"));
   CHECK_THROWS_WITH(read_with("\"str\"", ""), Catch::Contains("the header is a JSON string, not an object"));
   CHECK_THROWS_WITH(read_with(R"({"a":[1]})", ""),
@@ -493,4 +555,43 @@ TEST_CASE("read_safetensors throws only xplor::error on randomly corrupted files
     }
   }
   CHECK(rejected > 500);
+}
+
+TEST_CASE("read_safetensors survives hostile headers: nesting, huge numbers, long names, shared bytes",
+          "[safetensors]") {
+  const scratch_dir dir;
+  const fs::path p = dir / "hostile.safetensors";
+  const auto read_with = [&](const std::string& header, const std::string& data) {
+    write_bytes(p, file_bytes(header, data));
+    return read_safetensors(p);
+  };
+  // 100k nested arrays (200 KB) overflowed the stack when the error path dumped the value.
+  const std::string deep = "{\"a\":{\"dtype\":\"F32\",\"shape\":" + std::string(100000, '[') +
+                           std::string(100000, ']') + ",\"data_offsets\":[0,0]}}";
+  CHECK_THROWS_WITH(read_with(deep, ""), Catch::Contains("nesting deeper than 8 at offset 34 of the header"));
+  // Brackets inside strings do not count.
+  const std::string quoted = "{\"__metadata__\":{\"k\":\"" + std::string(1000, '[') + "\"}}";
+  CHECK(read_with(quoted, "").metadata.at("k").size() == 1000);
+  // A number beyond double's range is nlohmann's out_of_range, not a parse_error.
+  CHECK_THROWS_WITH(read_with(R"({"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,0]}})", ""),
+                    Catch::Contains("the header is not valid JSON (") && Catch::Contains("1e999"));
+  // A megabyte name is cut in the message.
+  const std::string long_name(1 << 20, 'n');
+  try {
+    read_with("{\"" + long_name + "\":{\"dtype\":\"F16\",\"shape\":[],\"data_offsets\":[0,0]}}", "");
+    FAIL("accepted");
+  } catch (const xplor::error& e) {
+    CHECK(std::string(e.what()).size() < 400);
+    CHECK_THAT(e.what(), Catch::Contains("nnn...'"));
+  }
+  // 20000 tensors claiming the same 64 MB would need 1.3 TB if each were allocated before the
+  // extents are checked; they overlap, so nothing is allocated.
+  std::string shared = "{";
+  for (int i = 0; i < 20000; ++i)
+    shared += (i ? ",\"t" : "\"t") + std::to_string(i) +
+              "\":{\"dtype\":\"F32\",\"shape\":[16777216],"
+              "\"data_offsets\":[0,67108864]}";
+  shared += "}";
+  write_bytes(p, file_bytes(shared, std::string(64 << 20, '\0')));
+  CHECK_THROWS_WITH(read_safetensors(p), Catch::Contains("overlap tensor"));
 }

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -173,6 +174,25 @@ TEST_CASE("policy_loss gradients match finite differences", "[rl][loss][property
       }
 }
 
+TEST_CASE("fractional mask weights scale a token's term and its share of the token count", "[rl][loss]") {
+  // Two sequences, advantages 1, logp = old_logp (ratio 1): token loss -1. Mask {1, 0.5 | 0.25,
+  // 1, 1, 1}; dapo: loss = -(1 + 0.5 + 0.25 + 3) / (1.5 + 3.25) = -1 exactly, and the gradient
+  // of token t is -mask_t / 4.75.
+  two_sequences s;
+  s.adv.assign(6, 1.0f);
+  const std::vector<float> mask{1.0f, 0.5f, 0.25f, 1.0f, 1.0f, 1.0f};
+  policy_batch b = s.batch();
+  b.mask = mask;
+  loss_options o;
+  o.type = loss_type::dapo;
+  std::vector<float> g(6);
+  const auto r = policy_loss(xplor::cpu, b, std::span(g), o);
+  CHECK(r.active_tokens == 4.75);
+  CHECK(r.loss == Approx(-1.0));
+  CHECK(g[1] == Approx(-0.5 / 4.75));
+  CHECK(g[2] == Approx(-0.25 / 4.75));
+}
+
 TEST_CASE("mask_truncated_completions drops truncated sequences", "[rl][loss]") {
   two_sequences s;
   s.adv = {-1, -1, 1, 1, 1, 1};
@@ -267,6 +287,19 @@ TEST_CASE("policy_loss rejects bad input", "[rl][loss]") {
   b = s.batch();
   b.sequence_offsets = bad_offsets;
   CHECK_THROWS_WITH(policy_loss(xplor::cpu, b, std::span(g)), Catch::Contains("not non-decreasing"));
+  // Masks outside [0, 1] flipped (-1) or doubled (2) a token's gradient without a word.
+  b = s.batch();
+  for (const float w : {-1.0f, 2.0f, NAN, 1.0000001f}) {
+    const std::vector<float> mask{1, 1, 0, w, 1, 1};
+    b.mask = mask;
+    CHECK_THROWS_WITH(policy_loss(xplor::cpu, b, std::span(g)), Catch::Contains("mask[3] is outside [0, 1]"));
+  }
+  o = {};
+  o.type = loss_type::dapo;
+  o.num_items_in_batch = std::numeric_limits<double>::infinity();
+  b = s.batch();
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, b, std::span(g), o),
+                    Catch::Contains("num_items_in_batch = inf must be finite and positive"));
   const std::vector<float> seq{1.0f};
   std::vector<float> out(6);
   CHECK_THROWS_WITH(broadcast_to_tokens(xplor::cpu, std::span<const float>(seq),

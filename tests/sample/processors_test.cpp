@@ -187,7 +187,7 @@ TEST_CASE("processors reject bad input", "[sample][processors]") {
   p = {};
   p.top_p = 0.0f;
   CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, out),
-                    Catch::Contains("top_p = 0 is outside (0, 1]"));
+                    Catch::Contains("top_p = 0 is not a normal float in (0, 1]"));
   p.top_p = 1.5f;
   CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, out), Catch::Contains("top_p = 1.5"));
   p = {};
@@ -203,6 +203,76 @@ TEST_CASE("processors reject bad input", "[sample][processors]") {
   std::vector<float> small(2);
   CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, small),
                     Catch::Contains("logprobs_out has 2"));
+  // Subnormal divisors overflowed every logit to inf and gave NaN log-probabilities.
+  const float subnormal = std::numeric_limits<float>::denorm_min() * 8;
+  p = {};
+  p.temperature = subnormal;
+  CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, out),
+                    Catch::Contains("temperature = ") && Catch::Contains("must be a normal float > 0"));
+  p = {};
+  p.repetition_penalty = subnormal;
+  CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, out),
+                    Catch::Contains("repetition_penalty = ") && Catch::Contains("normal float > 0"));
+  p = {};
+  p.min_p = subnormal;
+  CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, out), Catch::Contains("min_p = "));
+  p = {};
+  p.top_p = subnormal;
+  CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1, 2}, p, out), Catch::Contains("top_p = "));
+  // Normal parameters, but a logit that the temperature would overflow to inf.
+  p = {};
+  p.temperature = 1e-30f;
+  CHECK_THROWS_WITH(
+      process_logits(std::vector<float>{0, 1e10f, 2}, p, out),
+      Catch::Contains("logits[0, 1] times 9.99999997e+29") && Catch::Contains("overflows float"));
+  p = {};
+  p.repetition_penalty = 1e-30f;
+  CHECK_THROWS_WITH(process_logits(std::vector<float>{0, 1e10f, 2}, p, out),
+                    Catch::Contains("overflows float"));
+}
+
+namespace {
+double probability_total(const std::vector<float>& logp) {
+  double total = 0;
+  for (float x : logp) total += std::exp(double(x));
+  return total;
+}
+}  // namespace
+
+TEST_CASE("log-probabilities stay normalised at any logit scale and temperature",
+          "[sample][processors][property]") {
+  // The cases that summed to 1.0057, 0.945 and 2.0 when normalised as x - (m + log s).
+  sampling_params p;
+  for (const float t : {1e-4f, 1e-5f, 1e-6f}) {
+    p.temperature = t;
+    const auto out = processed({20.0f, 20.0f, 19.9f}, p);
+    CHECK(probability_total(out) == Approx(1.0).margin(1e-6));
+    CHECK(out[0] == Approx(-std::log(2.0)).margin(1e-6));  // the third token is exp(-0.1 / T) ~ 0
+  }
+  p = {};
+  const auto big = processed({1e8f, 1e8f}, p);
+  CHECK(big[0] == Approx(-std::log(2.0)).margin(1e-7));
+  CHECK(big[1] == big[0]);
+  // Hand-computed: logits {1e6 + 1, 1e6} at T = 1: log(1 / (1 + e^-1)) = -0.3132617.
+  const auto shifted = processed({1e6f + 1.0f, 1e6f}, p);
+  CHECK(shifted[0] == Approx(-0.3132617).margin(1e-6));
+  // Property: random rows at random magnitudes and temperatures, with and without processors.
+  std::mt19937 rng(15);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f), exponent(-6.0f, 30.0f);
+  for (int trial = 0; trial < 400; ++trial) {
+    std::vector<float> logits(1 + trial % 50);
+    const float magnitude = std::pow(10.0f, exponent(rng) / 3.0f);
+    for (float& z : logits) z = magnitude * (1.0f + 1e-3f * unit(rng));
+    p = {};
+    p.temperature = std::pow(10.0f, -6.0f + 7.0f * (unit(rng) + 1.0f) / 2.0f);
+    if (trial % 4 == 1) p.top_k = 3;
+    if (trial % 4 == 2) p.min_p = 0.05f;
+    if (trial % 4 == 3) p.top_p = 0.9f;
+    if (static_cast<double>(magnitude) * 1.01 / p.temperature > 3e38) continue;
+    const auto out = processed(logits, p);
+    for (float x : out) REQUIRE(!std::isnan(x));
+    CHECK(probability_total(out) == Approx(1.0).margin(1e-5));
+  }
 }
 
 TEST_CASE("log_fast is within 2 ulp of std::log (the samplers' normalisations use it)",

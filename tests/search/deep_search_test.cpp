@@ -464,6 +464,14 @@ TEST_CASE("solution cache: JSONL round trip, atomic save, corrupted lines", "[se
   corrupt(R"({"id":"c","solutions":[]})", "non-empty array");
   corrupt(R"({"id":"c","solutions":[[1,-2]]})", "a token of 'c'");
   corrupt(R"({"id":"c","solutions":[[1.5]]})", "a token of 'c'");
+  // Hostile lines: each an error naming the line, never a crash or a foreign exception.
+  corrupt(R"({"id":"c","solutions":[[1e999]]})", "not valid JSON");  // nlohmann's out_of_range
+  corrupt(R"({"id":"c","solutions":[[18446744073709551615]]})", "a token of 'c'");
+  corrupt(R"({"id":"c","id":"d","solutions":[[1]]})", "the key \"id\" appears more than once");
+  corrupt(std::string(R"({"id":"c","solutions":[[1]]})") + '\0' + "junk", "a NUL byte at offset 28");
+  corrupt(R"({"id":"c","solutions":)" + std::string(100000, '[') + std::string(100000, ']') + "}",
+          "nesting deeper than 4 at offset 25");
+  corrupt(R"({"id":")" + std::string(1 << 20, 'x') + R"(","solutions":[[-1]]})", "a token of 'xxx");
   CHECK_THROWS_WITH(back.load(dir / "missing.jsonl"), Catch::Contains("cannot open"));
   CHECK_THROWS_WITH(back.save(dir / "no_such_dir" / "c.jsonl"), Catch::Contains("cannot create"));
   std::filesystem::remove_all(dir);

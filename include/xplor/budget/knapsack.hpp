@@ -539,7 +539,11 @@ inline double probability_cost(double p, double alpha = 0.9) {
   detail::require(alpha > 0.0 && alpha < 1.0, "xplor::budget::probability_cost", "alpha = ", alpha,
                   " is outside (0, 1)");
   if (p <= 0.0 || p >= 1.0) return std::numeric_limits<double>::infinity();
-  return std::log1p(-alpha) / std::log(std::max(p, 1.0 - p));
+  // For p < 2^-53 (or within it of 1), 1 - p rounds to 1: log(max(p, 1-p)) would be 0, the cost
+  // -inf, and its conversion to a rollout count undefined. log1p(-min(p, 1-p)) keeps the small
+  // term; elsewhere the formula is the code's, to the bit.
+  const double q = std::max(p, 1.0 - p);
+  return std::log1p(-alpha) / (q < 1.0 ? std::log(q) : std::log1p(-std::min(p, 1.0 - p)));
 }
 
 /// Objective of an allocation: sum_i rollout_value(n[i], p_hat[i]).

@@ -1,23 +1,56 @@
 // Atomic file replacement: write everything to a temp file in the target's directory, flush,
 // fsync, then rename over the target. A reader (or a crash) sees either the old file or the
-// complete new one, never a half-written file. Used by the safetensors writer (checkpoints) and
-// the DeepSearch solution cache.
+// complete new one, never a half-written file. A process killed mid-write leaves its temp file
+// behind; the next writer of the same target (or a loader) removes such debris of dead processes.
+// Used by the safetensors writer (checkpoints) and the DeepSearch solution cache.
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "xplor/core/error.hpp"
 
 namespace xplor {
+
+/// Removes the temp files "<target>.tmp.<pid>.<n>" that atomic_file_writer left for `target`
+/// when a process was killed mid-write: those whose pid is not a running process (a live
+/// writer's file is never touched). Best effort, never throws; returns how many it removed.
+inline int remove_stale_temp_files(const std::filesystem::path& target) {
+  std::error_code ec;
+  const std::filesystem::path dir = target.parent_path().empty() ? "." : target.parent_path();
+  const std::string prefix = target.filename().string() + ".tmp.";
+  int removed = 0;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    // "<pid>.<n>", digits only.
+    const std::string_view rest = std::string_view(name).substr(prefix.size());
+    const std::size_t dot = rest.find('.');
+    long pid = 0;
+    unsigned long long n = 0;
+    if (dot == std::string_view::npos) continue;
+    const auto p = std::from_chars(rest.data(), rest.data() + dot, pid);
+    const auto q = std::from_chars(rest.data() + dot + 1, rest.data() + rest.size(), n);
+    if (p.ec != std::errc() || p.ptr != rest.data() + dot || q.ec != std::errc() ||
+        q.ptr != rest.data() + rest.size() || pid <= 0 || pid == ::getpid())
+      continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to ask
+    std::error_code remove_error;
+    removed += std::filesystem::remove(it->path(), remove_error) ? 1 : 0;
+  }
+  return removed;
+}
 
 /// Writes a file atomically. Construct, write(), then commit(); destroying an uncommitted writer
 /// removes the temp file and leaves the target untouched. Every I/O failure throws xplor::error
@@ -25,6 +58,7 @@ namespace xplor {
 class atomic_file_writer {
  public:
   atomic_file_writer(std::filesystem::path target, const char* fn) : target_(std::move(target)), fn_(fn) {
+    remove_stale_temp_files(target_);
     static std::atomic<unsigned> counter{0};
     tmp_ = target_;
     tmp_ += ".tmp.";

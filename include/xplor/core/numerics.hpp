@@ -92,6 +92,16 @@ XPLOR_HD inline float row_logsumexp(logits_row r) {
   return m + std::log(row_shifted_sum(r, m));
 }
 
+/// log softmax(z)_i as (z_i - m) - log s, in the shifted domain: z_i - (m + log s) would round
+/// m + log s to the spacing of m (at z = {1e8, 1e8} the log-probabilities would be 0, not -log 2).
+XPLOR_HD inline float row_log_softmax_at(logits_row r, std::int64_t i, float m, float log_s) {
+  return (r[i] - m) - log_s;
+}
+XPLOR_HD inline float row_log_softmax_at(logits_row r, std::int64_t i) {
+  const float m = row_max(r);
+  return row_log_softmax_at(r, i, m, std::log(row_shifted_sum(r, m)));
+}
+
 /// H = logsumexp(z) - sum_i softmax(z)_i z_i, evaluated on z - max(z) (the same value, without
 /// the cancellation of two large numbers); removed tokens (-inf) contribute 0.
 XPLOR_HD inline float row_entropy(logits_row r) {
@@ -105,19 +115,26 @@ XPLOR_HD inline float row_entropy(logits_row r) {
 }
 
 /// Finds the first invalid logit of a [rows, cols] view as a packed code, or -1 when all are
-/// valid: code = 3 * flat_index + kind, kind 0 = NaN, 1 = +inf, 2 = whole row -inf (index of the
-/// row's first element).
+/// valid: code = 4 * flat_index + kind, kind 0 = NaN, 1 = +inf, 2 = whole row -inf (index of the
+/// row's first element), 3 = finite but |x| * scale overflows float (a sampler's temperature and
+/// repetition penalty would turn it into an infinity, and the row's distribution into NaN).
 struct first_invalid_logit {
   view2d<const float> v;
+  double scale = 1.0;
   XPLOR_HD std::int64_t operator()(std::int64_t r) const {
     bool any_finite = false;
     for (std::int64_t c = 0; c < v.cols(); ++c) {
       const float x = v(r, c);
-      if (x != x) return 3 * (r * v.cols() + c);
-      if (x == std::numeric_limits<float>::infinity()) return 3 * (r * v.cols() + c) + 1;
-      if (x != -std::numeric_limits<float>::infinity()) any_finite = true;
+      if (x != x) return 4 * (r * v.cols() + c);
+      if (x == std::numeric_limits<float>::infinity()) return 4 * (r * v.cols() + c) + 1;
+      if (x != -std::numeric_limits<float>::infinity()) {
+        any_finite = true;
+        if (static_cast<double>(x < 0.0f ? -x : x) * scale >
+            static_cast<double>(std::numeric_limits<float>::max()))
+          return 4 * (r * v.cols() + c) + 3;
+      }
     }
-    return any_finite ? -1 : 3 * (r * v.cols()) + 2;
+    return any_finite ? -1 : 4 * (r * v.cols()) + 2;
   }
 };
 struct min_valid_code {
@@ -128,17 +145,23 @@ struct min_valid_code {
   }
 };
 
-/// Validates a [rows, cols] logits view on the backend that holds it.
+/// Validates a [rows, cols] logits view on the backend that holds it: finite or -inf, at least
+/// one finite logit per row, and (scale > 1, from a sampler) |x| * scale a finite float.
 template <class Exec>
-void check_logits(Exec exec, view2d<const float> v, const char* function, const char* argument) {
+void check_logits(Exec exec, view2d<const float> v, const char* function, const char* argument,
+                  double scale = 1.0) {
   require(v.rows() > 0 && v.cols() > 0, function, argument, " is empty (", v.rows(), " x ", v.cols(), ")");
   const std::int64_t code =
-      transform_reduce(exec, v.rows(), std::int64_t{-1}, min_valid_code{}, first_invalid_logit{v});
+      transform_reduce(exec, v.rows(), std::int64_t{-1}, min_valid_code{}, first_invalid_logit{v, scale});
   if (code < 0) return;
-  const std::int64_t flat = code / 3, row = flat / v.cols(), col = flat % v.cols();
+  const std::int64_t flat = code / 4, row = flat / v.cols(), col = flat % v.cols();
   constexpr const char* kinds[] = {"NaN", "+inf", "-inf in every column (no token left)"};
-  if (code % 3 == 2) fail(function, argument, " row ", row, " is ", kinds[2]);
-  fail(function, argument, "[", row, ", ", col, "] is ", kinds[code % 3], "; logits must be finite or -inf");
+  if (code % 4 == 2) fail(function, argument, " row ", row, " is ", kinds[2]);
+  if (code % 4 == 3)
+    fail(function, argument, "[", row, ", ", col, "] times ", scale,
+         " (1 / temperature, times the repetition penalty or its inverse) overflows float; lower the "
+         "logits or raise the temperature");
+  fail(function, argument, "[", row, ", ", col, "] is ", kinds[code % 4], "; logits must be finite or -inf");
 }
 
 /// A span as a [1, n] view.
@@ -159,9 +182,9 @@ struct log_softmax_row_op {
   bool exponentiate;  // write softmax instead of log-softmax
   XPLOR_HD void operator()(std::int64_t r) const {
     const logits_row row{&in(r, 0), in.cols(), in.stride(1)};
-    const float lse = row_logsumexp(row);
+    const float m = row_max(row), log_s = std::log(row_shifted_sum(row, m));
     for (std::int64_t c = 0; c < in.cols(); ++c) {
-      const float lp = row[c] - lse;
+      const float lp = row_log_softmax_at(row, c, m, log_s);
       out(r, c) = exponentiate ? std::exp(lp) : lp;
     }
   }
@@ -283,7 +306,9 @@ XPLOR_HD inline float exp_fast(float x) {
   p = add_rn(mul_rn(p, r), 1.6666665459e-1f);
   p = add_rn(mul_rn(p, r), 5.0000001201e-1f);
   p = add_rn(add_rn(mul_rn(mul_rn(p, r), r), r), 1.0f);
-  const auto bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(kf) + 127) << 23;  // 2^k
+  // NaN in, NaN out (p is NaN) without converting NaN to int, which is undefined behaviour.
+  const float k = kf == kf ? kf : 0.0f;
+  const auto bits = static_cast<std::uint32_t>(static_cast<std::int32_t>(k) + 127) << 23;  // 2^k
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return mul_rn(p, scale);
@@ -406,7 +431,8 @@ XPLOR_SIMD_INLINE void exp_fast(V& x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const I bits = (__builtin_convertvector(kf, I) + 127) << 23;  // 2^k
+  const V zero = {};
+  const I bits = (__builtin_convertvector(kf == kf ? kf : zero, I) + 127) << 23;  // 2^k (NaN: as scalar)
   V scale;
   std::memcpy(&scale, &bits, sizeof scale);
   x = p * scale;

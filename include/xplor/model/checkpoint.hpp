@@ -1,18 +1,27 @@
 // Checkpoints of the reference transformer (and optionally its AdamW state) as safetensors
 // files: one tensor per entry of the parameter layout, named as in docs/model.md, the config in
-// __metadata__. Loading validates everything (config, names, shapes, finiteness) into a staging
-// buffer first, so a bad file raises xplor::error and leaves the model in memory untouched.
+// __metadata__ with a content hash of everything else. Loading validates everything (the hash,
+// config values and sizes against stated limits, names, shapes, finite values, v >= 0) into a
+// staging buffer first, so a bad file raises xplor::error and leaves the model untouched.
 #pragma once
 
+#include <algorithm>
+#include <bit>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <span>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "xplor/core/config.hpp"
 #include "xplor/core/error.hpp"
+#include "xplor/core/json_guard.hpp"
 #include "xplor/model/optim.hpp"
 #include "xplor/model/safetensors.hpp"
 #include "xplor/model/transformer.hpp"
@@ -22,6 +31,8 @@ namespace xplor::model {
 namespace checkpoint_detail {
 
 inline constexpr const char* format_name = "xplor.transformer.v1";
+/// The largest vocabulary the samplers support (mass_units: V 2^40 within 63 bits).
+inline constexpr std::int64_t max_vocab_size = std::int64_t{1} << 22;
 
 inline std::string float_text(float x) {
   char buf[32];
@@ -56,20 +67,15 @@ inline const std::string& field(const std::map<std::string, std::string>& meta, 
   return it->second;
 }
 
+/// The whole text as a number, strictly (no spaces, no '+', no trailing characters).
 template <class T>
 T parse_number(const std::string& text, const std::string& key, const std::filesystem::path& path) {
-  try {
-    std::size_t used = 0;
-    T v;
-    if constexpr (std::is_same_v<T, int>)
-      v = std::stoi(text, &used);
-    else
-      v = std::stof(text, &used);
-    if (used == text.size()) return v;
-  } catch (const std::exception&) {
-  }
-  detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '", text,
-               "' is not a number");
+  T v{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc() && end == text.data() + text.size()) return v;
+  detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '",
+               detail::json_guard_brief(text), "' is not ",
+               std::is_integral_v<T> ? "an integer in range" : "a float");
 }
 
 template <class Enum>
@@ -104,7 +110,89 @@ inline transformer_config config_from_metadata(const std::map<std::string, std::
   c.norm_eps = parse_number<float>(field(m, "norm_eps", path), "norm_eps", path);
   c.rope_theta = parse_number<float>(field(m, "rope_theta", path), "rope_theta", path);
   c.init_std = parse_number<float>(field(m, "init_std", path), "init_std", path);
+  // Values, then sizes against stated limits before anything is allocated: a 1 KB header with
+  // n_layers = 2e9 ended in bad_alloc.
+  try {
+    c.validate();
+  } catch (const error& e) {
+    detail::fail("xplor::model::load_checkpoint", "'", path.string(),
+                 "': __metadata__ holds an invalid config (", e.what(), ")");
+  }
+  const auto limit = [&](const char* key, std::int64_t value, std::int64_t max) {
+    detail::require(value <= max, "xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ ",
+                    key, " = ", value, " is over the limit of ", max);
+  };
+  limit("vocab_size", c.vocab_size, max_vocab_size);
+  limit("d_model", c.d_model, std::int64_t{1} << 16);
+  limit("n_layers", c.n_layers, std::int64_t{1} << 12);
+  limit("d_ff", c.d_ff, std::int64_t{1} << 20);
+  limit("max_seq_len", c.max_seq_len, std::int64_t{1} << 20);
+  limit("max_seq_len x d_model", std::int64_t{c.max_seq_len} * c.d_model, std::int64_t{1} << 28);
   return c;
+}
+
+/// 64-bit content hash of a checkpoint: every tensor (name, shape, data bits) in name order, then
+/// every metadata entry but the hash itself. Each step is a bijection of the state, so one
+/// corrupted word always changes the hash and random corruption goes unnoticed with probability
+/// 2^-64; it is a check against corruption, not against a forger (it is not cryptographic).
+class content_hasher {
+ public:
+  void bytes(std::string_view s) {
+    word(s.size());
+    for (std::size_t i = 0; i < s.size(); i += 8) {
+      std::uint64_t w = 0;
+      for (std::size_t k = 0; k < 8 && i + k < s.size(); ++k)
+        w |= std::uint64_t{static_cast<unsigned char>(s[i + k])} << (8 * k);
+      word(w);
+    }
+  }
+  void tensor(std::string_view name, std::span<const std::int64_t> shape, std::span<const float> data) {
+    bytes(name);
+    word(shape.size());
+    for (const std::int64_t d : shape) word(static_cast<std::uint64_t>(d));
+    word(data.size());
+    for (const float x : data) word(std::bit_cast<std::uint32_t>(x));
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
+    return buf;
+  }
+
+ private:
+  void word(std::uint64_t w) {
+    h_ = (h_ ^ w) * 0x100000001b3ull;  // FNV-1a's prime, a word at a time
+    h_ ^= h_ >> 29;
+  }
+  std::uint64_t h_ = 0xcbf29ce484222325ull;
+};
+
+inline constexpr const char* hash_key = "content_hash";
+
+inline void hash_metadata(content_hasher& h, const std::map<std::string, std::string>& metadata) {
+  for (const auto& [key, value] : metadata)
+    if (key != hash_key) {
+      h.bytes(key);
+      h.bytes(value);
+    }
+}
+
+/// Checks the file's content hash; files written before it existed load with a warning on stderr.
+inline void verify_content_hash(const safetensors_contents& file, const std::filesystem::path& path) {
+  const auto stored = file.metadata.find(hash_key);
+  if (stored == file.metadata.end()) {
+    std::fprintf(stderr,
+                 "xplor::model::load_checkpoint: warning: '%s' has no content_hash (written before xplor "
+                 "0.1.1?); loaded without an integrity check\n",
+                 path.string().c_str());
+    return;
+  }
+  content_hasher h;
+  for (const auto& [name, t] : file.tensors) h.tensor(name, t.shape, t.data);
+  hash_metadata(h, file.metadata);
+  detail::require(h.hex() == stored->second, "xplor::model::load_checkpoint", "'", path.string(),
+                  "': content_hash ", detail::json_guard_brief(stored->second),
+                  " does not match the contents (", h.hex(), "): the file is corrupted");
 }
 
 /// Names the first differing field of two configs ("d_model: file 64, model 128").
@@ -116,9 +204,9 @@ inline std::string config_difference(const transformer_config& file, const trans
 }
 
 /// Copies the tensors of `layout` named prefix + name from the file into `dst`, checking shapes
-/// and finiteness.
+/// and finiteness (and, for AdamW's second moment, v >= 0: a negative v gave NaN after a step).
 inline void stage(const safetensors_contents& file, const parameter_layout& layout, const std::string& prefix,
-                  std::vector<float>& dst, const std::filesystem::path& path) {
+                  std::vector<float>& dst, const std::filesystem::path& path, bool non_negative = false) {
   constexpr const char* fn = "xplor::model::load_checkpoint";
   dst.assign(static_cast<std::size_t>(layout.total), 0.0f);
   for (const tensor_slot& t : layout.tensors) {
@@ -130,8 +218,9 @@ inline void stage(const safetensors_contents& file, const parameter_layout& layo
                     safetensors_detail::shape_text(t.shape));
     const auto& data = it->second.data;
     for (std::size_t i = 0; i < data.size(); ++i)
-      detail::require(std::isfinite(data[i]), fn, "'", path.string(), "': tensor '", name, "' element ", i,
-                      " is ", data[i]);
+      detail::require(std::isfinite(data[i]) && (!non_negative || data[i] >= 0.0f), fn, "'", path.string(),
+                      "': tensor '", name, "' element ", i, " is ", data[i],
+                      non_negative ? " (AdamW's second moment must be finite and >= 0)" : " (not finite)");
     std::copy(data.begin(), data.end(), dst.begin() + t.offset);
   }
 }
@@ -163,12 +252,31 @@ inline void save_checkpoint(const std::filesystem::path& path, const transformer
     add_all("optimizer.v.", optimizer->second_moment());
     metadata["optimizer.step"] = std::to_string(optimizer->steps());
   }
+  detail::require(!metadata.contains(checkpoint_detail::hash_key), "xplor::model::save_checkpoint",
+                  "extra metadata key '", checkpoint_detail::hash_key, "' is reserved for the content hash");
+  std::sort(tensors.begin(), tensors.end(),
+            [](const tensor_view_in& a, const tensor_view_in& b) { return a.name < b.name; });
+  checkpoint_detail::content_hasher h;
+  for (const tensor_view_in& t : tensors) h.tensor(t.name, t.shape, t.data);
+  checkpoint_detail::hash_metadata(h, metadata);
+  metadata[checkpoint_detail::hash_key] = h.hex();
   write_safetensors(path, tensors, metadata);
 }
 
 /// The config stored in a checkpoint (to build a model before loading it).
+/// The config stored in a checkpoint (to build a model before loading it); throws unless the
+/// file holds at least the parameters the config implies, so a model built from it allocates no
+/// more than the file's size.
 inline transformer_config read_checkpoint_config(const std::filesystem::path& path) {
-  return checkpoint_detail::config_from_metadata(read_safetensors(path).metadata, path);
+  const safetensors_contents file = read_safetensors(path);
+  const transformer_config c = checkpoint_detail::config_from_metadata(file.metadata, path);
+  std::int64_t held = 0;
+  for (const auto& [name, t] : file.tensors)
+    if (!name.starts_with("optimizer.")) held += static_cast<std::int64_t>(t.data.size());
+  const std::int64_t needed = parameter_layout(c).total;
+  detail::require(held >= needed, "xplor::model::read_checkpoint_config", "'", path.string(),
+                  "': the config needs ", needed, " parameters but the file holds ", held);
+  return c;
 }
 
 /// Loads parameters (and, given an optimizer, its state) from `path` into `model`; returns the
@@ -177,6 +285,7 @@ inline std::map<std::string, std::string> load_checkpoint(const std::filesystem:
                                                           transformer& model, adamw* optimizer = nullptr) {
   constexpr const char* fn = "xplor::model::load_checkpoint";
   const safetensors_contents file = read_safetensors(path);
+  checkpoint_detail::verify_content_hash(file, path);
   const transformer_config stored = checkpoint_detail::config_from_metadata(file.metadata, path);
   detail::require(stored == model.config(), fn, "'", path.string(), "': config mismatch, ",
                   checkpoint_detail::config_difference(stored, model.config()));
@@ -185,8 +294,8 @@ inline std::map<std::string, std::string> load_checkpoint(const std::filesystem:
   std::int64_t step = 0;
   if (optimizer != nullptr) {
     checkpoint_detail::stage(file, model.layout(), "optimizer.m.", m, path);
-    checkpoint_detail::stage(file, model.layout(), "optimizer.v.", v, path);
-    step = checkpoint_detail::parse_number<int>(
+    checkpoint_detail::stage(file, model.layout(), "optimizer.v.", v, path, true);
+    step = checkpoint_detail::parse_number<std::int64_t>(
         checkpoint_detail::field(file.metadata, "optimizer.step", path), "optimizer.step", path);
     detail::require(step >= 0, fn, "'", path.string(), "': optimizer.step = ", step, " is negative");
   }
@@ -195,7 +304,8 @@ inline std::map<std::string, std::string> load_checkpoint(const std::filesystem:
     const std::string base = optimizer_tensor ? name.substr(name.find('.', 10) + 1) : name;
     bool known = false;
     for (const tensor_slot& t : model.layout().tensors) known = known || t.name == base;
-    detail::require(known, fn, "'", path.string(), "': unexpected tensor '", name, "' for this config");
+    detail::require(known, fn, "'", path.string(), "': unexpected tensor '", detail::json_guard_brief(name),
+                    "' for this config");
   }
   // Everything validated: commit.
   std::copy(params.begin(), params.end(), model.params().begin());

@@ -57,9 +57,13 @@ struct transformer_config {
                     "rope needs an even head size, got ", head_dim());
     detail::require(d_ff > 0, fn, "d_ff = ", d_ff, " must be positive");
     detail::require(max_seq_len > 0, fn, "max_seq_len = ", max_seq_len, " must be positive");
-    detail::require(norm_eps > 0.0f, fn, "norm_eps = ", norm_eps, " must be positive");
-    detail::require(rope_theta > 1.0f, fn, "rope_theta = ", rope_theta, " must exceed 1");
-    detail::require(init_std > 0.0f, fn, "init_std = ", init_std, " must be positive");
+    // Finite, not only positive: norm_eps = inf loaded from a file and turned every norm into 0.
+    detail::require(std::isfinite(norm_eps) && norm_eps > 0.0f, fn, "norm_eps = ", norm_eps,
+                    " must be finite and positive");
+    detail::require(std::isfinite(rope_theta) && rope_theta > 1.0f, fn, "rope_theta = ", rope_theta,
+                    " must be finite and exceed 1");
+    detail::require(std::isfinite(init_std) && init_std > 0.0f, fn, "init_std = ", init_std,
+                    " must be finite and positive");
   }
 };
 

@@ -28,6 +28,7 @@
 
 #include "xplor/core/atomic_file.hpp"
 #include "xplor/core/error.hpp"
+#include "xplor/core/json_guard.hpp"
 
 namespace xplor::model {
 
@@ -59,6 +60,9 @@ static_assert(std::endian::native == std::endian::little || std::endian::native 
 
 /// Safetensors' own limit on the header (the Rust reader's MAX_HEADER_SIZE).
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;
+/// A valid header nests 3 deep ({name: {"shape": [...]}}); anything deeper is rejected before
+/// parsing, so no code ever recurses over attacker-controlled nesting.
+inline constexpr std::size_t max_header_depth = 8;
 
 inline std::string errno_text(int code) { return std::generic_category().message(code); }
 
@@ -103,11 +107,10 @@ inline std::string shape_text(std::span<const std::int64_t> shape) {
   return s + "]";
 }
 
-/// A short rendering of a JSON value for an error message.
+/// A short rendering of a JSON value for an error message (the header's depth is bounded, so
+/// dump() cannot recurse deeply).
 inline std::string brief(const nlohmann::json& j) {
-  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
+  return xplor::detail::json_guard_brief(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 inline void store_u64_le(unsigned char* out, std::uint64_t v) {
@@ -247,6 +250,7 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
   namespace sd = safetensors_detail;
   using nlohmann::json;
 
+  remove_stale_temp_files(path);  // debris of writers killed mid-write
   std::error_code size_error;
   const std::uintmax_t file_bytes = std::filesystem::file_size(path, size_error);
   if (size_error) sd::read_fail(path, "cannot read: ", size_error.message());
@@ -271,9 +275,10 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
       std::fread(header_text.data(), 1, header_text.size(), file.get()) != header_text.size())
     sd::read_fail(path, "cannot read the ", header_bytes, "-byte header (the file changed while reading?)");
 
-  // nlohmann's parser stops at a NUL as if the input ended there; JSON never holds a raw NUL.
-  if (const auto nul = header_text.find('\0'); nul != std::string::npos)
-    sd::read_fail(path, "the header is not valid JSON (a NUL byte at header offset ", nul, ")");
+  // A NUL (where nlohmann's parser would stop as if the text ended) or nesting beyond the bound.
+  if (const std::string problem = xplor::detail::json_guard_problem(header_text, sd::max_header_depth);
+      !problem.empty())
+    sd::read_fail(path, "the header is not valid JSON for safetensors (", problem, " of the header)");
 
   // Parse, noting keys repeated in the top-level object (nlohmann keeps only one of them).
   std::set<std::string> keys;
@@ -286,12 +291,15 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
         repeated = parsed.get<std::string>();
       return true;
     });
-  } catch (const json::exception& e) {
-    sd::read_fail(path, "the header is not valid JSON (", e.what(), ")");
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
+    sd::read_fail(path, "the header is not valid JSON (", xplor::detail::json_guard_brief(e.what(), 200),
+                  ")");
   }
   if (!header.is_object())
     sd::read_fail(path, "the header is a JSON ", header.type_name(), ", not an object");
-  if (!repeated.empty()) sd::read_fail(path, "the header has the key '", repeated, "' more than once");
+  if (!repeated.empty())
+    sd::read_fail(path, "the header has the key '", xplor::detail::json_guard_brief(repeated),
+                  "' more than once");
 
   safetensors_contents contents;
   struct extent {
@@ -305,20 +313,21 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
         sd::read_fail(path, "__metadata__ is a JSON ", entry.type_name(), ", not an object of strings");
       for (const auto& [key, value] : entry.items()) {
         if (!value.is_string())
-          sd::read_fail(path, "__metadata__ value for key '", key, "' is a JSON ", value.type_name(),
-                        ", not a string");
+          sd::read_fail(path, "__metadata__ value for key '", xplor::detail::json_guard_brief(key),
+                        "' is a JSON ", value.type_name(), ", not a string");
         contents.metadata[key] = value.get<std::string>();
       }
       continue;
     }
-    const std::string t = "tensor '" + name + "'";
+    const std::string t = "tensor '" + xplor::detail::json_guard_brief(name) + "'";
     if (!entry.is_object()) sd::read_fail(path, t, " is a JSON ", entry.type_name(), ", not an object");
     for (const char* field : {"dtype", "shape", "data_offsets"})
       if (!entry.contains(field)) sd::read_fail(path, t, " has no ", field);
     const json& dtype = entry["dtype"];
     if (!dtype.is_string()) sd::read_fail(path, t, " has dtype ", sd::brief(dtype), ", not a string");
     if (dtype.get<std::string>() != "F32")
-      sd::read_fail(path, t, " has dtype ", dtype.get<std::string>(), "; xplor reads F32 only");
+      sd::read_fail(path, t, " has dtype ", xplor::detail::json_guard_brief(dtype.get<std::string>()),
+                    "; xplor reads F32 only");
 
     const json& shape_json = entry["shape"];
     if (!shape_json.is_array())
@@ -345,7 +354,6 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
     if (count < 0 || 4 * count != end - begin)
       sd::read_fail(path, t, " has ", end - begin, " bytes of data (data_offsets [", begin, ", ", end,
                     "]) but shape ", sd::shape_text(tensor.shape), " needs 4 bytes per F32 element");
-    tensor.data.resize(static_cast<std::size_t>(count));
     const auto where = contents.tensors.emplace(name, std::move(tensor)).first;  // names are unique
     extents.push_back({begin, end, &where->first});
   }
@@ -358,9 +366,9 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
   for (std::size_t k = 0; k < extents.size(); ++k) {
     const extent& e = extents[k];
     if (e.begin < covered)
-      sd::read_fail(path, "tensor '", *e.name, "' data_offsets [", e.begin, ", ", e.end, "] overlap tensor '",
-                    *extents[k - 1].name, "' data_offsets [", extents[k - 1].begin, ", ", extents[k - 1].end,
-                    "]");
+      sd::read_fail(path, "tensor '", xplor::detail::json_guard_brief(*e.name), "' data_offsets [", e.begin,
+                    ", ", e.end, "] overlap tensor '", xplor::detail::json_guard_brief(*extents[k - 1].name),
+                    "' data_offsets [", extents[k - 1].begin, ", ", extents[k - 1].end, "]");
     if (e.begin > covered)
       sd::read_fail(path, "bytes [", covered, ", ", e.begin,
                     ") of the data buffer belong to no tensor (safetensors allows no holes)");
@@ -371,9 +379,15 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
                   " (safetensors allows no trailing bytes)");
 
   // The data, in file order (the buffer starts right after the header, where the file is now).
-  for (const extent& e : extents)
-    if (!sd::read_floats_le(file.get(), contents.tensors.at(*e.name).data))
-      sd::read_fail(path, "cannot read tensor '", *e.name, "' (the file changed while reading?)");
+  // Allocated only now that the extents tile the buffer: the total is the file's size, however
+  // many tensors claim the same bytes.
+  for (const extent& e : extents) {
+    std::vector<float>& data = contents.tensors.at(*e.name).data;
+    data.resize(static_cast<std::size_t>((e.end - e.begin) / 4));
+    if (!sd::read_floats_le(file.get(), data))
+      sd::read_fail(path, "cannot read tensor '", xplor::detail::json_guard_brief(*e.name),
+                    "' (the file changed while reading?)");
+  }
   return contents;
 }
 

@@ -71,7 +71,7 @@ struct policy_batch {
   std::span<const float> old_logp;    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
   std::span<const float> ref_logp;    // [T] log pi_ref; needed when beta != 0
   std::span<const float> advantages;  // [T] per token (broadcast_to_tokens for per-sequence values)
-  std::span<const float> mask;        // [T] completion mask in [0, 1]; empty: all 1
+  std::span<const float> mask;  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
   std::span<const float>
       entropies;  // [T] entropy of each position's distribution; needed when entropy_coef != 0
   std::span<const std::int64_t> sequence_offsets;  // [S + 1], host
@@ -100,6 +100,15 @@ struct add_loss_sums {
     return {a.loss + b.loss,       a.policy + b.policy,     a.kl + b.kl,
             a.entropy + b.entropy, a.clip_low + b.clip_low, a.clip_high + b.clip_high,
             a.ratio + b.ratio,     a.active + b.active,     a.nonfinite + b.nonfinite};
+  }
+};
+
+/// Index t when mask[t] is outside [0, 1] or NaN, else -1 (reduced with min_valid_code).
+struct mask_outside_unit {
+  const float* mask;
+  XPLOR_HD std::int64_t operator()(std::int64_t t) const {
+    const float w = mask[t];
+    return (w >= 0.0f && w <= 1.0f) ? -1 : t;
   }
 };
 
@@ -523,8 +532,18 @@ loss_result policy_loss(Exec exec, const policy_batch& batch, std::span<float> d
                   "entropy_coef = ", options.entropy_coef, " needs entropies");
   detail::require(options.type != loss_type::dr_grpo || options.max_completion_length > 0, fn,
                   "loss_type dr_grpo needs max_completion_length > 0, got ", options.max_completion_length);
-  detail::require(!options.num_items_in_batch || *options.num_items_in_batch > 0.0, fn,
-                  "num_items_in_batch = ", options.num_items_in_batch.value_or(0.0), " must be positive");
+  detail::require(!options.num_items_in_batch ||
+                      (std::isfinite(*options.num_items_in_batch) && *options.num_items_in_batch > 0.0),
+                  fn, "num_items_in_batch = ", options.num_items_in_batch.value_or(0.0),
+                  " must be finite and positive");
+  // Mask weights in [0, 1]: 0 drops a token, a fraction scales its term (and counts as that
+  // fraction of a token in bnpo/dapo's normaliser); -1 or 2 would flip or inflate its gradient.
+  if (!batch.mask.empty()) {
+    const std::int64_t bad = transform_reduce(exec, T, std::int64_t{-1}, detail::min_valid_code{},
+                                              kernels::mask_outside_unit{batch.mask.data()});
+    detail::require(bad < 0, fn, "mask[", bad,
+                    "] is outside [0, 1] (or NaN); mask weights must lie in [0, 1]");
+  }
   // The token arrays are checked for NaN and infinities by the loss pass itself (one read of the
   // tokens instead of two); when it finds one, check_inputs names the first bad index, in this
   // order, and dlogp / dentropy are left unspecified.

@@ -60,6 +60,14 @@ struct processor_config {
   int top_k;
 };
 
+/// The largest factor the processors scale a logit by (1/T, times the penalty or its inverse):
+/// every backend rejects rows where a logit times it overflows float, so that the processed
+/// log-weights stay finite and the normalisation never meets inf - inf.
+XPLOR_HD inline double logit_scale(const processor_config& c) {
+  const double p = c.repetition_penalty;
+  return (p > 1.0 ? p : 1.0 / p) / static_cast<double>(c.temperature);
+}
+
 /// (value desc, id asc): the total order that defines "the most probable" with ties to the lower
 /// token id (on log-probabilities for top-k, on probabilities for top-p).
 XPLOR_HD inline bool before(const float* v, std::int32_t a, std::int32_t b) {
@@ -126,18 +134,15 @@ XPLOR_HD inline float row_max(const float* x, std::int64_t n) {
   return m;
 }
 
-/// log-sum-exp over the finite entries of a row (the kept tokens).
-XPLOR_HD inline float kept_logsumexp(const float* x, std::int64_t n) {
-  float m = neg_inf;
-  for (std::int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  if (m == neg_inf) return neg_inf;
-  const float s = xplor::detail::pairwise_sum(
-      n, [x, m](std::int64_t i) { return x[i] == neg_inf ? 0.0f : exp_fast(x[i] - m); });
-  return m + log_fast(s);
-}
+/// Normalises the kept (finite) entries of a row of log-weights: x - m - log sum exp(x - m) for
+/// the row's max m, in the shifted domain. x - (m + log s) would round m + log s to the spacing
+/// of m: for log-weights near 2e5 (logits 20 at T = 1e-4) the probabilities summed to 1.0057.
 XPLOR_HD inline void renormalize(float* x, std::int64_t n) {
-  const float lse = kept_logsumexp(x, n);
-  for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] == neg_inf ? neg_inf : x[i] - lse;
+  const float m = row_max(x, n);
+  if (m == neg_inf) return;
+  const float log_s = log_fast(xplor::detail::pairwise_sum(
+      n, [x, m](std::int64_t i) { return x[i] == neg_inf ? 0.0f : exp_fast(x[i] - m); }));
+  for (std::int64_t i = 0; i < n; ++i) x[i] = x[i] == neg_inf ? neg_inf : (x[i] - m) - log_s;
 }
 
 /// Top-p weights in place: x[v] = exp_fast(x[v] - mx) for kept tokens, 0 for removed ones; returns
@@ -330,15 +335,20 @@ XPLOR_HD inline std::int32_t draw_row(const float* logp, std::int64_t V, double 
 }  // namespace kernels
 
 namespace impl {
+/// Validates the processors' numbers: temperature and repetition_penalty normal floats > 0 (a
+/// subnormal divisor overflows every logit to inf and the log-probabilities to NaN), top_p in
+/// (0, 1] and min_p in [0, 1], neither subnormal.
 inline kernels::processor_config check_params(const sampling_params& p, const char* fn) {
-  xplor::detail::require(std::isfinite(p.temperature) && p.temperature > 0.0f, fn,
+  xplor::detail::require(std::isnormal(p.temperature) && p.temperature > 0.0f, fn,
                          "temperature = ", p.temperature,
-                         " must be positive (use top_k = 1 for greedy decoding)");
+                         " must be a normal float > 0 (use top_k = 1 for greedy decoding)");
   xplor::detail::require(p.top_k >= 0, fn, "top_k = ", p.top_k, " is negative");
-  xplor::detail::require(p.top_p > 0.0f && p.top_p <= 1.0f, fn, "top_p = ", p.top_p, " is outside (0, 1]");
-  xplor::detail::require(p.min_p >= 0.0f && p.min_p <= 1.0f, fn, "min_p = ", p.min_p, " is outside [0, 1]");
-  xplor::detail::require(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0.0f, fn,
-                         "repetition_penalty = ", p.repetition_penalty, " must be positive");
+  xplor::detail::require(std::isnormal(p.top_p) && p.top_p > 0.0f && p.top_p <= 1.0f, fn, "top_p = ", p.top_p,
+                         " is not a normal float in (0, 1]");
+  xplor::detail::require(p.min_p == 0.0f || (std::isnormal(p.min_p) && p.min_p > 0.0f && p.min_p <= 1.0f), fn,
+                         "min_p = ", p.min_p, " is not 0 or a normal float in (0, 1]");
+  xplor::detail::require(std::isnormal(p.repetition_penalty) && p.repetition_penalty > 0.0f, fn,
+                         "repetition_penalty = ", p.repetition_penalty, " must be a normal float > 0");
   return {p.temperature, p.top_p, p.min_p, p.repetition_penalty, p.top_k};
 }
 }  // namespace impl
@@ -352,7 +362,8 @@ inline void process_logits(std::span<const float> logits, const sampling_params&
   const auto config = impl::check_params(params, fn);
   xplor::detail::require(logprobs_out.size() == logits.size(), fn, "logprobs_out has ", logprobs_out.size(),
                          " elements for ", logits.size(), " logits");
-  xplor::detail::check_logits(cpu, xplor::detail::as_row_view(logits), fn, "logits");
+  xplor::detail::check_logits(cpu, xplor::detail::as_row_view(logits), fn, "logits",
+                              kernels::logit_scale(config));
   const auto V = static_cast<std::int64_t>(logits.size());
   for (std::size_t i = 0; i < context.size(); ++i)
     xplor::detail::require(context[i] >= 0 && context[i] < V, fn, "context[", i, "] = ", context[i],
@@ -409,8 +420,7 @@ struct sample_row_op {
     const std::int32_t tok = draw_row(p, V, uniform_double(words[0], words[1]));
     tokens[r] = tok;
     if (raw) {
-      const float lse = xplor::detail::row_logsumexp({&logits(r, 0), V, logits.stride(1)});
-      logprobs[r] = logits(r, tok) - lse;
+      logprobs[r] = xplor::detail::row_log_softmax_at({&logits(r, 0), V, logits.stride(1)}, tok);
     } else {
       logprobs[r] = p[tok];
     }
@@ -433,7 +443,7 @@ void sample_rows(Exec exec, view2d<const float> logits, const sampling_params& p
                  std::span<const std::int64_t> context_offsets = {}) {
   constexpr const char* fn = "xplor::sample::sample_rows";
   const auto config = impl::check_params(params, fn);
-  xplor::detail::check_logits(exec, logits, fn, "logits");
+  xplor::detail::check_logits(exec, logits, fn, "logits", kernels::logit_scale(config));
   const std::int64_t R = logits.rows(), V = logits.cols();
   auto rows_of = [&](std::size_t size, const char* name, bool optional) {
     xplor::detail::require((optional && size == 0) || static_cast<std::int64_t>(size) == R, fn, name, " has ",

@@ -146,11 +146,10 @@ rollout_batch generate(Policy& policy, std::span<const std::vector<std::int32_t>
         std::vector<std::int32_t> next_tokens;
         for (std::size_t k = 0; k < a; ++k) {
           running& r = chunk[active[k]];
-          const float lse =
-              xplor::detail::row_logsumexp({&logits(static_cast<std::int64_t>(k), 0), V, logits.stride(1)});
           r.tokens.push_back(drawn[k]);
           r.processed.push_back(processed_lp[k]);
-          r.raw.push_back(logits(static_cast<std::int64_t>(k), drawn[k]) - lse);
+          r.raw.push_back(xplor::detail::row_log_softmax_at(
+              {&logits(static_cast<std::int64_t>(k), 0), V, logits.stride(1)}, drawn[k]));
           r.entropy.push_back(entropy[k]);
           if (penalty) r.context.push_back(drawn[k]);
           const bool eos = drawn[k] == params.eos_token;

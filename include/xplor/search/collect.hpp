@@ -37,8 +37,8 @@ std::vector<float> response_logprobs(Policy& policy, std::span<const std::int32_
     for (std::size_t i = 0; i < response.size(); ++i) {
       for (std::size_t v = 0; v < row.size(); ++v)
         row[v] = logits(0, static_cast<std::int64_t>(v)) / temperature;
-      const float lse = xplor::detail::row_logsumexp({row.data(), static_cast<std::int64_t>(row.size()), 1});
-      out.push_back(row[static_cast<std::size_t>(response[i])] - lse);
+      out.push_back(xplor::detail::row_log_softmax_at({row.data(), static_cast<std::int64_t>(row.size()), 1},
+                                                      response[i]));
       if (i + 1 < response.size())
         logits = policy.step(std::span<const state_id>(&s, 1), response.subspan(i, 1));
     }

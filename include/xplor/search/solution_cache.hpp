@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 
 #include "xplor/core/atomic_file.hpp"
 #include "xplor/core/error.hpp"
+#include "xplor/core/json_guard.hpp"
 
 namespace xplor::search {
 
@@ -70,10 +72,13 @@ class solution_cache {
 
   /// Adds the problems of the JSONL file at `path` (blank lines are skipped). All or nothing: on
   /// an unreadable file or a corrupted line it throws xplor::error "'<path>' line <n>: <what>"
-  /// and leaves the cache unchanged.
+  /// and leaves the cache unchanged. Corrupted: not JSON (a NUL byte, nesting deeper than 4, a
+  /// number beyond double), other or repeated keys, an id that is not a non-empty string, tokens
+  /// that are not integers in [0, 2^31).
   void load(const std::filesystem::path& path) {
     constexpr const char* fn = "xplor::search::solution_cache::load";
-    std::ifstream in(path);
+    remove_stale_temp_files(path);  // debris of saves killed mid-write
+    std::ifstream in(path, std::ios::binary);
     if (!in) detail::fail(fn, "cannot open '", path.string(), "'");
     solution_cache staged = *this;
     std::string text;
@@ -82,26 +87,45 @@ class solution_cache {
       auto bad = [&](const auto&... what) {
         detail::fail(fn, "'", path.string(), "' line ", line, ": ", what...);
       };
+      // A line nests 3 deep; deeper nesting (or a NUL, where the parser would stop) is rejected
+      // before parsing, so nothing recurses over it.
+      if (const std::string problem = detail::json_guard_problem(text, 4); !problem.empty())
+        bad("not valid JSON for the cache (", problem, ")");
       nlohmann::json j;
+      std::set<std::string> keys;
+      std::string repeated;
       try {
-        j = nlohmann::json::parse(text);
-      } catch (const nlohmann::json::parse_error& e) {
-        bad("not valid JSON (", e.what(), ")");
+        j = nlohmann::json::parse(text,
+                                  [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& v) {
+                                    // nlohmann keeps one of two equal keys: note repeats in the line's
+                                    // object.
+                                    if (event == nlohmann::json::parse_event_t::key && depth == 1 &&
+                                        !keys.insert(v.get<std::string>()).second && repeated.empty())
+                                      repeated = v.get<std::string>();
+                                    return true;
+                                  });
+      } catch (const nlohmann::json::exception& e) {  // parse_error; out_of_range for 1e999
+        bad("not valid JSON (", detail::json_guard_brief(e.what(), 200), ")");
       }
+      if (!repeated.empty())
+        bad("the key \"", detail::json_guard_brief(repeated), "\" appears more than once");
       if (!j.is_object() || j.size() != 2 || !j.contains("id") || !j.contains("solutions"))
         bad("expected an object with exactly the keys \"id\" and \"solutions\"");
       if (!j["id"].is_string() || j["id"].get_ref<const std::string&>().empty())
         bad("\"id\" is not a non-empty string");
       const std::string& id = j["id"].get_ref<const std::string&>();
+      const std::string shown = detail::json_guard_brief(id);
       if (!j["solutions"].is_array() || j["solutions"].empty())
-        bad("\"solutions\" of '", id, "' is not a non-empty array");
+        bad("\"solutions\" of '", shown, "' is not a non-empty array");
       for (const nlohmann::json& s : j["solutions"]) {
-        if (!s.is_array() || s.empty()) bad("a solution of '", id, "' is not a non-empty array of tokens");
+        if (!s.is_array() || s.empty()) bad("a solution of '", shown, "' is not a non-empty array of tokens");
         solution tokens;
         for (const nlohmann::json& t : s) {
-          if (!t.is_number_integer() || t.get<std::int64_t>() < 0 || t.get<std::int64_t>() > INT32_MAX)
-            bad("a token of '", id, "' is not an integer in [0, 2^31): ", t.dump());
-          tokens.push_back(t.get<std::int32_t>());
+          // Non-negative JSON integers parse as unsigned; anything else is not a token.
+          if (!t.is_number_unsigned() || t.get<std::uint64_t>() > INT32_MAX)
+            bad("a token of '", shown, "' is not an integer in [0, 2^31): ",
+                detail::json_guard_brief(t.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+          tokens.push_back(static_cast<std::int32_t>(t.get<std::uint64_t>()));
         }
         staged.add(id, tokens);
       }

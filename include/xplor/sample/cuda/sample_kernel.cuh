@@ -11,6 +11,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cfloat>
 #include <climits>
 #include <cstdint>
 #include <span>
@@ -265,7 +266,7 @@ struct row_args {
   std::int32_t* tokens;
   float* logprobs;
   float* entropies;           // may be null
-  unsigned long long* error;  // min over rows of (3 * flat index + kind), ULLONG_MAX when none
+  unsigned long long* error;  // min over rows of (4 * flat index + kind), ULLONG_MAX when none
 };
 
 __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
@@ -287,10 +288,11 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
   const bool fast =
       !a.row_in_shared && !penalty && !(c.top_k > 0 && c.top_k < V) && !(c.top_p < 1.0f) && !(c.min_p > 0.0f);
   const float T = c.temperature;
+  const double scale = xplor::sample::kernels::logit_scale(c);
 
-  // Validation (as check_logits: NaN, +inf, or no finite logit) fused into the first pass, which
-  // also applies the temperature: out = z / T (repetition penalty below rewrites its tokens), or
-  // on the fast path takes the row's maximum.
+  // Validation (as check_logits: NaN, +inf, a logit that overflows once scaled, or no finite
+  // logit) fused into the first pass, which also applies the temperature: out = z / T (repetition
+  // penalty below rewrites its tokens), or on the fast path takes the row's maximum.
   if (threadIdx.x == 0) s.error = INT_MAX;
   __syncthreads();
   int bad = INT_MAX, finite = 0;
@@ -298,11 +300,14 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
   for (std::int64_t v = threadIdx.x; v < V; v += threads) {
     const float x = z[v * cs];
     if (x != x)
-      bad = min(bad, static_cast<int>(3 * v));
+      bad = min(bad, static_cast<int>(4 * v));
     else if (x == INFINITY)
-      bad = min(bad, static_cast<int>(3 * v + 1));
-    else if (x != -INFINITY)
+      bad = min(bad, static_cast<int>(4 * v + 1));
+    else if (x != -INFINITY) {
       finite = 1;
+      if (fabs(static_cast<double>(x)) * scale > static_cast<double>(FLT_MAX))
+        bad = min(bad, static_cast<int>(4 * v + 3));
+    }
     const float xt = T == 1.0f ? x : x / T;  // x / 1 == x: skip the division
     if (fast)
       row_top = fmaxf(row_top, xt);
@@ -315,8 +320,8 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
   __syncthreads();
   if (s.error != INT_MAX) {
     if (threadIdx.x == 0) {
-      const unsigned long long flat = static_cast<unsigned long long>(r * V + s.error / 3);
-      atomicMin(a.error, 3ull * flat + static_cast<unsigned long long>(s.error % 3));
+      const unsigned long long flat = static_cast<unsigned long long>(r * V + s.error / 4);
+      atomicMin(a.error, 4ull * flat + static_cast<unsigned long long>(s.error % 4));
     }
     return;
   }
@@ -324,8 +329,8 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
     for (std::int64_t i = c0 + threadIdx.x; i < c1; i += threads) {
       const std::int32_t t = a.context[i];
       if (t < 0 || t >= V) {
-        // Reported as kind 3 at the context index (the call throws); the token is skipped.
-        atomicMin(a.error, 3ull * static_cast<unsigned long long>(i) + 3ull * (1ull << 40));
+        // Reported past every logit code, at the context index (the call throws); the token is skipped.
+        atomicMin(a.error, static_cast<unsigned long long>(i) + 4ull * (1ull << 40));
         continue;
       }
       // Several entries of one token write the same value (read from the raw logit).
@@ -467,8 +472,9 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
     normalized = false;
   }
 
-  // lw(v): the row's log-weights (the processed row up to its normaliser). logp(v) subtracts the
-  // normaliser as renormalize() does; a row top-p already normalised passes through (x - 0 == x).
+  // lw(v): the row's log-weights (the processed row up to its normaliser). logp(v) normalises in
+  // the shifted domain as renormalize() does, (x - m) - log s; a row top-p already normalised
+  // passes through (m = log s = 0: x - 0 - 0 == x).
   auto lw = [=](std::int64_t v) {
     if (fast) {
       const float x = z[v * cs];
@@ -476,10 +482,10 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
     }
     return out[v];
   };
-  float lse = 0.0f;
+  float m = 0.0f, log_s = 0.0f;
   if (!normalized) {
     // kept_logsumexp with the host's pairwise tree.
-    const float m = block_max(fast ? row_top : [&] {
+    m = block_max(fast ? row_top : [&] {
       float mm = neg_inf;
       for (std::int64_t v = threadIdx.x; v < V; v += threads) mm = fmaxf(mm, out[v]);
       return mm;
@@ -491,11 +497,11 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
           return x == neg_inf ? 0.0f : exp_fast(x - m);
         },
         part, s);
-    lse = m == neg_inf ? neg_inf : m + log_fast(sum);
+    log_s = log_fast(sum);
   }
-  auto logp = [lw, lse](std::int64_t v) {
+  auto logp = [lw, m, log_s](std::int64_t v) {
     const float x = lw(v);
-    return x == neg_inf ? neg_inf : x - lse;
+    return x == neg_inf ? neg_inf : (x - m) - log_s;
   };
 
   // The draw: the first kept token (id order) whose running mass exceeds the threshold.
@@ -541,9 +547,9 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
 
   float logprob = 0.0f;
   if (a.raw) {
-    // row_logsumexp of the raw logits (std::exp/std::log: equal to the host's within float
+    // row_log_softmax_at of the raw logits (std::exp/std::log: equal to the host's within float
     // rounding, not bit for bit; only the reported log-probability depends on it).
-    const float m = block_max(
+    const float zm = block_max(
         [&] {
           float mm = neg_inf;
           for (std::int64_t v = threadIdx.x; v < V; v += threads) mm = fmaxf(mm, z[v * cs]);
@@ -551,8 +557,8 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
         }(),
         s);
     const float sum = block_pairwise_sum(
-        V, [z, cs, m](std::int64_t i) { return expf(z[i * cs] - m); }, part, s);
-    logprob = z[std::int64_t{token} * cs] - (m + logf(sum));
+        V, [z, cs, zm](std::int64_t i) { return expf(z[i * cs] - zm); }, part, s);
+    logprob = (z[std::int64_t{token} * cs] - zm) - logf(sum);
   } else {
     logprob = logp(token);
   }
@@ -671,6 +677,7 @@ class row_sampler {
     a.row_in_shared = smem > 0;
     rows_ = R;
     cols_ = V;
+    config_ = config;
     kernels::sample_rows_kernel<<<static_cast<unsigned>(R), kernels::threads, smem, stream>>>(a);
     xplor::gpu::check_launch("xplor::sample::gpu::sample_rows_kernel");
   }
@@ -683,13 +690,16 @@ class row_sampler {
     unsigned long long code = 0;
     error_.download(&code, 1);
     if (code == ~0ull) return;
-    if (code >= 3ull * (1ull << 40))
-      xplor::detail::fail(fn, "context_tokens[", (code - 3ull * (1ull << 40)) / 3, "] is outside [0, ", cols_,
-                          ")");
-    const auto flat = static_cast<std::int64_t>(code / 3), row = flat / cols_, col = flat % cols_;
-    if (code % 3 == 2)
+    if (code >= 4ull * (1ull << 40))
+      xplor::detail::fail(fn, "context_tokens[", code - 4ull * (1ull << 40), "] is outside [0, ", cols_, ")");
+    const auto flat = static_cast<std::int64_t>(code / 4), row = flat / cols_, col = flat % cols_;
+    if (code % 4 == 2)
       xplor::detail::fail(fn, "logits row ", row, " is -inf in every column (no token left)");
-    xplor::detail::fail(fn, "logits[", row, ", ", col, "] is ", code % 3 == 0 ? "NaN" : "+inf",
+    if (code % 4 == 3)
+      xplor::detail::fail(fn, "logits[", row, ", ", col, "] times ",
+                          xplor::sample::kernels::logit_scale(config_),
+                          " (1 / temperature, times the repetition penalty or its inverse) overflows float");
+    xplor::detail::fail(fn, "logits[", row, ", ", col, "] is ", code % 4 == 0 ? "NaN" : "+inf",
                         "; logits must be finite or -inf");
   }
 
@@ -708,6 +718,7 @@ class row_sampler {
   xplor::gpu::buffer<std::int64_t> offsets_;
   xplor::gpu::buffer<unsigned long long> error_;
   std::int64_t rows_ = 0, cols_ = 1;
+  xplor::sample::kernels::processor_config config_{};
   bool keep_processed_ = true;
   bool shared_rows_ = true;
   int optin_smem_ = -1;
