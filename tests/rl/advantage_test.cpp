@@ -1,5 +1,6 @@
 #include "xplor/rl/advantage.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
@@ -213,4 +214,29 @@ TEST_CASE("advantages reject bad input", "[rl][advantage]") {
   const std::vector<std::int64_t> ep{0, 4};
   CHECK_THROWS_WITH(discounted_returns(r, ep, -0.5f, out), Catch::Contains("gamma = -0.5"));
   CHECK_THROWS_WITH(discounted_returns(r, ep, 1.5f, out), Catch::Contains("gamma = 1.5"));
+}
+
+TEST_CASE("group_advantages reports degenerate groups (DAPO dynamic sampling)", "[rl][advantage]") {
+  // Groups of 4: [1,1,1,1] and [0,0,0,0] have std 0, [1,0,0,1] does not.
+  const std::vector<float> r{1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0};
+  std::vector<float> a(r.size());
+  const advantage_report equal = group_advantages(xplor::cpu, std::span<const float>(r), 4, std::span<float>(a));
+  CHECK(equal.num_groups == 3);
+  CHECK(equal.degenerate_groups == 2);
+  CHECK(equal.frac_zero_std() == Approx(2.0 / 3.0));
+  const std::vector<std::int64_t> offsets{0, 4, 8, 12};
+  const advantage_report ragged = group_advantages(xplor::cpu, std::span<const float>(r),
+                                                   std::span<const std::int64_t>(offsets), std::span<float>(a));
+  CHECK(ragged.degenerate_groups == 2);
+  // Random rewards: the count matches a direct scan of the groups.
+  std::mt19937 gen(3);
+  std::bernoulli_distribution coin(0.3);
+  std::vector<float> rr(8 * 64);
+  for (float& x : rr) x = coin(gen) ? 1.0f : 0.0f;
+  std::vector<float> aa(rr.size());
+  const auto rep = group_advantages(xplor::cpu, std::span<const float>(rr), 8, std::span<float>(aa));
+  std::int64_t constant = 0;
+  for (int g = 0; g < 64; ++g)
+    constant += std::all_of(rr.begin() + 8 * g, rr.begin() + 8 * g + 8, [&](float x) { return x == rr[8 * g]; });
+  CHECK(rep.degenerate_groups == constant);
 }

@@ -8,8 +8,10 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "xplor/core/config.hpp"
@@ -33,6 +35,21 @@ struct device_t {};
 
 inline constexpr cpu_t cpu{};
 inline constexpr device_t device{};
+
+/// An execution tag: xplor::cpu or xplor::device. Every component that runs on either backend
+/// takes one as its first argument.
+template <class E>
+concept execution_tag = std::same_as<std::remove_cvref_t<E>, cpu_t> || std::same_as<std::remove_cvref_t<E>, device_t>;
+
+/// A group layout (equal_groups, ragged_groups): G groups over N elements, group g covering
+/// [begin(g), end(g)).
+template <class G>
+concept group_layout = requires(const G& g, std::int64_t i) {
+  { g.num_groups() } -> std::convertible_to<std::int64_t>;
+  { g.num_elements() } -> std::convertible_to<std::int64_t>;
+  { g.begin(i) } -> std::convertible_to<std::int64_t>;
+  { g.end(i) } -> std::convertible_to<std::int64_t>;
+};
 
 namespace detail {
 /// Elements per reduction chunk: fixed, so chunk boundaries (and float results) do not depend on
@@ -161,6 +178,47 @@ void segmented_reduce(cpu_t exec, const Groups& groups, T init, Reduce reduce, T
     out[static_cast<std::size_t>(g)] = acc;
   };
   detail::cpu_loop(exec, g_count, groups.num_elements() >= detail::parallel_threshold, reduce_group);
+}
+
+namespace detail {
+/// One instantiation for all the fallbacks below, so a build without core/device.hpp stops with
+/// one error.
+template <class Tag>
+void device_drivers_missing() {
+  static_assert(!std::same_as<Tag, device_t>,
+                "xplor::device needs its Thrust drivers: #include <xplor/core/device.hpp> (and link xplor::thrust)");
+}
+}  // namespace detail
+
+// xplor::device's drivers live in core/device.hpp (it needs Thrust). Without that header these
+// overloads are the only ones for device_t and stop the build with the message above; with it,
+// device.hpp's overloads (which take device_t itself, not a deduced tag) are more specialised
+// and are the ones chosen.
+template <class Tag, class F>
+requires std::same_as<Tag, device_t>
+void for_each_index(Tag, std::int64_t, F, std::int64_t = 1) { detail::device_drivers_missing<Tag>(); }
+template <class Tag, class T, class Reduce, class Transform>
+requires std::same_as<Tag, device_t>
+T transform_reduce(Tag, std::int64_t, T init, Reduce, Transform) {
+  detail::device_drivers_missing<Tag>();
+  return init;
+}
+template <class Tag, class T>
+requires std::same_as<Tag, device_t>
+staged_span<T> stage(Tag, std::span<const T> host) {
+  detail::device_drivers_missing<Tag>();
+  return staged_span<T>(host);
+}
+template <class T, class Tag>
+requires std::same_as<Tag, device_t>
+host_buffer<T> make_buffer(Tag, std::size_t n) {
+  detail::device_drivers_missing<Tag>();
+  return host_buffer<T>(n);
+}
+template <class Tag, class Groups, class T, class Reduce, class Transform>
+requires std::same_as<Tag, device_t>
+void segmented_reduce(Tag, const Groups&, T, Reduce, Transform, std::span<T>) {
+  detail::device_drivers_missing<Tag>();
 }
 
 }  // namespace xplor

@@ -193,7 +193,7 @@ inline void check_options(const advantage_options& o, const char* fn) {
 ///                 (r - mean_g) / (std_batch(r) + eps) [batch]                    (TRL 6.2)
 ///   rloo:         A = n/(n-1) (r - mean_g) = r - mean of the other responses     (verl)
 ///   reinforce_pp: A = r - mean_g, then (A - mean_batch(A)) / (std_batch(A) + eps) (ProRL, BroRL)
-template <class Exec, class Groups>
+template <execution_tag Exec, group_layout Groups>
 advantage_report compute_advantages(Exec exec, estimator kind, std::span<const float> rewards,
                                     const Groups& groups, std::span<float> out,
                                     const advantage_options& options = {},
@@ -244,25 +244,30 @@ advantage_report compute_advantages(Exec exec, estimator kind, std::span<const f
   return report;
 }
 
-/// GRPO advantages over equal groups of `group_size` consecutive rewards (TRL defaults).
-template <class Exec>
-void group_advantages(Exec exec, std::span<const float> rewards, std::int64_t group_size,
+/// GRPO advantages over equal groups of `group_size` consecutive rewards (TRL defaults); the
+/// report holds frac_zero_std (DAPO's dynamic sampling) and the batch statistics used.
+template <execution_tag Exec>
+advantage_report group_advantages(Exec exec, std::span<const float> rewards, std::int64_t group_size,
                       std::span<float> out, const advantage_options& options = {}) {
   constexpr const char* fn = "xplor::rl::group_advantages";
   detail::require(group_size > 0, fn, "group_size = ", group_size, " must be positive");
   detail::require(static_cast<std::int64_t>(rewards.size()) % group_size == 0, fn, "rewards has ",
                   rewards.size(), " elements, not a multiple of group_size = ", group_size);
-  compute_advantages(exec, estimator::grpo, rewards,
-                     equal_groups(static_cast<std::int64_t>(rewards.size()) / group_size, group_size), out,
-                     options);
+  const auto groups = equal_groups(static_cast<std::int64_t>(rewards.size()) / group_size, group_size);
+  auto degenerate = make_buffer<std::uint8_t>(exec, static_cast<std::size_t>(groups.num_groups()));
+  return compute_advantages(exec, estimator::grpo, rewards, groups, out, options,
+                            std::span<std::uint8_t>(degenerate.data(), degenerate.size()));
 }
 
 /// GRPO advantages over ragged groups: group g is rewards[offsets[g] .. offsets[g+1]).
-template <class Exec>
-void group_advantages(Exec exec, std::span<const float> rewards, std::span<const std::int64_t> group_offsets,
-                      std::span<float> out, const advantage_options& options = {}) {
-  compute_advantages(exec, estimator::grpo, rewards,
-                     ragged_groups(group_offsets, static_cast<std::int64_t>(rewards.size())), out, options);
+template <execution_tag Exec>
+advantage_report group_advantages(Exec exec, std::span<const float> rewards,
+                                  std::span<const std::int64_t> group_offsets, std::span<float> out,
+                                  const advantage_options& options = {}) {
+  const ragged_groups groups(group_offsets, static_cast<std::int64_t>(rewards.size()));
+  auto degenerate = make_buffer<std::uint8_t>(exec, static_cast<std::size_t>(groups.num_groups()));
+  return compute_advantages(exec, estimator::grpo, rewards, groups, out, options,
+                            std::span<std::uint8_t>(degenerate.data(), degenerate.size()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,7 +292,7 @@ struct discount_kernel {
 
 /// Discounted returns per episode: out[t] = sum_{k >= t in the episode} gamma^(k-t) rewards[k].
 /// Episode e covers [episode_offsets[e], episode_offsets[e+1]) (host offsets).
-template <class Exec>
+template <execution_tag Exec>
 void discounted_returns(Exec exec, std::span<const float> rewards,
                         std::span<const std::int64_t> episode_offsets, float gamma, std::span<float> out) {
   constexpr const char* fn = "xplor::rl::discounted_returns";
@@ -314,7 +319,7 @@ struct rebn_options {
 };
 
 /// A = (G - mean(G)) / (std(G) + eps) over all returns of the batch (every turn of every episode).
-template <class Exec>
+template <execution_tag Exec>
 advantage_report rebn_advantages(Exec exec, std::span<const float> returns, std::span<float> out,
                                  const rebn_options& options) {
   constexpr const char* fn = "xplor::rl::rebn_advantages";
@@ -332,7 +337,7 @@ advantage_report rebn_advantages(Exec exec, std::span<const float> returns, std:
   report.batch_std = sd;
   return report;
 }
-template <class Exec>
+template <execution_tag Exec>
 void rebn_advantages(Exec exec, std::span<const float> returns, std::span<float> out) {
   rebn_advantages(exec, returns, out, rebn_options{});
 }
