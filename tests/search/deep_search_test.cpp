@@ -519,3 +519,60 @@ TEST_CASE("collect_round: searched prompts fill the cache, cached prompts skip t
   CHECK_THROWS_WITH(collect_round(make, prompts, std::vector<std::string>{"a"}, verify, cache, p, 4),
                     Catch::Contains("ids has 1 elements for 3 prompts"));
 }
+
+TEST_CASE("deep_search: the backup and frontier rules are parameters", "[search][driver]") {
+  const search_params defaults = three_step_params();
+  auto run = [](const search_params& p) {
+    scripted_policy policy = three_step_policy(0.4f);
+    return deep_search(policy, std::vector<std::int32_t>{0}, all_ones, p, 17);
+  };
+  const search_result base = run(defaults);
+  // The default rules written out as functors give the same search, token for token.
+  search_params spelled = defaults;
+  int backups = 0;
+  int frontier_calls = 0;
+  spelled.backup_rule = [&](double value, double v, int depth, int traj_len) {
+    ++backups;
+    return decayed_constrained_backup{defaults.backup_floor}(value, v, depth, traj_len);
+  };
+  spelled.frontier_rule = [&](double qp, double q, double h, int d) {
+    ++frontier_calls;
+    frontier_params fp = defaults.frontier;
+    fp.max_depth = defaults.max_depth;
+    return frontier_score(qp, q, h, d, fp);
+  };
+  const search_result same = run(spelled);
+  REQUIRE(same.trajectories.size() == base.trajectories.size());
+  int path_nodes = 0;
+  for (std::size_t i = 0; i < base.trajectories.size(); ++i) {
+    CHECK(same.trajectories[i].tokens == base.trajectories[i].tokens);
+    CHECK(same.trajectories[i].segment_q == base.trajectories[i].segment_q);
+    path_nodes += static_cast<int>(base.trajectories[i].nodes.size()) + 1;  // + the root
+  }
+  CHECK(backups == path_nodes);  // the rule updates every node on every backed-up path
+  CHECK(frontier_calls > 0);
+  // A rule that never changes values leaves every non-terminal segment at tanh(0) = 0.
+  search_params frozen = defaults;
+  frozen.backup_rule = [](double value, double, int, int) { return value; };
+  for (const search_trajectory& tr : run(frozen).trajectories)
+    for (std::size_t j = 0; j + 1 < tr.segment_q.size(); ++j) CHECK(tr.segment_q[j] == 0.0);
+}
+
+TEST_CASE("deep_search: advantages follow rl::advantage_options (mean-only, or by std)", "[search][driver]") {
+  search_params p = three_step_params();
+  p.advantages.scale = xplor::rl::scale_rewards::group;  // the code's norm_adv_by_std_in_grpo
+  scripted_policy policy = three_step_policy(0.4f);
+  const search_result r = deep_search(policy, std::vector<std::int32_t>{0}, all_ones, p, 23);
+  double mean = 0.0, var = 0.0;
+  for (const auto& tr : r.trajectories) mean += tr.score;
+  mean /= static_cast<double>(r.trajectories.size());
+  for (const auto& tr : r.trajectories) var += (tr.score - mean) * (tr.score - mean);
+  const double sd = std::sqrt(var / static_cast<double>(r.trajectories.size()));  // population
+  for (const auto& tr : r.trajectories)
+    for (std::size_t j = 0; j < tr.segment_q.size(); ++j)
+      CHECK(tr.segment_advantages[j] == Approx((tr.segment_q[j] - mean) / (sd + 1e-6)).epsilon(1e-9));
+  search_params batch = three_step_params();
+  batch.advantages.scale = xplor::rl::scale_rewards::batch;
+  CHECK_THROWS_WITH(deep_search(policy, std::vector<std::int32_t>{0}, all_ones, batch, 23),
+                    Catch::Contains("advantages.scale = batch"));
+}

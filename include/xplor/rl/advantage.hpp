@@ -68,6 +68,23 @@ struct advantage_report {
 
 namespace kernels {
 
+/// Mean and standard deviation of x[b, e) in double, two passes (every group statistic of this
+/// header, and DeepSearch's); sd is 0 for fewer than two values.
+template <class T>
+XPLOR_HD inline void mean_std(const T* x, std::int64_t b, std::int64_t e, bool unbiased, double& mean,
+                              double& sd) {
+  const std::int64_t n = e - b;
+  double sum = 0.0;
+  for (std::int64_t i = b; i < e; ++i) sum += x[i];
+  mean = n > 0 ? sum / double(n) : 0.0;
+  double m2 = 0.0;
+  for (std::int64_t i = b; i < e; ++i) m2 += (x[i] - mean) * (x[i] - mean);
+  sd = n > 1 ? std::sqrt(m2 / double(unbiased ? n - 1 : n)) : 0.0;
+}
+
+/// a / (sd + eps); a constant group with eps = 0 is 0 / 0, which TRL's nan_to_num makes 0.
+XPLOR_HD inline double divide_by_std(double a, double sd, float eps) { return sd + eps > 0.0 ? a / (sd + eps) : 0.0; }
+
 /// Per-group kernel: mean and std of the group (double accumulation, two passes), the group's
 /// degenerate flag, and the advantages of its members before any batch scaling.
 template <class Groups>
@@ -86,12 +103,9 @@ struct group_kernel {
   XPLOR_HD void operator()(std::int64_t g) const {
     const std::int64_t b = groups.begin(g), e = groups.end(g), n = e - b;
     if (n == 0) return;
-    double sum = 0.0;
-    for (std::int64_t i = b; i < e; ++i) sum += rewards[i];
-    double mean = sum / double(n);
-    double m2 = 0.0;
-    for (std::int64_t i = b; i < e; ++i) m2 += (rewards[i] - mean) * (rewards[i] - mean);
-    double sd = n > 1 ? std::sqrt(m2 / double(unbiased ? n - 1 : n)) : 0.0;
+    double mean = 0.0;
+    double sd = 0.0;
+    mean_std(rewards, b, e, unbiased, mean, sd);
     if (degenerate != nullptr) degenerate[g] = n == 1 || sd <= threshold;
     if (n == 1) {
       if (!mean0_std1) {
@@ -104,8 +118,7 @@ struct group_kernel {
     for (std::int64_t i = b; i < e; ++i) {
       double a = rewards[i] - mean;
       if (kind == estimator::rloo && n > 1) a *= double(n) / double(n - 1);  // r_i - mean of the others
-      // A constant group with eps = 0 is 0 / 0: TRL's nan_to_num makes it 0.
-      if (kind == estimator::grpo && scale == scale_rewards::group) a = sd + eps > 0.0 ? a / (sd + eps) : 0.0;
+      if (kind == estimator::grpo && scale == scale_rewards::group) a = divide_by_std(a, sd, eps);
       out[i] = static_cast<float>(a);
     }
   }
@@ -149,7 +162,7 @@ struct copy_normalize {
   double mean, sd;
   float eps;
   XPLOR_HD void operator()(std::int64_t i) const {
-    out[i] = sd + eps > 0.0 ? static_cast<float>((in[i] - mean) / (sd + eps)) : 0.0f;  // 0 / 0 -> 0
+    out[i] = static_cast<float>(divide_by_std(in[i] - mean, sd, eps));
   }
 };
 /// out[i] = (out[i] - shift) / (scale + eps)
@@ -158,7 +171,7 @@ struct affine_normalize {
   double shift, scale;
   float eps;
   XPLOR_HD void operator()(std::int64_t i) const {
-    out[i] = scale + eps > 0.0 ? static_cast<float>((out[i] - shift) / (scale + eps)) : 0.0f;  // 0 / 0 -> 0
+    out[i] = static_cast<float>(divide_by_std(out[i] - shift, scale, eps));
   }
 };
 
@@ -242,6 +255,36 @@ advantage_report compute_advantages(Exec exec, estimator kind, std::span<const f
     for_each_index(exec, n, kernels::affine_normalize{out.data(), mean, sd, options.eps});
   }
   return report;
+}
+
+/// The statistics of one group of scores as the GRPO kernel computes them (double, two passes,
+/// options.std), and the advantage of a value against them: value - mean, divided by
+/// (std + options.eps) when options.scale is group. For callers whose advantages are not the
+/// group's own rewards (DeepSearch gives a node's value minus the mean terminal score).
+struct group_baseline {
+  double mean = 0.0;
+  double std = 0.0;
+  scale_rewards scale = scale_rewards::group;
+  float eps = 1e-4f;
+  double advantage(double value) const {
+    const double a = value - mean;
+    return scale == scale_rewards::group ? kernels::divide_by_std(a, std, eps) : a;
+  }
+};
+template <class T>
+group_baseline make_group_baseline(std::span<const T> scores, const advantage_options& options = {}) {
+  constexpr const char* fn = "xplor::rl::make_group_baseline";
+  kernels::check_options(options, fn);
+  detail::require(!scores.empty(), fn, "scores is empty");
+  for (std::size_t i = 0; i < scores.size(); ++i)
+    detail::require(std::isfinite(static_cast<double>(scores[i])), fn, "scores[", i, "] = ", scores[i],
+                    " is not finite");
+  group_baseline b;
+  kernels::mean_std(scores.data(), 0, static_cast<std::int64_t>(scores.size()), options.std == std_kind::unbiased,
+                    b.mean, b.std);
+  b.scale = options.scale;
+  b.eps = options.eps;
+  return b;
 }
 
 /// GRPO advantages over equal groups of `group_size` consecutive rewards (TRL defaults); the

@@ -104,7 +104,7 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
     tr.nodes = {no_node};
     tr.segment_q = {tr.score};
   }
-  impl::assign_advantages(out.trajectories, params.norm_adv_by_std);
+  impl::assign_advantages(out.trajectories, params.advantages);
   return out;
 }
 

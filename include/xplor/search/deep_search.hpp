@@ -15,7 +15,7 @@
 //
 // After the last trajectory the values along each path are soft-clipped (tanh(value / eps_q) *
 // q_max; the terminal node keeps its raw score) and every token of segment j gets the advantage
-// q(s_j) - mean(terminal scores of the prompt's trajectories) (mean-only, rl-methods.md 2.6).
+// q(s_j) - mean(terminal scores of the prompt's trajectories) (mean-only; docs/search.md).
 // Node expansion forks the parent's decode state, so a prefix is never recomputed; every token is
 // drawn from the Philox stream (seed, stream_id(stream, node id)) at draw index = position in
 // the chunk, so a search depends only on (policy, prompt, seed, stream), not on threads.
@@ -32,12 +32,14 @@
 #include <mutex>
 #include <span>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "xplor/core/decode.hpp"
 #include "xplor/core/error.hpp"
 #include "xplor/core/numerics.hpp"
 #include "xplor/core/random.hpp"
+#include "xplor/rl/advantage.hpp"
 #include "xplor/sample/processors.hpp"
 #include "xplor/search/score.hpp"
 #include "xplor/search/tree.hpp"
@@ -69,10 +71,27 @@ struct search_params {
   frontier_params frontier{};          // its max_depth is replaced by max_depth above
   double adv_temperature = 1.0;        // eps_q of the soft clip
   double q_value_max = 1.0;            // q_max of the soft clip
-  bool norm_adv_by_std = false;        // true: divide by std + 1e-6 of the terminal scores
+  /// How segment values become advantages: q(s_j) - mean of the prompt's terminal scores
+  /// (scale none, the code's default), or divided by (std + eps) with scale group (the code's
+  /// norm_adv_by_std_in_grpo: population std, eps 1e-6). scale batch is not defined per search.
+  rl::advantage_options advantages = mean_only_advantage_options();
   bool exact_entropy = false;          // Hbar from the distributions, not -mean log p (the code's)
   std::int32_t max_nodes = 4096;       // tree capacity; more is an xplor::error
   sample::sampling_params sampling{};  // temperature, top-k/p, min-p, EOS, stop tokens
+  /// The backup rule: a path node's new value from (value, v, depth, trajectory length). Empty:
+  /// DeepSearch's decayed sign-constrained update (decayed_constrained_backup{backup_floor}).
+  std::function<double(double value, double v, int depth, int traj_len)> backup_rule = {};
+  /// The global frontier score from (Q(parent), Q(s), mean entropy of s, depth). Empty:
+  /// frontier_score with `frontier`.
+  std::function<double(double q_parent, double q, double mean_entropy, int depth)> frontier_rule = {};
+
+  static rl::advantage_options mean_only_advantage_options() {
+    rl::advantage_options o;
+    o.scale = rl::scale_rewards::none;
+    o.std = rl::std_kind::population;
+    o.eps = 1e-6f;
+    return o;
+  }
 };
 
 /// One collected trajectory: the response as segments (tree nodes) with their values and
@@ -120,6 +139,10 @@ inline void check_search_params(const search_params& p, const char* fn) {
   detail::require(std::isfinite(p.q_value_max) && p.q_value_max > 0.0, fn, "q_value_max = ", p.q_value_max,
                   " must be positive");
   detail::require(p.max_nodes >= 1, fn, "max_nodes = ", p.max_nodes, " must be >= 1");
+  detail::require(p.advantages.scale != rl::scale_rewards::batch, fn,
+                  "advantages.scale = batch is not defined for one prompt's search (use none or group)");
+  detail::require(std::isfinite(p.advantages.eps) && p.advantages.eps >= 0.0f, fn, "advantages.eps = ",
+                  p.advantages.eps, " must be finite and >= 0");
   detail::require(p.sampling.repetition_penalty == 1.0f, fn,
                   "sampling.repetition_penalty = ", p.sampling.repetition_penalty,
                   " is not supported by the tree search (use 1)");
@@ -156,27 +179,19 @@ struct state_table {
   }
 };
 
-/// Mean-only sibling advantages (rl-methods.md 2.6) of one prompt's trajectories: segment j of
-/// each gets q(s_j) - mean(terminal scores), divided by (population std + 1e-6) with `by_std`
-/// (norm_adv_by_std_in_grpo); every token of the segment gets the segment's advantage.
-inline void assign_advantages(std::vector<search_trajectory>& trajectories, bool by_std) {
+/// The advantages of one prompt's trajectories: segment j of each gets
+/// rl::group_baseline(terminal scores, options).advantage(q(s_j)) (mean-only by default), and
+/// every token of the segment gets the segment's advantage.
+inline void assign_advantages(std::vector<search_trajectory>& trajectories, const rl::advantage_options& options) {
   if (trajectories.empty()) return;
   std::vector<double> scores;
   for (const search_trajectory& tr : trajectories) scores.push_back(tr.score);
-  double scale = 1.0;
-  if (by_std) {
-    double mean = 0.0, var = 0.0;
-    for (double x : scores) mean += x;
-    mean /= static_cast<double>(scores.size());
-    for (double x : scores) var += (x - mean) * (x - mean);
-    scale = 1.0 / (std::sqrt(var / static_cast<double>(scores.size())) + 1e-6);
-  }
+  const rl::group_baseline baseline = rl::make_group_baseline(std::span<const double>(scores), options);
   for (search_trajectory& tr : trajectories) {
     tr.segment_advantages.resize(tr.segment_q.size());
-    mean_only_advantages(scores, tr.segment_q, tr.segment_advantages);
     tr.token_advantages.resize(tr.tokens.size());
     for (std::size_t j = 0; j < tr.segment_q.size(); ++j) {
-      tr.segment_advantages[j] *= scale;
+      tr.segment_advantages[j] = baseline.advantage(tr.segment_q[j]);
       std::fill(tr.token_advantages.begin() + tr.segment_offsets[j],
                 tr.token_advantages.begin() + tr.segment_offsets[j + 1],
                 static_cast<float>(tr.segment_advantages[j]));
@@ -186,84 +201,131 @@ inline void assign_advantages(std::vector<search_trajectory>& trajectories, bool
 
 }  // namespace impl
 
-/// Runs DeepSearch's tree search from `prompt` until params.num_trajectories trajectories are
-/// collected (or no node is left to expand: result.exhausted). `stream` selects the Philox stream
-/// family (deep_search_batch gives prompt i the stream i). Throws xplor::error on bad parameters
-/// and when the tree would exceed params.max_nodes; every decode state is released either way.
-template <decode_policy Policy, response_verifier Verifier>
-search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, Verifier&& verifier,
-                          const search_params& params, std::uint64_t seed, std::uint32_t stream = 0) {
-  constexpr const char* fn = "xplor::search::deep_search";
-  impl::check_search_params(params, fn);
-  detail::require(!prompt.empty(), fn, "prompt is empty");
-  const std::int64_t V = policy.vocab_size();
-  const sample::sampling_params& sp = params.sampling;
-  detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V, ")");
-  for (std::int32_t t : sp.stop_tokens)
-    detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
-  for (std::int32_t t : params.step_delimiters)
-    detail::require(t >= 0 && t < V, fn, "step delimiter ", t, " is outside [0, ", V, ")");
-  auto in = [](const std::vector<std::int32_t>& set, std::int32_t t) {
-    return std::find(set.begin(), set.end(), t) != set.end();
-  };
-  frontier_params fp = params.frontier;
-  fp.max_depth = params.max_depth;
-  const int width = params.expansion_width;
-  const std::size_t cap = static_cast<std::size_t>(params.max_nodes);
-  const std::int64_t max_response = impl::max_response(params);
+namespace impl {
 
+/// One search's state and its three steps, mctx style: expand (generate the children a node
+/// lacks), backup (a terminal child's reward up the path, then the frontier), select (local UCT,
+/// else the global frontier). The rules come from the parameters (backup_rule, frontier_rule);
+/// the tree and the frontier index are tree.hpp's, so the rescoring here is the tested one.
+template <decode_policy Policy, class Verifier>
+class searcher {
+ public:
   using state_id = typename Policy::state_id;
-  tree t(params.max_nodes);
-  frontier_index frontier(params.max_nodes);
-  impl::state_table<Policy> states(policy, cap);
-  // Per node: its chunk in the token pool, the path's summed token entropy and length (for the
-  // trajectory's mean entropy), its verified outcome (terminal nodes) and whether it was backed up.
-  std::vector<std::int64_t> chunk_begin(cap, 0), chunk_len(cap, 0), path_tokens(cap, 0);
-  std::vector<double> path_entropy(cap, 0.0);
-  std::vector<outcome> result_of(cap, outcome::incomplete);
-  std::vector<std::uint8_t> backed_up(cap, 0);
-  std::vector<std::int32_t> pool_tokens;
-  std::vector<float> pool_logprobs;
-  std::vector<std::int32_t> path_scratch;
 
-  auto response_of = [&](std::int32_t node, std::vector<std::int32_t>* tokens, std::vector<float>* logprobs,
-                         std::vector<std::int64_t>* offsets, std::vector<std::int32_t>* nodes) {
-    path_scratch.clear();
-    for (std::int32_t n = node; n != root_index; n = t.parent(n)) path_scratch.push_back(n);
-    std::reverse(path_scratch.begin(), path_scratch.end());
+  searcher(Policy& policy, Verifier& verifier, const search_params& params, std::uint64_t seed,
+           std::uint32_t stream)
+      : policy_(policy),
+        verifier_(verifier),
+        p_(params),
+        seed_(seed),
+        stream_(stream),
+        width_(params.expansion_width),
+        cap_(static_cast<std::size_t>(params.max_nodes)),
+        max_response_(max_response(params)),
+        t_(params.max_nodes),
+        frontier_(params.max_nodes),
+        states_(policy, cap_),
+        chunk_begin_(cap_, 0),
+        chunk_len_(cap_, 0),
+        path_tokens_(cap_, 0),
+        path_entropy_(cap_, 0.0),
+        result_of_(cap_, outcome::incomplete),
+        backed_up_(cap_, 0) {
+    fp_ = params.frontier;
+    fp_.max_depth = params.max_depth;
+  }
+
+  /// Runs the search from `prompt` to the finished result.
+  search_result run(std::span<const std::int32_t> prompt) {
+    states_.set(root_index, policy_.begin(prompt));
+    std::int32_t cur = root_index;
+    while (static_cast<int>(order_.size()) < p_.num_trajectories) {
+      const int missing = width_ - t_.children(cur);
+      if (missing > 0) expand(cur, missing);
+      std::int32_t next = no_node;
+      const std::int32_t pick = terminal_to_back_up(cur);
+      if (pick != no_node) {
+        backup(pick);
+        if (static_cast<int>(order_.size()) >= p_.num_trajectories) break;
+        next = frontier_.best();
+      } else {
+        next = select_local(cur);
+      }
+      if (next == no_node) {
+        out_.exhausted = true;
+        break;
+      }
+      cur = next;
+    }
+    finish();
+    return std::move(out_);
+  }
+
+ private:
+  Policy& policy_;
+  Verifier& verifier_;
+  const search_params& p_;
+  std::uint64_t seed_;
+  std::uint32_t stream_;
+  int width_;
+  std::size_t cap_;
+  std::int64_t max_response_;
+  frontier_params fp_;
+  tree t_;
+  frontier_index frontier_;
+  state_table<Policy> states_;
+  // Per node: its chunk in the token pool, the path's summed token entropy and length (for the
+  // trajectory's mean entropy), its verified outcome (terminal nodes), whether it was backed up.
+  std::vector<std::int64_t> chunk_begin_, chunk_len_, path_tokens_;
+  std::vector<double> path_entropy_;
+  std::vector<outcome> result_of_;
+  std::vector<std::uint8_t> backed_up_;
+  std::vector<std::int32_t> order_;  // backed-up terminal nodes, in order
+  std::vector<std::int32_t> pool_tokens_;
+  std::vector<float> pool_logprobs_;
+  std::vector<std::int32_t> path_scratch_;
+  search_result out_;
+
+  static bool in(const std::vector<std::int32_t>& set, std::int32_t t) {
+    return std::find(set.begin(), set.end(), t) != set.end();
+  }
+  double score_of(outcome o) const {
+    return o == outcome::correct ? p_.correct_score : o == outcome::incorrect ? p_.incorrect_score : p_.incomplete_score;
+  }
+  double mean_entropy_of(std::int32_t n) const { return path_entropy_[n] / static_cast<double>(path_tokens_[n]); }
+
+  /// The frontier rule (parameters) applied through tree.hpp's rescoring.
+  void rescore_around(std::int32_t n) {
+    if (p_.frontier_rule) {
+      search::rescore_around(t_, frontier_, n, width_, p_.frontier_rule);
+    } else {
+      search::rescore_around(t_, frontier_, n, width_, [this](double qp, double q, double h, int d) {
+        return frontier_score(qp, q, h, d, fp_);
+      });
+    }
+  }
+
+  /// The response of `node`'s path, and optionally its log-probs, segment offsets and nodes.
+  void response_of(std::int32_t node, std::vector<std::int32_t>* tokens, std::vector<float>* logprobs,
+                   std::vector<std::int64_t>* offsets, std::vector<std::int32_t>* nodes) {
+    path_scratch_.clear();
+    for (std::int32_t n = node; n != root_index; n = t_.parent(n)) path_scratch_.push_back(n);
+    std::reverse(path_scratch_.begin(), path_scratch_.end());
     tokens->clear();
     if (offsets) offsets->assign(1, 0);
-    for (std::int32_t n : path_scratch) {
-      const auto b = pool_tokens.begin() + chunk_begin[n];
-      tokens->insert(tokens->end(), b, b + chunk_len[n]);
+    for (std::int32_t n : path_scratch_) {
+      const auto b = pool_tokens_.begin() + chunk_begin_[n];
+      tokens->insert(tokens->end(), b, b + chunk_len_[n]);
       if (logprobs) {
-        const auto lb = pool_logprobs.begin() + chunk_begin[n];
-        logprobs->insert(logprobs->end(), lb, lb + chunk_len[n]);
+        const auto lb = pool_logprobs_.begin() + chunk_begin_[n];
+        logprobs->insert(logprobs->end(), lb, lb + chunk_len_[n]);
       }
       if (offsets) offsets->push_back(static_cast<std::int64_t>(tokens->size()));
     }
-    if (nodes) *nodes = path_scratch;
-  };
-  auto score_of = [&](outcome o) {
-    return o == outcome::correct     ? params.correct_score
-           : o == outcome::incorrect ? params.incorrect_score
-                                     : params.incomplete_score;
-  };
-  auto frontier_value = [&](std::int32_t n) {
-    if (n == root_index || t.terminal(n) || t.children(n) >= width) return frontier_index::neg_inf;
-    return frontier_score(t.q(t.parent(n)), t.q(n), t.mean_entropy(n), t.depth(n), fp);
-  };
-  auto rescore_around = [&](std::int32_t n) {  // n's own score and its children's (Q(parent))
-    frontier.set(n, frontier_value(n));
-    for (std::int32_t c = t.first_child(n); c != no_node; c = t.next_sibling(c))
-      frontier.set(c, frontier_value(c));
-  };
+    if (nodes) *nodes = path_scratch_;
+  }
 
-  search_result out;
-  std::vector<std::int32_t> backed_up_order;
-  states.set(root_index, policy.begin(prompt));
-
-  // Generates the `k` children `cur` lacks, one chunk each, from forks of cur's state.
+  // A child being generated.
   struct growing {
     state_id state;
     std::vector<std::int32_t> tokens;
@@ -284,180 +346,206 @@ search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, 
         }
     }
   };
-  std::vector<growing> kids;
-  std::vector<std::uint64_t> streams, draws;
-  std::vector<std::int32_t> drawn, next_tokens;
-  std::vector<float> lp, ent;
-  std::vector<state_id> row_states, next_states;
-  std::vector<float> subset;
-  std::vector<std::size_t> rows;
-  auto expand = [&](std::int32_t cur, int k) {
-    detail::require(static_cast<std::size_t>(t.size()) + static_cast<std::size_t>(k) <= cap, fn,
-                    "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t.size(),
-                    " in use, over max_nodes = ", params.max_nodes);
-    const std::int32_t first_id = t.size();
-    const bool at_depth_limit = t.depth(cur) + 1 >= params.max_depth;
+  std::vector<growing> kids_;
+  std::vector<std::uint64_t> streams_, draws_;
+  std::vector<std::int32_t> drawn_, next_tokens_;
+  std::vector<float> lp_, ent_;
+  std::vector<state_id> row_states_, next_states_;
+  std::vector<float> subset_;
+  std::vector<std::size_t> rows_;
+
+  /// Expansion: generates the `k` children `cur` lacks, one chunk each, from forks of cur's
+  /// state; terminal children are verified at once.
+  void expand(std::int32_t cur, int k) {
+    constexpr const char* fn = "xplor::search::deep_search";
+    const std::int64_t V = policy_.vocab_size();
+    const sample::sampling_params& sp = p_.sampling;
+    detail::require(static_cast<std::size_t>(t_.size()) + static_cast<std::size_t>(k) <= cap_, fn,
+                    "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t_.size(),
+                    " in use, over max_nodes = ", p_.max_nodes);
+    const std::int32_t first_id = t_.size();
+    const bool at_depth_limit = t_.depth(cur) + 1 >= p_.max_depth;
     // Tokens this chunk may take before the response reaches its cap (then the node is terminal).
-    const std::int64_t room = max_response - path_tokens[cur];
-    const auto chunk_cap = static_cast<std::size_t>(std::min<std::int64_t>(params.chunk_tokens, room));
-    const std::vector<state_id> forked = policy.fork(states.id[cur], k);
-    kids.assign(static_cast<std::size_t>(k), growing{});
-    release_owned guard{policy, kids};
+    const std::int64_t room = max_response_ - path_tokens_[cur];
+    const auto chunk_cap = static_cast<std::size_t>(std::min<std::int64_t>(p_.chunk_tokens, room));
+    const std::vector<state_id> forked = policy_.fork(states_.id[cur], k);
+    kids_.assign(static_cast<std::size_t>(k), growing{});
+    release_owned guard{policy_, kids_};
     for (int j = 0; j < k; ++j) {
-      kids[j].state = forked[j];
-      kids[j].owned = true;
+      kids_[j].state = forked[j];
+      kids_[j].owned = true;
     }
-    row_states.assign(forked.begin(), forked.end());
-    rows.resize(static_cast<std::size_t>(k));
-    for (int j = 0; j < k; ++j) rows[j] = static_cast<std::size_t>(j);
-    view2d<const float> logits = policy.logits(row_states);
-    for (int pos = 0; !rows.empty(); ++pos) {
-      const std::size_t a = rows.size();
-      streams.resize(a);
-      draws.assign(a, static_cast<std::uint64_t>(pos));
-      drawn.resize(a);
-      lp.resize(a);
-      ent.resize(a);
+    row_states_.assign(forked.begin(), forked.end());
+    rows_.resize(static_cast<std::size_t>(k));
+    for (int j = 0; j < k; ++j) rows_[j] = static_cast<std::size_t>(j);
+    view2d<const float> logits = policy_.logits(row_states_);
+    for (int pos = 0; !rows_.empty(); ++pos) {
+      const std::size_t a = rows_.size();
+      streams_.resize(a);
+      draws_.assign(a, static_cast<std::uint64_t>(pos));
+      drawn_.resize(a);
+      lp_.resize(a);
+      ent_.resize(a);
       for (std::size_t r = 0; r < a; ++r)
-        streams[r] =
-            stream_id(stream, static_cast<std::uint32_t>(first_id) + static_cast<std::uint32_t>(rows[r]));
-      sample::sample_rows(cpu, logits, sp, {seed, streams, draws}, {drawn, lp, ent});
-      next_states.clear();
-      next_tokens.clear();
+        streams_[r] =
+            stream_id(stream_, static_cast<std::uint32_t>(first_id) + static_cast<std::uint32_t>(rows_[r]));
+      sample::sample_rows(cpu, logits, sp, {seed_, streams_, draws_}, {drawn_, lp_, ent_});
+      next_states_.clear();
+      next_tokens_.clear();
       std::vector<std::size_t> still;
       for (std::size_t r = 0; r < a; ++r) {
-        growing& g = kids[rows[r]];
-        g.tokens.push_back(drawn[r]);
-        g.logprobs.push_back(lp[r]);
-        g.entropy += params.exact_entropy ? double(ent[r]) : -double(lp[r]);
-        g.ended = drawn[r] == sp.eos_token || in(sp.stop_tokens, drawn[r]);
-        const bool chunk_done =
-            g.ended || g.tokens.size() >= chunk_cap || in(params.step_delimiters, drawn[r]);
+        growing& g = kids_[rows_[r]];
+        g.tokens.push_back(drawn_[r]);
+        g.logprobs.push_back(lp_[r]);
+        g.entropy += p_.exact_entropy ? double(ent_[r]) : -double(lp_[r]);
+        g.ended = drawn_[r] == sp.eos_token || in(sp.stop_tokens, drawn_[r]);
+        const bool chunk_done = g.ended || g.tokens.size() >= chunk_cap || in(p_.step_delimiters, drawn_[r]);
         // A chunk that continues, or ends a node that will be expanded later, takes its token into
         // the state; a terminal node's state is not needed.
         const bool last_node = at_depth_limit || static_cast<std::int64_t>(g.tokens.size()) >= room;
         if (!g.ended && !(chunk_done && last_node)) {
-          next_states.push_back(g.state);
-          next_tokens.push_back(drawn[r]);
+          next_states_.push_back(g.state);
+          next_tokens_.push_back(drawn_[r]);
         }
-        if (!chunk_done) still.push_back(rows[r]);
+        if (!chunk_done) still.push_back(rows_[r]);
       }
-      rows.swap(still);
-      if (!next_states.empty()) {
-        logits = policy.step(next_states, next_tokens);
+      rows_.swap(still);
+      if (!next_states_.empty()) {
+        logits = policy_.step(next_states_, next_tokens_);
         // step() returned a row per stepped state; when a node ended at a delimiter while its
         // siblings go on, keep only the rows of those still growing.
-        if (!rows.empty() && next_states.size() != rows.size()) {
-          subset.resize(rows.size() * static_cast<std::size_t>(V));
-          for (std::size_t r = 0; r < rows.size(); ++r) {
+        if (!rows_.empty() && next_states_.size() != rows_.size()) {
+          subset_.resize(rows_.size() * static_cast<std::size_t>(V));
+          for (std::size_t r = 0; r < rows_.size(); ++r) {
             const auto at =
-                std::find(next_states.begin(), next_states.end(), kids[rows[r]].state) - next_states.begin();
+                std::find(next_states_.begin(), next_states_.end(), kids_[rows_[r]].state) - next_states_.begin();
             for (std::int64_t v = 0; v < V; ++v)
-              subset[r * static_cast<std::size_t>(V) + static_cast<std::size_t>(v)] = logits(at, v);
+              subset_[r * static_cast<std::size_t>(V) + static_cast<std::size_t>(v)] = logits(at, v);
           }
-          logits = make_view(static_cast<const float*>(subset.data()),
-                             {static_cast<std::int64_t>(rows.size()), V});
+          logits = make_view(static_cast<const float*>(subset_.data()), {static_cast<std::int64_t>(rows_.size()), V});
         }
       }
     }
     for (int j = 0; j < k; ++j) {
-      growing& g = kids[static_cast<std::size_t>(j)];
+      growing& g = kids_[static_cast<std::size_t>(j)];
       const auto len = static_cast<std::int64_t>(g.tokens.size());
       const bool terminal = g.ended || at_depth_limit || len >= room;
-      const std::int32_t id = t.add_child(cur, g.entropy / static_cast<double>(len), terminal);
-      chunk_begin[id] = static_cast<std::int64_t>(pool_tokens.size());
-      chunk_len[id] = len;
-      pool_tokens.insert(pool_tokens.end(), g.tokens.begin(), g.tokens.end());
-      pool_logprobs.insert(pool_logprobs.end(), g.logprobs.begin(), g.logprobs.end());
-      path_tokens[id] = path_tokens[cur] + len;
-      path_entropy[id] = path_entropy[cur] + g.entropy;
-      out.tokens_generated += len;
+      const std::int32_t id = t_.add_child(cur, g.entropy / static_cast<double>(len), terminal);
+      chunk_begin_[id] = static_cast<std::int64_t>(pool_tokens_.size());
+      chunk_len_[id] = len;
+      pool_tokens_.insert(pool_tokens_.end(), g.tokens.begin(), g.tokens.end());
+      pool_logprobs_.insert(pool_logprobs_.end(), g.logprobs.begin(), g.logprobs.end());
+      path_tokens_[id] = path_tokens_[cur] + len;
+      path_entropy_[id] = path_entropy_[cur] + g.entropy;
+      out_.tokens_generated += len;
       g.owned = false;
       if (terminal) {
-        policy.release(std::span<const state_id>(&g.state, 1));
+        policy_.release(std::span<const state_id>(&g.state, 1));
         std::vector<std::int32_t> response;
         response_of(id, &response, nullptr, nullptr, nullptr);
-        result_of[id] = verifier(std::span<const std::int32_t>(response), g.ended);
+        result_of_[id] = verifier_(std::span<const std::int32_t>(response), g.ended);
       } else {
-        states.set(id, g.state);
+        states_.set(id, g.state);
       }
     }
-    ++out.expansions;
-    if (t.children(cur) >= width) states.release(cur);  // full: never expanded again
+    ++out_.expansions;
+    if (t_.children(cur) >= width_) states_.release(cur);  // full: never expanded again
     rescore_around(cur);
-  };
+  }
 
-  auto mean_entropy_of = [&](std::int32_t n) {
-    return path_entropy[n] / static_cast<double>(path_tokens[n]);
-  };
-  auto rank = [](outcome o) { return o == outcome::correct ? 0 : o == outcome::incorrect ? 1 : 2; };
-
-  std::int32_t cur = root_index;
-  while (static_cast<int>(backed_up_order.size()) < params.num_trajectories) {
-    const int missing = width - t.children(cur);
-    if (missing > 0) expand(cur, missing);
-    // The terminal children not yet backed up; the one to back up.
+  /// The terminal child of `cur` to back up next: correct first, else incorrect, else
+  /// incomplete; then the lowest mean entropy; then the lowest node id. no_node when none.
+  std::int32_t terminal_to_back_up(std::int32_t cur) const {
+    auto rank = [](outcome o) { return o == outcome::correct ? 0 : o == outcome::incorrect ? 1 : 2; };
     std::int32_t pick = no_node;
-    for (std::int32_t c = t.first_child(cur); c != no_node; c = t.next_sibling(c)) {
-      if (!t.terminal(c) || backed_up[c]) continue;
+    for (std::int32_t c = t_.first_child(cur); c != no_node; c = t_.next_sibling(c)) {
+      if (!t_.terminal(c) || backed_up_[c]) continue;
       if (pick == no_node) {
         pick = c;
         continue;
       }
-      const int rc = rank(result_of[c]), rp = rank(result_of[pick]);
+      const int rc = rank(result_of_[c]), rp = rank(result_of_[pick]);
       const double ec = mean_entropy_of(c), ep = mean_entropy_of(pick);
       if (rc < rp || (rc == rp && (ec < ep || (ec == ep && c < pick)))) pick = c;
     }
-    std::int32_t next = no_node;
-    if (pick != no_node) {
-      t.backup(pick, score_of(result_of[pick]), params.backup_floor);
-      backed_up[pick] = 1;
-      backed_up_order.push_back(pick);
-      for (std::int32_t n = pick; n != no_node; n = t.parent(n)) rescore_around(n);
-      if (static_cast<int>(backed_up_order.size()) >= params.num_trajectories) break;
-      next = frontier.best();
-    } else {
-      // No terminal child: every child counts a visit (the code's update(0)), then local UCT.
-      double best = -std::numeric_limits<double>::infinity();
-      for (std::int32_t c = t.first_child(cur); c != no_node; c = t.next_sibling(c)) {
-        t.visit(c);
-        rescore_around(c);
-      }
-      for (std::int32_t c = t.first_child(cur); c != no_node; c = t.next_sibling(c)) {
-        if (t.terminal(c)) continue;
-        const double u = kernels::uct(t.q(c), t.visits(cur), t.visits(c), params.lambda_uct);
-        // Children are linked newest first: >= makes ties go to the earliest generated child.
-        if (u >= best) best = u, next = c;
-      }
-      if (next == no_node) next = frontier.best();
-    }
-    if (next == no_node) {
-      out.exhausted = true;
-      break;
-    }
-    cur = next;
+    return pick;
   }
 
-  // Trajectories from the finished tree: values read now (the accumulated value, not value /
-  // visits, as the code does), soft-clipped except at the terminal node.
-  out.trajectories.resize(backed_up_order.size());
-  for (std::size_t i = 0; i < backed_up_order.size(); ++i) {
-    const std::int32_t leaf = backed_up_order[i];
-    search_trajectory& tr = out.trajectories[i];
-    response_of(leaf, &tr.tokens, &tr.logprobs, &tr.segment_offsets, &tr.nodes);
-    tr.result = result_of[leaf];
-    tr.score = score_of(tr.result);
-    tr.mean_entropy = mean_entropy_of(leaf);
-    tr.segment_q.resize(tr.nodes.size());
-    for (std::size_t j = 0; j < tr.nodes.size(); ++j) {
-      const double v = t.value(tr.nodes[j]);
-      tr.segment_q[j] =
-          j + 1 == tr.nodes.size() ? v : soft_clip(v, params.adv_temperature, params.q_value_max);
+  /// Backup: the pick's reward up its path with the backup rule, then the frontier around it.
+  void backup(std::int32_t pick) {
+    const double v = score_of(result_of_[pick]);
+    if (p_.backup_rule) {
+      t_.backup(pick, v, p_.backup_rule);
+    } else {
+      t_.backup(pick, v, decayed_constrained_backup{p_.backup_floor});
     }
+    backed_up_[pick] = 1;
+    order_.push_back(pick);
+    for (std::int32_t n = pick; n != no_node; n = t_.parent(n)) rescore_around(n);
   }
-  impl::assign_advantages(out.trajectories, params.norm_adv_by_std);
-  out.nodes = t.size();
-  return out;
+
+  /// Local selection when `cur` has no terminal child to back up: every child counts a visit
+  /// (the code's update(0)), then the highest UCT among the non-terminal children (ties: the
+  /// earliest generated), else the global frontier's best.
+  std::int32_t select_local(std::int32_t cur) {
+    for (std::int32_t c = t_.first_child(cur); c != no_node; c = t_.next_sibling(c)) {
+      t_.visit(c);
+      rescore_around(c);
+    }
+    double best = -std::numeric_limits<double>::infinity();
+    std::int32_t next = no_node;
+    for (std::int32_t c = t_.first_child(cur); c != no_node; c = t_.next_sibling(c)) {
+      if (t_.terminal(c)) continue;
+      const double u = kernels::uct(t_.q(c), t_.visits(cur), t_.visits(c), p_.lambda_uct);
+      // Children are linked newest first: >= makes ties go to the earliest generated child.
+      if (u >= best) best = u, next = c;
+    }
+    return next == no_node ? frontier_.best() : next;
+  }
+
+  /// Trajectories from the finished tree: values read now (the accumulated value, not value /
+  /// visits, as the code does), soft-clipped except at the terminal node; then advantages.
+  void finish() {
+    out_.trajectories.resize(order_.size());
+    for (std::size_t i = 0; i < order_.size(); ++i) {
+      const std::int32_t leaf = order_[i];
+      search_trajectory& tr = out_.trajectories[i];
+      response_of(leaf, &tr.tokens, &tr.logprobs, &tr.segment_offsets, &tr.nodes);
+      tr.result = result_of_[leaf];
+      tr.score = score_of(tr.result);
+      tr.mean_entropy = mean_entropy_of(leaf);
+      tr.segment_q.resize(tr.nodes.size());
+      for (std::size_t j = 0; j < tr.nodes.size(); ++j) {
+        const double v = t_.value(tr.nodes[j]);
+        tr.segment_q[j] = j + 1 == tr.nodes.size() ? v : soft_clip(v, p_.adv_temperature, p_.q_value_max);
+      }
+    }
+    assign_advantages(out_.trajectories, p_.advantages);
+    out_.nodes = t_.size();
+  }
+};
+
+}  // namespace impl
+
+/// Runs DeepSearch's tree search from `prompt` until params.num_trajectories trajectories are
+/// collected (or no node is left to expand: result.exhausted). `stream` selects the Philox stream
+/// family (deep_search_batch gives prompt i the stream i). Throws xplor::error on bad parameters
+/// and when the tree would exceed params.max_nodes; every decode state is released either way.
+template <decode_policy Policy, response_verifier Verifier>
+search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, Verifier&& verifier,
+                          const search_params& params, std::uint64_t seed, std::uint32_t stream = 0) {
+  constexpr const char* fn = "xplor::search::deep_search";
+  impl::check_search_params(params, fn);
+  detail::require(!prompt.empty(), fn, "prompt is empty");
+  const std::int64_t V = policy.vocab_size();
+  const sample::sampling_params& sp = params.sampling;
+  detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V, ")");
+  for (std::int32_t t : sp.stop_tokens)
+    detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
+  for (std::int32_t t : params.step_delimiters)
+    detail::require(t >= 0 && t < V, fn, "step delimiter ", t, " is outside [0, ", V, ")");
+  impl::searcher<Policy, std::remove_reference_t<Verifier>> s(policy, verifier, params, seed, stream);
+  return s.run(prompt);
 }
 
 namespace impl {

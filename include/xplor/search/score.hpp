@@ -2,7 +2,7 @@
 // learning with verifiable rewards via Monte Carlo tree search", arXiv 2509.25454; reference code
 // smiles724/DeepSearch, deepsearch/utils/mcts.py): local UCT, the decayed sign-constrained
 // backup (Eq. 4-5, 7), the global frontier score (Eq. 8-10), the tanh soft clip of node values
-// and the mean-only sibling advantage. Formulas and defaults: rl-methods.md section 2.
+// and the mean-only sibling advantage. Formulas and defaults: docs/search.md.
 #pragma once
 
 #include <cmath>
@@ -12,6 +12,7 @@
 
 #include "xplor/core/config.hpp"
 #include "xplor/core/error.hpp"
+#include "xplor/rl/advantage.hpp"
 
 namespace xplor::search {
 
@@ -30,6 +31,16 @@ XPLOR_HD inline double constrained_update(double value, double v, double w) {
   return value;                                // positive node, negative update: unchanged
 }
 }  // namespace kernels
+
+/// DeepSearch's backup rule as a functor (the default of tree::backup and search_params): a node
+/// at `depth` on a trajectory of traj_len nodes gets constrained_update(value, v,
+/// backup_weight(depth, traj_len, floor)).
+struct decayed_constrained_backup {
+  double floor = 0.1;
+  XPLOR_HD double operator()(double value, double v, int depth, int traj_len) const {
+    return kernels::constrained_update(value, v, kernels::backup_weight(depth, traj_len, floor));
+  }
+};
 
 /// UCT(s) = Q(s) + lambda sqrt(ln N_parent / N(s)); the exploration term is 0 when either count
 /// is 0 (mcts.py). DeepSearch's local selection uses lambda = lambda_puct = 2.0.
@@ -121,23 +132,20 @@ inline double soft_clip(double value, double temperature = 1.0, double q_max = 1
 
 /// Mean-only sibling advantage (advantage_fn.py): every segment's advantage is its soft-clipped
 /// q-value minus the mean terminal score of the trajectories collected for the prompt, with no
-/// division by a standard deviation. Writes one advantage per segment q.
+/// division by a standard deviation (rl::group_baseline with scale_rewards::none). Writes one
+/// advantage per segment q.
 inline void mean_only_advantages(std::span<const double> terminal_scores, std::span<const double> segment_q,
                                  std::span<double> out) {
   constexpr const char* fn = "xplor::search::mean_only_advantages";
   detail::require(!terminal_scores.empty(), fn, "terminal_scores is empty");
   detail::require(out.size() == segment_q.size(), fn, "out has ", out.size(), " elements for ",
                   segment_q.size(), " segments");
-  double mean = 0.0;
-  for (std::size_t i = 0; i < terminal_scores.size(); ++i) {
-    detail::require(std::isfinite(terminal_scores[i]), fn, "terminal_scores[", i, "] = ", terminal_scores[i],
-                    " is not finite");
-    mean += terminal_scores[i];
-  }
-  mean /= static_cast<double>(terminal_scores.size());
+  rl::advantage_options mean_only;
+  mean_only.scale = rl::scale_rewards::none;
+  const rl::group_baseline baseline = rl::make_group_baseline(terminal_scores, mean_only);
   for (std::size_t i = 0; i < segment_q.size(); ++i) {
     detail::require(std::isfinite(segment_q[i]), fn, "segment_q[", i, "] = ", segment_q[i], " is not finite");
-    out[i] = segment_q[i] - mean;
+    out[i] = baseline.advantage(segment_q[i]);
   }
 }
 

@@ -4,6 +4,7 @@
 // tree over node ids keeps the global frontier's best node without rescanning the tree.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -53,18 +54,20 @@ class tree {
   }
 
   /// Backs the terminal reward v up from `node` to the root: each node on the path gets
-  /// constrained_update(value, v, backup_weight(depth, depth(node) + 1, floor)) and one visit.
-  void backup(std::int32_t node, double v, double floor = 0.1) {
+  /// value = rule(value, v, depth, depth(node) + 1) and one visit. The default rule is
+  /// DeepSearch's: constrained_update(value, v, backup_weight(depth, traj_len, floor)).
+  template <class Rule>
+  void backup(std::int32_t node, double v, Rule&& rule) {
     constexpr const char* fn = "xplor::search::tree::backup";
     check_node(node, fn);
     detail::require(std::isfinite(v), fn, "v = ", v, " is not finite");
     const int traj_len = depth_[node] + 1;
     for (std::int32_t n = node; n != no_node; n = parent_[n]) {
-      value_[n] =
-          kernels::constrained_update(value_[n], v, kernels::backup_weight(depth_[n], traj_len, floor));
+      value_[n] = rule(value_[n], v, depth_[n], traj_len);
       ++visits_[n];
     }
   }
+  void backup(std::int32_t node, double v, double floor = 0.1) { backup(node, v, decayed_constrained_backup{floor}); }
   /// One visit without a value (the code's update(0) of candidates that were not chosen).
   void visit(std::int32_t node) {
     check_node(node, "xplor::search::tree::visit");
@@ -142,20 +145,40 @@ class frontier_index {
   std::vector<std::int32_t> best_;
 };
 
+/// The frontier score of node n: -inf unless n is a candidate (a non-terminal, non-root node with
+/// fewer than `width` children, the code's force_to_frontier), else score(Q(parent), Q(n),
+/// mean entropy, depth).
+template <class Score>
+requires std::invocable<Score&, double, double, double, int>
+double frontier_value(const tree& t, std::int32_t n, int width, Score&& score) {
+  if (n == root_index || t.terminal(n) || t.children(n) >= width) return frontier_index::neg_inf;
+  return score(t.q(t.parent(n)), t.q(n), t.mean_entropy(n), t.depth(n));
+}
+
+/// Rescores n (its Q or its children changed) and its children (their Q(parent) changed).
+template <class Score>
+requires std::invocable<Score&, double, double, double, int>
+void rescore_around(const tree& t, frontier_index& f, std::int32_t n, int width, Score&& score) {
+  f.set(n, frontier_value(t, n, width, score));
+  for (std::int32_t c = t.first_child(n); c != no_node; c = t.next_sibling(c))
+    f.set(c, frontier_value(t, c, width, score));
+}
+
 /// Rescores, after a backup from `node`, every frontier candidate whose score can have changed:
-/// the children of the nodes on the path (their Q(parent) changed) and the path nodes themselves
-/// (their own Q). A candidate is a non-terminal, non-root node with fewer than `width` children
-/// (the code's force_to_frontier). Work: path length x width, not the tree size.
+/// the path nodes (their own Q) and their children (their Q(parent)). Work: path length x width,
+/// not the tree size.
+template <class Score>
+requires std::invocable<Score&, double, double, double, int>
+void rescore_after_backup(const tree& t, frontier_index& f, std::int32_t node, int width, Score&& score) {
+  for (std::int32_t n = node; n != no_node; n = t.parent(n)) rescore_around(t, f, n, width, score);
+}
+
+/// The same with DeepSearch's frontier score F (frontier_score with `p`).
 inline void rescore_after_backup(const tree& t, frontier_index& f, std::int32_t node, int width,
                                  const frontier_params& p) {
-  auto score = [&](std::int32_t n) {
-    if (n == root_index || t.terminal(n) || t.children(n) >= width) return frontier_index::neg_inf;
-    return frontier_score(t.q(t.parent(n)), t.q(n), t.mean_entropy(n), t.depth(n), p);
-  };
-  for (std::int32_t n = node; n != no_node; n = t.parent(n)) {
-    f.set(n, score(n));
-    for (std::int32_t c = t.first_child(n); c != no_node; c = t.next_sibling(c)) f.set(c, score(c));
-  }
+  rescore_after_backup(t, f, node, width, [&p](double qp, double q, double h, int d) {
+    return frontier_score(qp, q, h, d, p);
+  });
 }
 
 }  // namespace xplor::search
