@@ -186,6 +186,13 @@ XPLOR_HD inline double top_p_target(float top_p, std::int64_t total) {
   return static_cast<double>(top_p) * static_cast<double>(total);
 }
 
+/// Whether token v of weight p lies in the top-p prefix that ends at `boundary` (weight bv) in
+/// the order (weight desc, id asc); boundary -1 keeps every token of positive weight. The one
+/// keep rule of the CPU's keep_prefix and the CUDA kernel.
+XPLOR_HD inline bool in_top_p_prefix(float p, std::int64_t v, float bv, std::int32_t boundary) {
+  return p > 0.0f && (boundary < 0 || p > bv || (p == bv && v <= boundary));
+}
+
 /// Weights p[V] (probabilities up to a constant) -> log-probabilities of the tokens up to
 /// `boundary` in (p desc, id asc), normalised over them; the rest -inf (boundary -1: rounding
 /// left the total below top_p, keep all).
@@ -193,8 +200,7 @@ XPLOR_HD inline void keep_prefix(float* p, std::int64_t V, std::int32_t boundary
   const float bv = boundary >= 0 ? p[boundary] : 0.0f;
   std::int64_t total = 0;
   for (std::int64_t v = 0; v < V; ++v) {
-    const bool keep = p[v] > 0.0f && (boundary < 0 || p[v] > bv || (p[v] == bv && v <= boundary));
-    if (!keep) p[v] = 0.0f;
+    if (!in_top_p_prefix(p[v], v, bv, boundary)) p[v] = 0.0f;
     total += mass_units(p[v]);
   }
   const float log_total = keep_prefix_log_total(total);

@@ -441,7 +441,7 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
     // function of the weight and the id, so the first pass only reads).
     const float bv = boundary >= 0 ? out[boundary] : 0.0f;
     auto keep = [bv, boundary](float p, std::int64_t v) {
-      return p > 0.0f && (boundary < 0 || p > bv || (p == bv && v <= boundary));
+      return xplor::sample::kernels::in_top_p_prefix(p, v, bv, boundary);
     };
     local = 0;
     for (std::int64_t v = threadIdx.x; v < V; v += threads) {
