@@ -306,3 +306,180 @@ TEST_CASE("policy_loss rejects bad input", "[rl][loss]") {
                                         std::span<const std::int64_t>(s.offsets), std::span(out)),
                     Catch::Contains("values has 1 elements for 2 sequences"));
 }
+
+namespace {
+/// A padded [B, L] batch stored row-major, with the flat batch of its valid tokens.
+struct padded_case {
+  std::int64_t B = 0, L = 0;
+  std::vector<float> logp, old_logp, adv, mask;  // row-major [B, L]
+  std::vector<float> seq_adv;                    // [B]
+};
+padded_case random_padded(std::mt19937& gen, std::int64_t B, std::int64_t L) {
+  std::uniform_real_distribution<float> lp(-3.0f, -0.05f), jitter(-0.3f, 0.3f), a(-1.5f, 1.5f);
+  std::uniform_int_distribution<std::int64_t> len(0, L);
+  padded_case c;
+  c.B = B;
+  c.L = L;
+  c.logp.resize(B * L);
+  c.old_logp.resize(B * L);
+  c.adv.resize(B * L);
+  c.mask.resize(B * L);
+  c.seq_adv.resize(B);
+  for (std::int64_t b = 0; b < B; ++b) {
+    c.seq_adv[b] = a(gen);
+    const std::int64_t n = len(gen);
+    for (std::int64_t j = 0; j < L; ++j) {
+      const std::int64_t t = b * L + j;
+      c.logp[t] = lp(gen);
+      c.old_logp[t] = c.logp[t] + jitter(gen);
+      c.adv[t] = c.seq_adv[b];
+      c.mask[t] = j < n ? 1.0f : 0.0f;
+    }
+  }
+  return c;
+}
+/// The same numbers column-major.
+std::vector<float> column_major(const std::vector<float>& rm, std::int64_t B, std::int64_t L) {
+  std::vector<float> cm(rm.size());
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t j = 0; j < L; ++j) cm[j * B + b] = rm[b * L + j];
+  return cm;
+}
+xplor::view2d<const float> rows(const std::vector<float>& v, std::int64_t B, std::int64_t L) {
+  return xplor::make_view(v.data(), {B, L});
+}
+xplor::view2d<const float> cols(const std::vector<float>& v, std::int64_t B, std::int64_t L) {
+  return xplor::view2d<const float>(v.data(), {B, L}, {1, B});
+}
+}  // namespace
+
+TEST_CASE("padded batches: a column-major [B, L] batch gives the row-major loss", "[rl][loss][padded]") {
+  // Hand-computed: B = 2, L = 3, on-policy (ratio 1, l = -A), dapo over 3 active tokens:
+  // row 0 has 2 tokens with A = 1, row 1 has 1 token with A = -2: loss = -(1 + 1 - 2) / 3 = 0,
+  // and with grpo: mean(-(1 + 1) / 2, -(-2) / 1) = mean(-1, 2) = 0.5.
+  const std::vector<float> logp{-1, -1, -1, -1, -1, -1}, adv{1, 1, 1, -2, -2, -2}, mask{1, 1, 0, 1, 0, 0};
+  std::vector<float> d(6);
+  loss_options grpo;
+  grpo.type = loss_type::grpo;
+  padded_policy_batch rm;
+  rm.logp = rows(logp, 2, 3);
+  rm.advantages = rows(adv, 2, 3);
+  rm.mask = rows(mask, 2, 3);
+  CHECK(policy_loss(xplor::cpu, rm, xplor::make_view(d.data(), {2, 3}), grpo).loss == Approx(0.5));
+  CHECK(d == std::vector<float>{-0.25f, -0.25f, 0.0f, 1.0f, 0.0f, 0.0f});  // -A m / n_b / B
+  const auto logp_c = column_major(logp, 2, 3), adv_c = column_major(adv, 2, 3), mask_c = column_major(mask, 2, 3);
+  padded_policy_batch cm;
+  cm.logp = cols(logp_c, 2, 3);
+  cm.advantages = cols(adv_c, 2, 3);
+  cm.mask = cols(mask_c, 2, 3);
+  std::vector<float> dc(6);
+  CHECK(policy_loss(xplor::cpu, cm, xplor::view2d<float>(dc.data(), {2, 3}, {1, 2}), grpo).loss == Approx(0.5));
+  CHECK(dc == column_major(d, 2, 3));
+  CHECK(policy_loss(xplor::cpu, cm, xplor::view2d<float>(dc.data(), {2, 3}, {1, 2})).loss == Approx(0.0));
+}
+
+TEST_CASE("padded batches equal the flat batch of their valid tokens, in any layout", "[rl][loss][padded][property]") {
+  std::mt19937 gen(41);
+  for (int trial = 0; trial < 60; ++trial) {
+    const std::int64_t B = 1 + static_cast<std::int64_t>(gen() % 6), L = 1 + static_cast<std::int64_t>(gen() % 9);
+    const padded_case c = random_padded(gen, B, L);
+    loss_options o;
+    o.type = static_cast<loss_type>(gen() % 5);
+    o.max_completion_length = L;
+    o.epsilon_high = 0.28f;
+    // Flat reference: only the valid tokens, one sequence per row.
+    policy_batch flat;
+    std::vector<float> fl, fo, fa;
+    std::vector<std::int64_t> off{0};
+    for (std::int64_t b = 0; b < B; ++b) {
+      for (std::int64_t j = 0; j < L; ++j)
+        if (c.mask[b * L + j] > 0.0f) {
+          fl.push_back(c.logp[b * L + j]);
+          fo.push_back(c.old_logp[b * L + j]);
+          fa.push_back(c.adv[b * L + j]);
+        }
+      off.push_back(static_cast<std::int64_t>(fl.size()));
+    }
+    flat.logp = fl;
+    flat.old_logp = fo;
+    flat.advantages = fa;
+    flat.sequence_offsets = off;
+    std::vector<float> fd(fl.size());
+    const loss_result want = policy_loss(xplor::cpu, flat, std::span(fd), o);
+    // Row-major with per-token advantages; column-major with per-sequence advantages; a block of
+    // a wider matrix; per-token advantages as a stride-0 broadcast of the per-sequence ones.
+    const auto lc = column_major(c.logp, B, L), oc = column_major(c.old_logp, B, L), mc = column_major(c.mask, B, L);
+    std::vector<float> wide(static_cast<std::size_t>(B * (L + 3)), 99.0f);
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t j = 0; j < L; ++j) wide[b * (L + 3) + j + 1] = c.logp[b * L + j];
+    for (int layout = 0; layout < 4; ++layout) {
+      padded_policy_batch p;
+      p.logp = layout == 1 ? cols(lc, B, L) : rows(c.logp, B, L);
+      if (layout == 2) p.logp = xplor::view2d<const float>(wide.data() + 1, {B, L}, {L + 3, 1});
+      p.old_logp = layout == 1 ? cols(oc, B, L) : rows(c.old_logp, B, L);
+      p.mask = layout == 1 ? cols(mc, B, L) : rows(c.mask, B, L);
+      if (layout == 1) {
+        p.sequence_advantages = c.seq_adv;
+      } else if (layout == 3) {
+        p.advantages = xplor::view2d<const float>(c.seq_adv.data(), {B, L}, {1, 0});
+      } else {
+        p.advantages = rows(c.adv, B, L);
+      }
+      std::vector<float> d(static_cast<std::size_t>(B * L), 7.0f);
+      const auto out = layout == 1 ? xplor::view2d<float>(d.data(), {B, L}, {1, B}) : xplor::make_view(d.data(), {B, L});
+      const loss_result got = policy_loss(xplor::cpu, p, out, o);
+      INFO("trial " << trial << " layout " << layout << " type " << static_cast<int>(o.type));
+      CHECK(got.loss == Approx(want.loss).margin(1e-6));
+      CHECK(got.clip_high_fraction == Approx(want.clip_high_fraction).margin(1e-9));
+      CHECK(got.active_tokens == want.active_tokens);
+      std::size_t k = 0;
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t j = 0; j < L; ++j) {
+          const float g = out(b, j);
+          if (c.mask[b * L + j] > 0.0f) {
+            CHECK(g == Approx(fd[k++]).margin(1e-7));
+          } else {
+            CHECK(g == 0.0f);  // padding gets no gradient
+          }
+        }
+    }
+  }
+}
+
+TEST_CASE("padded batches: shapes and layouts that cannot be read are errors", "[rl][loss][padded][bad_input]") {
+  const std::vector<float> x(12, -1.0f), m(12, 1.0f);
+  std::vector<float> d(12);
+  padded_policy_batch p;
+  p.logp = rows(x, 3, 4);
+  p.advantages = rows(x, 3, 4);
+  p.mask = rows(m, 3, 4);
+  CHECK_NOTHROW(policy_loss(xplor::cpu, p, xplor::make_view(d.data(), {3, 4})));
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, p, xplor::make_view(d.data(), {4, 3})),
+                    Catch::Contains("dlogp is 4 x 3, logp is 3 x 4"));
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, p, xplor::view2d<float>(d.data(), {3, 4}, {1, 0})),
+                    Catch::Contains("maps two elements to one address"));
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, p, xplor::view2d<float>(d.data(), {3, 4}, {2, 1})),
+                    Catch::Contains("maps two elements to one address"));
+  padded_policy_batch both = p;
+  both.sequence_advantages = std::span<const float>(x.data(), 3);
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, both, xplor::make_view(d.data(), {3, 4})), Catch::Contains("not both"));
+  padded_policy_batch no_mask = p;
+  no_mask.mask = {};
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, no_mask, xplor::make_view(d.data(), {3, 4})), Catch::Contains("mask is 0 x 0"));
+  padded_policy_batch short_seq = p;
+  short_seq.advantages = {};
+  short_seq.sequence_advantages = std::span<const float>(x.data(), 2);
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, short_seq, xplor::make_view(d.data(), {3, 4})),
+                    Catch::Contains("sequence_advantages has 2 elements for 3 sequences"));
+  std::vector<float> bad_mask(12, 2.0f);
+  padded_policy_batch masked = p;
+  masked.mask = rows(bad_mask, 3, 4);
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, masked, xplor::make_view(d.data(), {3, 4})),
+                    Catch::Contains("outside [0, 1]"));
+  // broadcast_to_tokens into a padded view
+  std::vector<float> out(12);
+  broadcast_to_tokens(xplor::cpu, std::span<const float>(x.data(), 3), xplor::view2d<float>(out.data(), {3, 4}, {1, 3}));
+  CHECK(out == std::vector<float>(12, -1.0f));
+  CHECK_THROWS_WITH(broadcast_to_tokens(xplor::cpu, std::span<const float>(x.data(), 2), xplor::make_view(out.data(), {3, 4})),
+                    Catch::Contains("values has 2 elements for 3 rows"));
+}

@@ -137,3 +137,42 @@ TEST_CASE("device: policy loss, its gradient and the logits gradient equal the C
   const auto hout = host(dout);
   for (std::int64_t k = 0; k < R * V; ++k) REQUIRE(hout[k] == Approx(out[k]).margin(1e-6));
 }
+
+TEST_CASE("device: a padded column-major batch equals the CPU's", "[device][rl][padded]") {
+  using namespace xplor::rl;
+  std::mt19937 rng(8);
+  const std::int64_t B = 5, L = 7;
+  std::vector<float> logp(B * L), old_logp(B * L), mask(B * L), seq_adv(B);
+  std::uniform_real_distribution<float> u(-2.0f, -0.1f);
+  for (std::int64_t i = 0; i < B * L; ++i) {
+    logp[i] = u(rng);
+    old_logp[i] = logp[i] + 0.1f * (u(rng) + 1.0f);
+    mask[i] = (i % L) < 2 + (i / L) ? 1.0f : 0.0f;  // stored column-major below: only the layout matters
+  }
+  for (auto& a : seq_adv) a = u(rng) + 1.0f;
+  auto cm = [&](const std::vector<float>& v) { return xplor::view2d<const float>(v.data(), {B, L}, {1, B}); };
+  padded_policy_batch hb;
+  hb.logp = cm(logp);
+  hb.old_logp = cm(old_logp);
+  hb.mask = cm(mask);
+  hb.sequence_advantages = seq_adv;
+  loss_options o;
+  o.type = loss_type::grpo;
+  std::vector<float> hd(B * L);
+  const loss_result want = policy_loss(xplor::cpu, hb, xplor::view2d<float>(hd.data(), {B, L}, {1, B}), o);
+  const auto dl = dev(logp), dol = dev(old_logp), dm = dev(mask), da = dev(seq_adv);
+  thrust::device_vector<float> dd(B * L);
+  auto dcm = [&](const thrust::device_vector<float>& v) {
+    return xplor::view2d<const float>(thrust::raw_pointer_cast(v.data()), {B, L}, {1, B});
+  };
+  padded_policy_batch db;
+  db.logp = dcm(dl);
+  db.old_logp = dcm(dol);
+  db.mask = dcm(dm);
+  db.sequence_advantages = std::span<const float>(thrust::raw_pointer_cast(da.data()), da.size());
+  const loss_result got =
+      policy_loss(xplor::device, db, xplor::view2d<float>(thrust::raw_pointer_cast(dd.data()), {B, L}, {1, B}), o);
+  CHECK(got.loss == Approx(want.loss).epsilon(1e-5));
+  const auto back = host(dd);
+  for (std::size_t i = 0; i < hd.size(); ++i) CHECK(back[i] == Approx(hd[i]).margin(1e-6));
+}

@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "xplor/core/error.hpp"
 #include "xplor/core/exec.hpp"
@@ -67,15 +68,14 @@ struct loss_options {
 /// [sequence_offsets[s], sequence_offsets[s+1]). Token arrays live in the backend's memory;
 /// offsets and truncated flags are host memory.
 struct policy_batch {
-  std::span<const float> logp;        // [T] log pi_theta(token)
-  std::span<const float> old_logp;    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
-  std::span<const float> ref_logp;    // [T] log pi_ref; needed when beta != 0
-  std::span<const float> advantages;  // [T] per token (broadcast_to_tokens for per-sequence values)
-  std::span<const float> mask;  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
-  std::span<const float>
-      entropies;  // [T] entropy of each position's distribution; needed when entropy_coef != 0
-  std::span<const std::int64_t> sequence_offsets;  // [S + 1], host
-  std::span<const std::uint8_t> truncated;         // [S] host; empty: none truncated
+  std::span<const float> logp = {};        // [T] log pi_theta(token)
+  std::span<const float> old_logp = {};    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
+  std::span<const float> ref_logp = {};    // [T] log pi_ref; needed when beta != 0
+  std::span<const float> advantages = {};  // [T] per token (broadcast_to_tokens for per-sequence values)
+  std::span<const float> mask = {};  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
+  std::span<const float> entropies = {};  // [T] entropy per position; needed when entropy_coef != 0
+  std::span<const std::int64_t> sequence_offsets = {};  // [S + 1], host
+  std::span<const std::uint8_t> truncated = {};         // [S] host; empty: none truncated
 };
 
 struct loss_result {
@@ -626,6 +626,121 @@ loss_result policy_loss(Exec exec, const policy_batch& batch, std::span<float> d
   r.mean_ratio = total.ratio / n;
   r.active_tokens = total.active;
   return r;
+}
+
+/// A batch as trainers hold it: padded [B, L] per-token arrays with a mask, in any layout a view
+/// describes (row-major, column-major, Eigen blocks, xtensor, device tensors through the
+/// adapters). Sequence b is row b; padding has mask 0. Views live in the backend's memory;
+/// `truncated` is host memory. Optional views may be left empty (default-constructed).
+struct padded_policy_batch {
+  view2d<const float> logp = {};        // [B, L] log pi_theta(token)
+  view2d<const float> old_logp = {};    // [B, L] log pi_old; empty: on-policy
+  view2d<const float> ref_logp = {};    // [B, L] log pi_ref; needed when beta != 0
+  view2d<const float> advantages = {};  // [B, L] per token; or empty with sequence_advantages
+  std::span<const float> sequence_advantages = {};  // [B] one advantage per sequence (backend memory)
+  view2d<const float> mask = {};        // [B, L] in [0, 1]: required (it marks the padding)
+  view2d<const float> entropies = {};   // [B, L]; needed when entropy_coef != 0
+  std::span<const std::uint8_t> truncated = {};  // [B] host; empty: none truncated
+};
+
+namespace kernels {
+/// out[t] = in(t / L, t % L): a [B, L] view of any strides into row-major scratch.
+struct gather_padded {
+  view2d<const float> in;
+  float* out;
+  std::int64_t L;
+  XPLOR_HD void operator()(std::int64_t t) const { out[t] = in(t / L, t % L); }
+};
+/// out(t / L, t % L) = in[t]: row-major scratch back into a [B, L] view of any strides.
+struct scatter_padded {
+  const float* in;
+  view2d<float> out;
+  std::int64_t L;
+  XPLOR_HD void operator()(std::int64_t t) const { out(t / L, t % L) = in[t]; }
+};
+/// out(t / L, t % L) = values[t / L].
+struct broadcast_padded {
+  const float* values;
+  view2d<float> out;
+  std::int64_t L;
+  XPLOR_HD void operator()(std::int64_t t) const { out(t / L, t % L) = values[t / L]; }
+};
+}  // namespace kernels
+
+
+/// The loss of a padded batch and d loss / d logp written into `dlogp` ([B, L], any layout
+/// without overlap; padding gets 0). The views are read through their strides, so a
+/// column-major [B, L] matrix gives the same loss as its row-major copy; shapes that differ
+/// from logp's are errors. Same options and result as the flat policy_loss (the per-token math
+/// is that function's: the views are gathered into row-major scratch on the backend).
+template <execution_tag Exec>
+loss_result policy_loss(Exec exec, const padded_policy_batch& batch, view2d<float> dlogp,
+                        const loss_options& options = {}, view2d<float> dentropy = {}) {
+  constexpr const char* fn = "xplor::rl::policy_loss(padded)";
+  const std::int64_t B = batch.logp.rows();
+  const std::int64_t L = batch.logp.cols();
+  const std::int64_t T = B * L;
+  auto same_shape = [&](auto v, const char* name, bool optional) {
+    const bool empty = v.data() == nullptr && v.rows() == 0 && v.cols() == 0;
+    detail::require((optional && empty) || (v.rows() == B && v.cols() == L && (T == 0 || v.data() != nullptr)), fn,
+                    name, " is ", v.rows(), " x ", v.cols(), ", logp is ", B, " x ", L);
+    return !empty;
+  };
+  const bool has_old = same_shape(batch.old_logp, "old_logp", true);
+  const bool has_ref = same_shape(batch.ref_logp, "ref_logp", true);
+  const bool has_adv = same_shape(batch.advantages, "advantages", true);
+  same_shape(batch.mask, "mask", false);
+  const bool has_ent = same_shape(batch.entropies, "entropies", true);
+  same_shape(dlogp, "dlogp", false);
+  const bool has_dent = same_shape(dentropy, "dentropy", true);
+  detail::require(has_adv != !batch.sequence_advantages.empty(), fn,
+                  "give either advantages [B, L] or sequence_advantages [B], not ",
+                  has_adv ? "both" : "neither");
+  detail::require(has_adv || static_cast<std::int64_t>(batch.sequence_advantages.size()) == B, fn,
+                  "sequence_advantages has ", batch.sequence_advantages.size(), " elements for ", B, " sequences");
+  detail::require_distinct_elements(dlogp, fn, "dlogp");
+  if (has_dent) detail::require_distinct_elements(dentropy, fn, "dentropy");
+
+  // Row-major scratch on the backend: logp, old, ref, advantages, mask, entropies, dlogp, dentropy.
+  auto scratch = make_buffer<float>(exec, static_cast<std::size_t>(8 * T));
+  float* base = scratch.data();
+  auto slot = [&](int k) { return std::span<float>(base + k * T, static_cast<std::size_t>(T)); };
+  auto gather = [&](view2d<const float> v, int k) {
+    for_each_index(exec, T, kernels::gather_padded{v, slot(k).data(), L > 0 ? L : 1});
+    return std::span<const float>(slot(k));
+  };
+  policy_batch flat;
+  flat.logp = gather(batch.logp, 0);
+  if (has_old) flat.old_logp = gather(batch.old_logp, 1);
+  if (has_ref) flat.ref_logp = gather(batch.ref_logp, 2);
+  if (has_adv) {
+    flat.advantages = gather(batch.advantages, 3);
+  } else {
+    for_each_index(exec, T,
+                   kernels::broadcast_padded{batch.sequence_advantages.data(), make_view(slot(3).data(), {B, L}),
+                                             L > 0 ? L : 1});
+    flat.advantages = slot(3);
+  }
+  flat.mask = gather(batch.mask, 4);
+  if (has_ent) flat.entropies = gather(batch.entropies, 5);
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(B + 1));
+  for (std::int64_t b = 0; b <= B; ++b) offsets[static_cast<std::size_t>(b)] = b * L;
+  flat.sequence_offsets = offsets;
+  flat.truncated = batch.truncated;
+  const loss_result r = policy_loss(exec, flat, slot(6), options, has_dent ? slot(7) : std::span<float>());
+  for_each_index(exec, T, kernels::scatter_padded{slot(6).data(), dlogp, L > 0 ? L : 1});
+  if (has_dent) for_each_index(exec, T, kernels::scatter_padded{slot(7).data(), dentropy, L > 0 ? L : 1});
+  return r;
+}
+
+/// out(b, j) = values[b] for a padded [B, L] output of any layout without overlap.
+template <execution_tag Exec>
+void broadcast_to_tokens(Exec exec, std::span<const float> values, view2d<float> out) {
+  constexpr const char* fn = "xplor::rl::broadcast_to_tokens(padded)";
+  detail::require(static_cast<std::int64_t>(values.size()) == out.rows(), fn, "values has ", values.size(),
+                  " elements for ", out.rows(), " rows");
+  detail::require_distinct_elements(out, fn, "out");
+  for_each_index(exec, out.size(), kernels::broadcast_padded{values.data(), out, out.cols() > 0 ? out.cols() : 1});
 }
 
 /// out[t] = values[s] for every token t of sequence s (per-sequence advantages to tokens).
