@@ -10,6 +10,7 @@ packages=(
   catch2                    # unit tests (Catch2 2.13)
   libbenchmark-dev          # Google Benchmark
   nlohmann-json3-dev        # safetensors headers, benchmark summaries
+  libcli11-dev              # the examples' command lines (CLI11)
   libthrust-dev libcub-dev  # device backend on the CPU when no CUDA toolkit is installed
   gnuplot-nox               # learning-curve plots written by the examples
   ccache                    # faster rebuilds on 2 cores

@@ -23,25 +23,10 @@
 #include <vector>
 #include <xplor/core/random.hpp>
 #include <xplor/sample/brorl.hpp>
+#include "common/cli.hpp"
 #include "common/gnuplot.hpp"
 
 namespace {
-
-const char* const kUsage =
-    "usage: brorl_bandit [options]\n"
-    "  --quick            V = 1280, 200 steps (the CTest run)\n"
-    "  --no-plot          write no data or gnuplot files, do not call gnuplot\n"
-    "  --seed S           Philox seed (default 2510)\n"
-    "  --vocab V          vocabulary size (default 12800; the paper uses 128000)\n"
-    "  --correct C        correct tokens (default V * 10000 / 128000, the paper's ratio)\n"
-    "  --steps T          AdamW steps per run (default 1000, as the paper)\n"
-    "  --ns LIST          draws per step, comma-separated (default 4,16,512,4096)\n"
-    "  --start S          uniform (z = 0), seeded (z = 3 on correct tokens, 5 on one wrong\n"
-    "                     anchor token) or both (default)\n"
-    "  --seeded           same as --start seeded\n"
-    "  --lr LR            AdamW learning rate (default 1e-3)\n"
-    "  --weight-decay W   AdamW decoupled weight decay (default 0.01, torch's default)\n"
-    "  --out PREFIX       writes PREFIX.dat, PREFIX.gp and PREFIX.png (default brorl_bandit)\n";
 
 struct options {
   std::uint64_t seed = 2510;
@@ -56,106 +41,54 @@ struct options {
   std::string out = "brorl_bandit";
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "brorl_bandit: %s (try --help)\n", message.c_str());
-  std::exit(2);
-}
-
-long parse_long(const std::string& flag, const std::string& text, long lo) {
-  char* end = nullptr;
-  const long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < lo || v > 100000000L) {
-    std::string m = flag;
-    m += " needs an integer >= ";
-    m += std::to_string(lo);
-    m += ", got '";
-    m += text;
-    m += "'";
-    usage_error(m);
-  }
-  return v;
-}
-
 options parse(int argc, char** argv) {
+  namespace ex = xplor::examples;
   options o;
-  bool quick = false, vocab_set = false, steps_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("%s", kUsage);
-      std::exit(0);
-    } else if (a == "--quick") {
-      quick = true;
-    } else if (a == "--no-plot") {
-      o.plot = false;
-    } else if (a == "--seeded") {
-      o.starts = {true};
-    } else if (i + 1 >= argc) {
-      std::string m = "unknown or incomplete option '";
-      m += a;
-      m += "'";
-      usage_error(m);
-    } else if (a == "--seed") {
-      o.seed = static_cast<std::uint64_t>(parse_long(a, argv[++i], 0));
-    } else if (a == "--vocab") {
-      o.vocab = static_cast<int>(parse_long(a, argv[++i], 2));
-      vocab_set = true;
-    } else if (a == "--correct") {
-      o.correct = static_cast<int>(parse_long(a, argv[++i], 1));
-    } else if (a == "--steps") {
-      o.steps = static_cast<int>(parse_long(a, argv[++i], 1));
-      steps_set = true;
-    } else if (a == "--start") {
-      const std::string s = argv[++i];
-      if (s == "uniform")
-        o.starts = {false};
-      else if (s == "seeded")
-        o.starts = {true};
-      else if (s == "both")
-        o.starts = {false, true};
-      else {
-        std::string m = "--start needs uniform, seeded or both, got '";
-        m += s;
-        m += "'";
-        usage_error(m);
-      }
-    } else if (a == "--lr" || a == "--weight-decay") {
-      char* end = nullptr;
-      const std::string text = argv[++i];
-      const double x = std::strtod(text.c_str(), &end);
-      const bool lr = a == "--lr";
-      if (text.empty() || *end != '\0' || !std::isfinite(x) || x < 0.0 || (lr && x == 0.0)) {
-        std::string m = a;
-        m += lr ? " needs a positive number, got '" : " needs a number >= 0, got '";
-        m += text;
-        m += "'";
-        usage_error(m);
-      }
-      (lr ? o.lr : o.weight_decay) = x;
-    } else if (a == "--ns") {
-      o.ns.clear();
-      const std::string list = argv[++i];
-      std::size_t start = 0;
-      while (start <= list.size()) {
-        const std::size_t comma = std::min(list.find(',', start), list.size());
-        o.ns.push_back(static_cast<int>(parse_long("--ns", list.substr(start, comma - start), 1)));
-        start = comma + 1;
-      }
-    } else if (a == "--out") {
-      o.out = argv[++i];
-    } else {
-      std::string m = "unknown option '";
-      m += a;
-      m += "'";
-      usage_error(m);
-    }
-  }
+  bool quick = false, seeded = false;
+  std::string start = "both";
+  CLI::App app{"BroRL's bandit simulator: the correct-mass change as the number of rollouts grows.",
+               "brorl_bandit"};
+  app.add_flag("--quick", quick, "V = 1280, 200 steps (the CTest run)");
+  app.add_flag_callback(
+      "--no-plot", [&o] { o.plot = false; }, "write no data or gnuplot files, do not call gnuplot");
+  ex::add_integer(app, "--seed", o.seed, 0, 100000000, "Philox seed (default 2510)")->type_name("S");
+  ex::add_integer(app, "--vocab", o.vocab, 2, 100000000,
+                  "vocabulary size (default 12800; the paper uses 128000)")
+      ->type_name("V");
+  ex::add_integer(app, "--correct", o.correct, 1, 100000000,
+                  "correct tokens (default V * 10000 / 128000, the paper's ratio)")
+      ->type_name("C");
+  ex::add_integer(app, "--steps", o.steps, 1, 100000000, "AdamW steps per run (default 1000, as the paper)")
+      ->type_name("T");
+  ex::add_integer_list(app, "--ns", o.ns, 1, 100000000,
+                       "draws per step, comma-separated (default 4,16,512,4096)");
+  auto* start_flag = app.add_option("--start", start,
+                                    "uniform (z = 0), seeded (z = 3 on correct tokens, 5 on one wrong anchor "
+                                    "token) or both (default)")
+                         ->type_name("S")
+                         ->check(CLI::IsMember({"uniform", "seeded", "both"}));
+  app.add_flag("--seeded", seeded, "same as --start seeded")->excludes(start_flag);
+  ex::add_number(app, "--lr", o.lr, 0.0, HUGE_VAL, "AdamW learning rate (default 1e-3)",
+                 /*exclusive_lo=*/true)
+      ->type_name("LR");
+  ex::add_number(app, "--weight-decay", o.weight_decay, 0.0, 1e6,
+                 "AdamW decoupled weight decay (default 0.01, torch's default)")
+      ->type_name("W");
+  app.add_option("--out", o.out, "writes PREFIX.dat, PREFIX.gp and PREFIX.png (default brorl_bandit)")
+      ->type_name("PREFIX");
+  ex::parse_flags(app, argc, argv);
+  if (seeded) start = "seeded";
+  o.starts = start == "uniform"  ? std::vector<bool>{false}
+             : start == "seeded" ? std::vector<bool>{true}
+                                 : std::vector<bool>{false, true};
   if (quick) {
-    if (!vocab_set) o.vocab = 1280;
-    if (!steps_set) o.steps = 200;
+    if (app.count("--vocab") == 0) o.vocab = 1280;
+    if (app.count("--steps") == 0) o.steps = 200;
   }
   if (o.correct < 0) o.correct = std::max(1, static_cast<int>(std::int64_t{o.vocab} * 10000 / 128000));
-  if (o.correct >= o.vocab) usage_error("--correct must be below --vocab (the anchor is a wrong token)");
+  if (o.correct >= o.vocab)
+    ex::usage_error(app, "--correct " + std::to_string(o.correct) + " must be below --vocab " +
+                             std::to_string(o.vocab) + " (the anchor is a wrong token)");
   return o;
 }
 

@@ -10,13 +10,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
 #include <vector>
 #include <xplor/xplor.hpp>
+#include "common/cli.hpp"
 
 namespace {
 
@@ -26,39 +25,15 @@ struct options {
   int group_size = 16;
 };
 
-int parse_int(const char* flag, const char* text, int lo) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || v < lo) {
-    std::fprintf(stderr, "core_tour: %s needs an integer >= %d, got '%s'\n", flag, lo, text);
-    std::exit(2);
-  }
-  return static_cast<int>(v);
-}
-
 options parse(int argc, char** argv) {
+  namespace ex = xplor::examples;
   options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf("usage: core_tour [--seed S] [--groups G] [--group-size N]\n");
-      std::exit(0);
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "core_tour: unknown or incomplete option '%s' (try --help)\n", a.c_str());
-      std::exit(2);
-    }
-    if (a == "--seed")
-      o.seed = static_cast<std::uint64_t>(parse_int("--seed", argv[++i], 0));
-    else if (a == "--groups")
-      o.groups = parse_int("--groups", argv[++i], 1);
-    else if (a == "--group-size")
-      o.group_size = parse_int("--group-size", argv[++i], 1);
-    else {
-      std::fprintf(stderr, "core_tour: unknown option '%s' (try --help)\n", a.c_str());
-      std::exit(2);
-    }
-  }
+  CLI::App app{"A walk through xplor's core: Philox draws, logits numerics, group reductions.", "core_tour"};
+  ex::add_integer(app, "--seed", o.seed, 0, 2147483647, "Philox seed (default 2024)")->type_name("S");
+  ex::add_integer(app, "--groups", o.groups, 1, 1000000, "reward groups (default 256)")->type_name("G");
+  ex::add_integer(app, "--group-size", o.group_size, 1, 10000, "rollouts per group (default 16)")
+      ->type_name("N");
+  ex::parse_flags(app, argc, argv);
   return o;
 }
 

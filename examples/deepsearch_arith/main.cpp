@@ -35,6 +35,7 @@
 #include <xplor/sample/rollout.hpp>
 #include <xplor/search/deep_search.hpp>
 
+#include "common/cli.hpp"
 #include "common/gnuplot.hpp"
 #include "common/policy_update.hpp"
 #include "rlvr_arithmetic/data.hpp"
@@ -45,27 +46,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace xm = xplor::model;
 namespace xs = xplor::search;
-
-const char* const usage =
-    "usage: deepsearch_arith [options]\n"
-    "DeepSearch tree search vs GRPO rollouts at an equal rollout-token budget, on hard arithmetic.\n"
-    "  --out DIR            output directory (default deepsearch_out)\n"
-    "  --seed S             seed of data, model and sampling (default 1)\n"
-    "  --sft-steps N        SFT steps before RL (default 1200, as rlvr_arithmetic)\n"
-    "  --sft-from FILE      skip SFT: start from this checkpoint (d_model 128, 3 layers, 4 heads)\n"
-    "  --budget TOKENS      generated tokens per RL run (default 900000)\n"
-    "  --eval-every TOKENS  pass@1 every this many generated tokens (default 150000)\n"
-    "  --eval N             held-out problems per evaluation (default 200)\n"
-    "  --levels LO-HI       difficulty levels to train and evaluate on, 1-5 (default 4-5)\n"
-    "  --prompts P          prompts per RL step (default 8)\n"
-    "  --n N                rollouts / trajectories per prompt (default 8)\n"
-    "  --width W            DeepSearch expansion width (default 4)\n"
-    "  --lr LR              RL learning rate (default 1e-4)\n"
-    "  --threads T          search threads (default 2)\n"
-    "  --drop-unsolved      ablation: DeepSearch does not learn from trees without a correct\n"
-    "                       trajectory (their mean-only advantages reward the wrong steps)\n"
-    "  --quick              a tiny configuration (the test suite's)\n"
-    "  --no-plot            do not call gnuplot\n";
 
 struct options {
   std::string out = "deepsearch_out", sft_from;
@@ -79,81 +59,66 @@ struct options {
   bool drop_unsolved = false;  // ablation: no update from trees without a correct trajectory
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "deepsearch_arith: %s (try --help)\n", message.c_str());
-  std::exit(2);
-}
-
 options parse(int argc, char** argv) {
+  namespace ex = xplor::examples;
   options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(a + " needs a value");
-      return argv[++i];
-    };
-    auto integer = [&](long long lo, long long hi) {
-      const std::string v = value();
-      char* end = nullptr;
-      const long long x = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || x < lo || x > hi)
-        usage_error(a + " = " + v + " is not an integer in [" + std::to_string(lo) + ", " +
-                    std::to_string(hi) + "]");
-      return x;
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(usage, stdout);
-      std::exit(0);
-    } else if (a == "--out") {
-      o.out = value();
-    } else if (a == "--seed") {
-      o.seed = static_cast<std::uint64_t>(integer(0, 1LL << 53));
-    } else if (a == "--sft-steps") {
-      o.sft_steps = static_cast<int>(integer(0, 1000000));
-    } else if (a == "--sft-from") {
-      o.sft_from = value();
-    } else if (a == "--budget") {
-      o.budget = integer(1, 1LL << 40);
-    } else if (a == "--eval-every") {
-      o.eval_every = integer(1, 1LL << 40);
-    } else if (a == "--eval") {
-      o.eval = static_cast<int>(integer(1, 100000));
-    } else if (a == "--levels") {
-      const std::string v = value();
-      if (v.size() != 3 || v[1] != '-' || v[0] < '1' || v[2] > '0' + rlvr::num_levels || v[0] > v[2])
-        usage_error("--levels = " + v +
-                    " is not LO-HI with 1 <= LO <= HI <= " + std::to_string(rlvr::num_levels));
-      o.level_lo = v[0] - '0';
-      o.level_hi = v[2] - '0';
-    } else if (a == "--prompts") {
-      o.prompts = static_cast<int>(integer(1, 4096));
-    } else if (a == "--n") {
-      o.n = static_cast<int>(integer(2, 1024));
-    } else if (a == "--width") {
-      o.width = static_cast<int>(integer(1, 64));
-    } else if (a == "--threads") {
-      o.threads = static_cast<int>(integer(1, 256));
-    } else if (a == "--lr") {
-      const std::string v = value();
-      char* end = nullptr;
-      o.lr = std::strtof(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(o.lr >= 0.0f))
-        usage_error("--lr = " + v + " is not a non-negative number");
-    } else if (a == "--quick") {
-      o.sft_steps = 4;
-      o.budget = 1500;
-      o.eval_every = 750;
-      o.eval = 6;
-      o.prompts = 2;
-      o.n = 4;
-      o.width = 2;
-    } else if (a == "--drop-unsolved") {
-      o.drop_unsolved = true;
-    } else if (a == "--no-plot") {
-      o.plot = false;
-    } else {
-      usage_error("unknown option " + a);
-    }
+  bool quick = false;
+  std::string levels = "4-5";
+  CLI::App app{
+      "DeepSearch tree search vs GRPO rollouts at an equal rollout-token budget, on hard arithmetic.",
+      "deepsearch_arith"};
+  app.add_option("--out", o.out, "output directory (default deepsearch_out)")->type_name("DIR");
+  ex::add_integer(app, "--seed", o.seed, 0, 1LL << 53, "seed of data, model and sampling (default 1)")
+      ->type_name("S");
+  ex::add_integer(app, "--sft-steps", o.sft_steps, 0, 1000000,
+                  "SFT steps before RL (default 1200, as rlvr_arithmetic)")
+      ->type_name("N");
+  app.add_option("--sft-from", o.sft_from,
+                 "skip SFT: start from this checkpoint (d_model 128, 3 layers, 4 heads)")
+      ->type_name("FILE")
+      ->check(ex::existing_file());
+  ex::add_integer(app, "--budget", o.budget, 1, 1LL << 40, "generated tokens per RL run (default 900000)")
+      ->type_name("TOKENS");
+  ex::add_integer(app, "--eval-every", o.eval_every, 1, 1LL << 40,
+                  "pass@1 every this many generated tokens (default 150000)")
+      ->type_name("TOKENS");
+  ex::add_integer(app, "--eval", o.eval, 1, 100000, "held-out problems per evaluation (default 200)")
+      ->type_name("N");
+  app.add_option("--levels", levels,
+                 "difficulty levels to train and evaluate on, 1-" + std::to_string(rlvr::num_levels) +
+                     " (default 4-5)")
+      ->type_name("LO-HI")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v.size() != 3 || v[1] != '-' || v[0] < '1' || v[2] > '0' + rlvr::num_levels || v[0] > v[2])
+              return "needs LO-HI with 1 <= LO <= HI <= " + std::to_string(rlvr::num_levels) + ", got '" + v +
+                     "'";
+            return {};
+          },
+          ""));
+  ex::add_integer(app, "--prompts", o.prompts, 1, 4096, "prompts per RL step (default 8)")->type_name("P");
+  ex::add_integer(app, "--n", o.n, 2, 1024, "rollouts / trajectories per prompt (default 8)")->type_name("N");
+  ex::add_integer(app, "--width", o.width, 1, 64, "DeepSearch expansion width (default 4)")->type_name("W");
+  ex::add_number(app, "--lr", o.lr, 0.0, HUGE_VAL, "RL learning rate (default 1e-4)")->type_name("LR");
+  ex::add_integer(app, "--threads", o.threads, 1, 256, "search threads (default 2)")->type_name("T");
+  app.add_flag("--drop-unsolved", o.drop_unsolved,
+               "ablation: DeepSearch does not learn from trees without a correct trajectory (their mean-only "
+               "advantages reward the wrong steps)");
+  app.add_flag("--quick", quick, "a tiny configuration (the test suite's); flags given with it still apply");
+  app.add_flag_callback(
+      "--no-plot", [&o] { o.plot = false; }, "do not call gnuplot");
+  ex::parse_flags(app, argc, argv);
+  o.level_lo = levels[0] - '0';
+  o.level_hi = levels[2] - '0';
+  if (quick) {
+    const auto unset = [&app](const char* flag) { return app.count(flag) == 0; };
+    if (unset("--sft-steps")) o.sft_steps = 4;
+    if (unset("--budget")) o.budget = 1500;
+    if (unset("--eval-every")) o.eval_every = 750;
+    if (unset("--eval")) o.eval = 6;
+    if (unset("--prompts")) o.prompts = 2;
+    if (unset("--n")) o.n = 4;
+    if (unset("--width")) o.width = 2;
   }
   return o;
 }

@@ -33,19 +33,10 @@
 #include <xplor/env/reinforce.hpp>
 #include <xplor/env/tasks/guess_number.hpp>
 #include <xplor/env/vector_env.hpp>
+#include "common/cli.hpp"
 #include "common/gnuplot.hpp"
 
 namespace {
-
-const char* const kUsage =
-    "usage: gem_guess_number [options]\n"
-    "  --quick            300 iterations (the CTest run; well under 10 s)\n"
-    "  --no-plot          write no data or gnuplot files, do not call gnuplot\n"
-    "  --seed S           seed of the environments and the policy's draws (default 7)\n"
-    "  --iterations I     training iterations per gamma (default 1000)\n"
-    "  --max-turns K      turn budget per episode (default 10, the easy level's)\n"
-    "  --lr LR            Adam learning rate (default 0.05)\n"
-    "  --out PREFIX       writes PREFIX.dat, PREFIX.gp and PREFIX.png (default gem_guess_number)\n";
 
 struct options {
   std::uint64_t seed = 7;
@@ -58,60 +49,28 @@ struct options {
   int episodes = 64;
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "gem_guess_number: %s (try --help)\n", message.c_str());
-  std::exit(2);
-}
-
 options parse(int argc, char** argv) {
+  namespace ex = xplor::examples;
   options o;
-  bool quick = false, iterations_set = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](double lo, double hi) {
-      const std::string v = value();
-      char* end = nullptr;
-      const double x = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(x >= lo && x <= hi)) {
-        std::string m = a;
-        m += " needs a number in [";
-        m += std::to_string(lo);
-        m += ", ";
-        m += std::to_string(hi);
-        m += "], got '";
-        m += v;
-        m += "'";
-        usage_error(m);
-      }
-      return x;
-    };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--quick") {
-      quick = true;
-    } else if (a == "--no-plot") {
-      o.plot = false;
-    } else if (a == "--seed") {
-      o.seed = static_cast<std::uint64_t>(number(0, 1e15));
-    } else if (a == "--iterations") {
-      o.iterations = static_cast<int>(number(1, 1e6));
-      iterations_set = true;
-    } else if (a == "--max-turns") {
-      o.max_turns = static_cast<int>(number(1, 1000));
-    } else if (a == "--lr") {
-      o.lr = number(1e-9, 10);
-    } else if (a == "--out") {
-      o.out = value();
-    } else {
-      usage_error("unknown option '" + a + "'");
-    }
-  }
-  if (quick && !iterations_set) o.iterations = 300;
+  bool quick = false;
+  CLI::App app{"REINFORCE + ReBN learning GEM's GuessTheNumber, with gamma 0.9 and 1.0.", "gem_guess_number"};
+  app.add_flag("--quick", quick, "300 iterations (the CTest run; well under 10 s)");
+  app.add_flag_callback(
+      "--no-plot", [&o] { o.plot = false; }, "write no data or gnuplot files, do not call gnuplot");
+  ex::add_integer(app, "--seed", o.seed, 0, 1000000000000000,
+                  "seed of the environments and the policy's draws (default 7)")
+      ->type_name("S");
+  ex::add_integer(app, "--iterations", o.iterations, 1, 1000000,
+                  "training iterations per gamma (default 1000)")
+      ->type_name("I");
+  ex::add_integer(app, "--max-turns", o.max_turns, 1, 1000,
+                  "turn budget per episode (default 10, the easy level's)")
+      ->type_name("K");
+  ex::add_number(app, "--lr", o.lr, 1e-9, 10.0, "Adam learning rate (default 0.05)")->type_name("LR");
+  app.add_option("--out", o.out, "writes PREFIX.dat, PREFIX.gp and PREFIX.png (default gem_guess_number)")
+      ->type_name("PREFIX");
+  ex::parse_flags(app, argc, argv);
+  if (quick && app.count("--iterations") == 0) o.iterations = 300;
   return o;
 }
 

@@ -24,6 +24,7 @@
 #include <xplor/budget/knapsack.hpp>
 #include <xplor/budget/success_tracker.hpp>
 #include <xplor/core/random.hpp>
+#include "common/cli.hpp"
 #include "common/gnuplot.hpp"
 
 namespace {
@@ -39,69 +40,30 @@ struct options {
   bool plot = true;
 };
 
-void usage(std::FILE* to) {
-  std::fprintf(
-      to,
-      "usage: knapsack_budget [--tasks M] [--budget-per-task N] [--n-min A] [--n-max B]\n"
-      "                       [--seed S] [--out PREFIX] [--no-plot] [--help]\n"
-      "  --tasks M            prompts per step (default 20000)\n"
-      "  --budget-per-task N  average rollouts per prompt; total budget M * N (default 8)\n"
-      "  --n-min A, --n-max B bounds on a prompt's rollouts (default 2, 128)\n"
-      "  --seed S             Philox seed (default 2509)\n"
-      "  --out PREFIX         writes PREFIX.dat, PREFIX.gp and PREFIX.png (default knapsack_budget)\n"
-      "  --no-plot            skip the plot files\n");
-}
-
-int parse_int(const char* flag, const char* text, long lo, long hi) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || v < lo || v > hi) {
-    std::fprintf(stderr, "knapsack_budget: %s needs an integer in [%ld, %ld], got '%s'\n", flag, lo, hi,
-                 text);
-    std::exit(2);
-  }
-  return static_cast<int>(v);
-}
-
 options parse(int argc, char** argv) {
+  namespace ex = xplor::examples;
   options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      usage(stdout);
-      std::exit(0);
-    }
-    if (a == "--no-plot") {
-      o.plot = false;
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "knapsack_budget: unknown or incomplete option '%s' (try --help)\n", a.c_str());
-      std::exit(2);
-    }
-    const char* v = argv[++i];
-    if (a == "--tasks")
-      o.tasks = parse_int("--tasks", v, 1, 50000000);
-    else if (a == "--budget-per-task")
-      o.budget_per_task = parse_int("--budget-per-task", v, 0, 100000);
-    else if (a == "--n-min")
-      o.n_min = parse_int("--n-min", v, 0, 100000);
-    else if (a == "--n-max")
-      o.n_max = parse_int("--n-max", v, 0, 100000);
-    else if (a == "--seed")
-      o.seed = static_cast<std::uint64_t>(parse_int("--seed", v, 0, 2147483647));
-    else if (a == "--out")
-      o.out = v;
-    else {
-      std::fprintf(stderr, "knapsack_budget: unknown option '%s' (try --help)\n", a.c_str());
-      std::exit(2);
-    }
-  }
-  if (o.budget_per_task < o.n_min || o.budget_per_task > o.n_max) {
-    std::fprintf(stderr, "knapsack_budget: --budget-per-task %d must lie in [--n-min, --n-max] = [%d, %d]\n",
-                 o.budget_per_task, o.n_min, o.n_max);
-    std::exit(2);
-  }
+  CLI::App app{
+      "Uniform against Knapsack RL rollout budgets: the fraction of prompts with a non-zero GRPO gradient.",
+      "knapsack_budget"};
+  ex::add_integer(app, "--tasks", o.tasks, 1, 50000000, "prompts per step (default 20000)")->type_name("M");
+  ex::add_integer(app, "--budget-per-task", o.budget_per_task, 0, 100000,
+                  "average rollouts per prompt; total budget M * N (default 8)")
+      ->type_name("N");
+  ex::add_integer(app, "--n-min", o.n_min, 0, 100000, "lower bound on a prompt's rollouts (default 2)")
+      ->type_name("A");
+  ex::add_integer(app, "--n-max", o.n_max, 0, 100000, "upper bound on a prompt's rollouts (default 128)")
+      ->type_name("B");
+  ex::add_integer(app, "--seed", o.seed, 0, 2147483647, "Philox seed (default 2509)")->type_name("S");
+  app.add_option("--out", o.out, "writes PREFIX.dat, PREFIX.gp and PREFIX.png (default knapsack_budget)")
+      ->type_name("PREFIX");
+  app.add_flag_callback(
+      "--no-plot", [&o] { o.plot = false; }, "skip the plot files");
+  ex::parse_flags(app, argc, argv);
+  if (o.budget_per_task < o.n_min || o.budget_per_task > o.n_max)
+    ex::usage_error(app, "--budget-per-task " + std::to_string(o.budget_per_task) +
+                             " must lie in [--n-min, --n-max] = [" + std::to_string(o.n_min) + ", " +
+                             std::to_string(o.n_max) + "]");
   return o;
 }
 
