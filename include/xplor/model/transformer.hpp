@@ -9,6 +9,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -63,21 +64,61 @@ using const_strided_map = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
 inline matrix_map mat(float* p, std::int64_t rows, std::int64_t cols) { return {p, rows, cols}; }
 inline const_matrix_map mat(const float* p, std::int64_t rows, std::int64_t cols) { return {p, rows, cols}; }
 
+/// Eigen's GEMM runs on one thread below this many multiply-adds (twice its kMinTaskSize).
+inline constexpr double eigen_parallel_work = 100000.0;
+
+/// f(i) for i in [0, n), `work` multiply-adds in all, such that every Eigen product inside f
+/// runs on one thread whatever the thread count: Eigen's own parallel GEMM chooses its depth
+/// blocking (so the order in which a dot product is summed) from its thread count, which made
+/// the model's bits, and the flagship's checkpoints, depend on OMP_NUM_THREADS. Eigen does not
+/// parallelise inside an OpenMP region of several threads, so work it would split runs in one
+/// (even for n = 1); smaller work runs serially, where Eigen stays on one thread by itself.
+template <class F>
+void thread_independent_for(std::int64_t n, double work, F f) {
+#if XPLOR_HAS_OPENMP
+  if (work >= eigen_parallel_work && n > 0 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#else
+  (void)work;
+#endif
+  for (std::int64_t i = 0; i < n; ++i) f(i);
+}
+
+/// f(lo, count) over fixed chunks of `rows` rows of a product with `work_per_row` multiply-adds
+/// per row: a product split into these chunks is summed the same way on any thread count.
+template <class F>
+void row_chunks(std::int64_t rows, double work_per_row, F f) {
+  constexpr std::int64_t chunk = 64;
+  thread_independent_for((rows + chunk - 1) / chunk, double(rows) * work_per_row, [&](std::int64_t c) {
+    const std::int64_t lo = c * chunk;
+    f(lo, std::min(chunk, rows - lo));
+  });
+}
+
 /// y[N, out] (+)= x[N, in] W^T for W (out, in).
 inline void linear_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
                            std::int64_t out, bool accumulate = false) {
-  auto Y = mat(y, n, out);
-  if (accumulate)
-    Y.noalias() += mat(x, n, in) * mat(w, out, in).transpose();
-  else
-    Y.noalias() = mat(x, n, in) * mat(w, out, in).transpose();
+  row_chunks(n, double(in) * double(out), [&](std::int64_t lo, std::int64_t rows) {
+    auto Y = mat(y + lo * out, rows, out);
+    if (accumulate)
+      Y.noalias() += mat(x + lo * in, rows, in) * mat(w, out, in).transpose();
+    else
+      Y.noalias() = mat(x + lo * in, rows, in) * mat(w, out, in).transpose();
+  });
 }
 
 /// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x.
 inline void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                             std::int64_t n, std::int64_t in, std::int64_t out) {
-  mat(dx, n, in).noalias() += mat(dy, n, out) * mat(w, out, in);
-  mat(dw, out, in).noalias() += mat(dy, n, out).transpose() * mat(x, n, in);
+  row_chunks(n, double(in) * double(out), [&](std::int64_t lo, std::int64_t rows) {
+    mat(dx + lo * in, rows, in).noalias() += mat(dy + lo * out, rows, out) * mat(w, out, in);
+  });
+  row_chunks(out, double(n) * double(in), [&](std::int64_t lo, std::int64_t rows) {
+    mat(dw + lo * in, rows, in).noalias() += mat(dy, n, out).middleCols(lo, rows).transpose() * mat(x, n, in);
+  });
 }
 }  // namespace dense
 
@@ -447,33 +488,30 @@ class transformer {
   void attention_forward(const float* qkv, float* att, float* att_y, std::int64_t B, std::int64_t T) const {
     const std::int64_t C = cfg_.d_model, D = cfg_.head_dim(), H = cfg_.n_heads;
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-    for_each_index(
-        cpu, B * H,
-        [&](std::int64_t bh) {
-          const std::int64_t b = bh / H, h = bh % H;
-          const float* base = qkv + b * T * 3 * C + h * D;
-          const dense::const_strided_map q(base, T, D, Eigen::OuterStride<>(3 * C));
-          const dense::const_strided_map k(base + C, T, D, Eigen::OuterStride<>(3 * C));
-          const dense::const_strided_map v(base + 2 * C, T, D, Eigen::OuterStride<>(3 * C));
-          auto P = dense::mat(att + bh * T * T, T, T);
-          P.noalias() = (q * k.transpose()) * scale;
-          for (std::int64_t i = 0; i < T; ++i) {
-            float* row = P.data() + i * T;
-            float m = -std::numeric_limits<float>::infinity();
-            for (std::int64_t j = 0; j <= i; ++j) m = std::max(m, row[j]);
-            float sum = 0.0f;
-            for (std::int64_t j = 0; j <= i; ++j) {
-              row[j] = std::exp(row[j] - m);
-              sum += row[j];
-            }
-            const float inv = 1.0f / sum;
-            for (std::int64_t j = 0; j <= i; ++j) row[j] *= inv;
-            for (std::int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
-          }
-          dense::strided_map y(att_y + b * T * C + h * D, T, D, Eigen::OuterStride<>(C));
-          y.noalias() = P * v;
-        },
-        T * T * D);
+    dense::thread_independent_for(B * H, double(B * H) * double(T * T * D), [&](std::int64_t bh) {
+      const std::int64_t b = bh / H, h = bh % H;
+      const float* base = qkv + b * T * 3 * C + h * D;
+      const dense::const_strided_map q(base, T, D, Eigen::OuterStride<>(3 * C));
+      const dense::const_strided_map k(base + C, T, D, Eigen::OuterStride<>(3 * C));
+      const dense::const_strided_map v(base + 2 * C, T, D, Eigen::OuterStride<>(3 * C));
+      auto P = dense::mat(att + bh * T * T, T, T);
+      P.noalias() = (q * k.transpose()) * scale;
+      for (std::int64_t i = 0; i < T; ++i) {
+        float* row = P.data() + i * T;
+        float m = -std::numeric_limits<float>::infinity();
+        for (std::int64_t j = 0; j <= i; ++j) m = std::max(m, row[j]);
+        float sum = 0.0f;
+        for (std::int64_t j = 0; j <= i; ++j) {
+          row[j] = std::exp(row[j] - m);
+          sum += row[j];
+        }
+        const float inv = 1.0f / sum;
+        for (std::int64_t j = 0; j <= i; ++j) row[j] *= inv;
+        for (std::int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
+      }
+      dense::strided_map y(att_y + b * T * C + h * D, T, D, Eigen::OuterStride<>(C));
+      y.noalias() = P * v;
+    });
   }
 
   void block_forward(int l, std::int64_t B, std::int64_t T) {
@@ -537,31 +575,28 @@ class transformer {
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     const float* qkv = act_.qkv[l].data();
     float* dqkv = act_.dqkv.data();
-    for_each_index(
-        cpu, B * H,
-        [&](std::int64_t bh) {
-          const std::int64_t b = bh / H, h = bh % H;
-          const float* base = qkv + b * T * 3 * C + h * D;
-          float* dbase = dqkv + b * T * 3 * C + h * D;
-          const Eigen::OuterStride<> s3(3 * C), s1(C);
-          const dense::const_strided_map q(base, T, D, s3), k(base + C, T, D, s3), v(base + 2 * C, T, D, s3);
-          dense::strided_map dq(dbase, T, D, s3), dk(dbase + C, T, D, s3), dv(dbase + 2 * C, T, D, s3);
-          const dense::const_strided_map dy(act_.datt_y.data() + b * T * C + h * D, T, D, s1);
-          const auto P = dense::mat(static_cast<const float*>(act_.att[l].data()) + bh * T * T, T, T);
-          auto dP = dense::mat(act_.datt.data() + bh * T * T, T, T);
-          dP.noalias() = dy * v.transpose();
-          dv.noalias() = P.transpose() * dy;
-          for (std::int64_t i = 0; i < T; ++i) {
-            const float* pr = P.data() + i * T;
-            float* dr = dP.data() + i * T;
-            float dot = 0.0f;
-            for (std::int64_t j = 0; j <= i; ++j) dot += pr[j] * dr[j];
-            for (std::int64_t j = 0; j < T; ++j) dr[j] = j <= i ? pr[j] * (dr[j] - dot) * scale : 0.0f;
-          }
-          dq.noalias() = dP * k;
-          dk.noalias() = dP.transpose() * q;
-        },
-        T * T * D);
+    dense::thread_independent_for(B * H, double(B * H) * double(T * T * D), [&](std::int64_t bh) {
+      const std::int64_t b = bh / H, h = bh % H;
+      const float* base = qkv + b * T * 3 * C + h * D;
+      float* dbase = dqkv + b * T * 3 * C + h * D;
+      const Eigen::OuterStride<> s3(3 * C), s1(C);
+      const dense::const_strided_map q(base, T, D, s3), k(base + C, T, D, s3), v(base + 2 * C, T, D, s3);
+      dense::strided_map dq(dbase, T, D, s3), dk(dbase + C, T, D, s3), dv(dbase + 2 * C, T, D, s3);
+      const dense::const_strided_map dy(act_.datt_y.data() + b * T * C + h * D, T, D, s1);
+      const auto P = dense::mat(static_cast<const float*>(act_.att[l].data()) + bh * T * T, T, T);
+      auto dP = dense::mat(act_.datt.data() + bh * T * T, T, T);
+      dP.noalias() = dy * v.transpose();
+      dv.noalias() = P.transpose() * dy;
+      for (std::int64_t i = 0; i < T; ++i) {
+        const float* pr = P.data() + i * T;
+        float* dr = dP.data() + i * T;
+        float dot = 0.0f;
+        for (std::int64_t j = 0; j <= i; ++j) dot += pr[j] * dr[j];
+        for (std::int64_t j = 0; j < T; ++j) dr[j] = j <= i ? pr[j] * (dr[j] - dot) * scale : 0.0f;
+      }
+      dq.noalias() = dP * k;
+      dk.noalias() = dP.transpose() * q;
+    });
     rope_rows(dqkv, positions_.data(), N, -1.0f);
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
     dense::linear_backward(act_.norm1[l].data(), p(o.qkv), dqkv, act_.dnorm.data(), g(o.qkv), N, C, 3 * C);
