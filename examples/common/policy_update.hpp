@@ -3,7 +3,7 @@
 // forward/backward of the reference transformer per micro-batch -> rl::policy_loss (any
 // loss_type; its d loss / d log p feeds model.backward(dlogp)) -> gradient clipping -> AdamW.
 // Per-token advantages cover both GRPO (one advantage per completion, repeated) and DeepSearch
-// (one per tree node, rl-methods.md 2.6).
+// (one per tree node, docs/methods.md §2.6).
 #pragma once
 
 #include <algorithm>

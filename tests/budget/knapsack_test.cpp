@@ -77,7 +77,7 @@ double draw_p(std::mt19937& gen) {
 // ------------------------------------------------------------------------------------------------
 // Formulas
 
-TEST_CASE("rollout_value reproduces the worked values of rl-methods 3.7", "[budget][knapsack]") {
+TEST_CASE("rollout_value reproduces the worked values of docs/methods.md 3.7", "[budget][knapsack]") {
   struct row {
     int n;
     double p, nonzero, gain, value;

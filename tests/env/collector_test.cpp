@@ -110,7 +110,7 @@ reinforce_batch worked(float gamma, bool norm_return) {
 
 }  // namespace
 
-TEST_CASE("ReBN collector: worked numbers of rl-methods 5.7", "[env][collector]") {
+TEST_CASE("ReBN collector: worked numbers of docs/methods.md 5.7", "[env][collector]") {
   const auto b = worked(0.9f, true);
   REQUIRE(b.num_episodes() == 2);
   REQUIRE(b.num_transitions() == 4);

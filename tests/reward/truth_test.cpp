@@ -48,7 +48,7 @@ TEST_CASE("reward values of every variant", "[truth]") {
   }
 }
 
-TEST_CASE("rl-methods 4.7 worked cases", "[truth]") {
+TEST_CASE("docs/methods.md 4.7 worked cases", "[truth]") {
   const std::vector<std::string> gold{"william shakespeare"};
   // \boxed{I don't know.} normalises to "i dont know": abstain, ternary 0, binary -1.
   const outcome idk = classify_response("I am not sure. \\boxed{I don't know.}", gold);

@@ -16,7 +16,7 @@ std::vector<float> grpo(const std::vector<float>& r, std::int64_t g, const advan
 }
 }  // namespace
 
-TEST_CASE("GRPO advantages: TRL worked numbers (rl-methods 6.5)", "[rl][advantage]") {
+TEST_CASE("GRPO advantages: TRL worked numbers (docs/methods.md 6.5)", "[rl][advantage]") {
   const std::vector<float> r{1, 0, 0, 1};
   const auto a = grpo(r, 4);
   // Bessel std 0.577350, A = 0.5 / (0.577350 + 1e-4)
@@ -27,7 +27,7 @@ TEST_CASE("GRPO advantages: TRL worked numbers (rl-methods 6.5)", "[rl][advantag
   CHECK(grpo(r, 4, none) == std::vector<float>{0.5f, -0.5f, -0.5f, 0.5f});
 }
 
-TEST_CASE("GRPO advantages: verl and TruthRL worked numbers (rl-methods 4.7)", "[rl][advantage]") {
+TEST_CASE("GRPO advantages: verl and TruthRL worked numbers (docs/methods.md 4.7)", "[rl][advantage]") {
   const std::vector<float> ternary{1, 0, -1, -1};
   auto a = grpo(ternary, 4, verl_options());
   const double expected[] = {1.305581, 0.261116, -0.783349, -0.783349};
@@ -44,7 +44,7 @@ TEST_CASE("GRPO advantages: verl and TruthRL worked numbers (rl-methods 4.7)", "
   for (int i = 0; i < 4; ++i) CHECK(a[i] == Approx(expected_bin[i]).epsilon(1e-5));
 }
 
-TEST_CASE("REINFORCE++ and RLOO: worked numbers (rl-methods 1.8)", "[rl][advantage]") {
+TEST_CASE("REINFORCE++ and RLOO: worked numbers (docs/methods.md 1.8)", "[rl][advantage]") {
   const std::vector<float> r{1, 0, 0, 0, 1, 1, 1, 0};
   std::vector<float> a(8);
   advantage_options o;
@@ -168,7 +168,7 @@ TEST_CASE("batch scaling and ReBN match across 4 simulated ranks", "[rl][advanta
   for (int i = 0; i < 64; ++i) REQUIRE(rebn_ranked[i] == Approx(rebn_single[i]).epsilon(1e-6));
 }
 
-TEST_CASE("discounted returns and ReBN: GEM worked numbers (rl-methods 5.7)", "[rl][advantage]") {
+TEST_CASE("discounted returns and ReBN: GEM worked numbers (docs/methods.md 5.7)", "[rl][advantage]") {
   const std::vector<float> rewards{0, 0, 1, 0.5f};
   const std::vector<std::int64_t> episodes{0, 3, 4};
   std::vector<float> g(4), a(4);

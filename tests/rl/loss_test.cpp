@@ -34,7 +34,7 @@ double loss_of(const policy_batch& b, loss_type type, std::vector<float>& grad) 
 
 }  // namespace
 
-TEST_CASE("loss aggregation: TRL worked numbers (rl-methods 6.5)", "[rl][loss]") {
+TEST_CASE("loss aggregation: TRL worked numbers (docs/methods.md 6.5)", "[rl][loss]") {
   two_sequences s;
   std::vector<float> g;
   s.adv.assign(6, -1.0f);  // l = [1, 1], [1, 1, 1, 1]

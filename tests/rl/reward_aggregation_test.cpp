@@ -22,7 +22,7 @@ using opt = std::optional<float>;
 std::vector<opt> column(const std::vector<float>& v) { return std::vector<opt>(v.begin(), v.end()); }
 }  // namespace
 
-TEST_CASE("sum_then_normalize reproduces TRL's advantages (rl-methods 6.5)", "[rl][aggregation]") {
+TEST_CASE("sum_then_normalize reproduces TRL's advantages (docs/methods.md 6.5)", "[rl][aggregation]") {
   const std::vector<opt> r = column({1, 0, 0, 1});
   const std::vector<float> w{1.0f};
   const auto group = aggregate_rewards(r, w, equal_groups(1, 4));
@@ -37,7 +37,7 @@ TEST_CASE("sum_then_normalize reproduces TRL's advantages (rl-methods 6.5)", "[r
   CHECK(plain.advantages == std::vector<float>{0.5f, -0.5f, -0.5f, 0.5f});
 }
 
-TEST_CASE("TruthRL groups under verl's conventions (rl-methods 4.7)", "[rl][aggregation]") {
+TEST_CASE("TruthRL groups under verl's conventions (docs/methods.md 4.7)", "[rl][aggregation]") {
   aggregate_options verl;
   verl.eps = 1e-6f;
   const std::vector<float> w{1.0f};

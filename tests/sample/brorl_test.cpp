@@ -39,14 +39,14 @@ double softmax_difference(const std::vector<double>& p, const bytes& correct, co
   return correct_mass_of_logits(z1, correct) - correct_mass_of_logits(z, correct);
 }
 
-// The worked example of rl-methods 1.8 item 1.
+// The worked example of docs/methods.md §1.8 item 1.
 const std::vector<double> kP{0.4, 0.3, 0.2, 0.1};
 const bytes kCorrect{1, 0, 1, 0};  // P = {0, 2}
 const bytes kSampled{1, 1, 0, 0};  // A = {0}, B = {1}, U = {2, 3}
 
 }  // namespace
 
-TEST_CASE("Theorem 1: worked numbers (rl-methods 1.8 item 1)", "[sample][brorl]") {
+TEST_CASE("Theorem 1: worked numbers (docs/methods.md 1.8 item 1)", "[sample][brorl]") {
   const auto t = mass_balance(kP, kCorrect, kSampled, 1.0, -1.0);
   CHECK(t.s_r == Approx(0.1).epsilon(1e-12));
   CHECK(t.q_pos == Approx(0.6).epsilon(1e-12));
@@ -83,7 +83,7 @@ TEST_CASE("Theorem 1: a finite difference of the logit step gives 0.11600", "[sa
   CHECK(by_expm1 == Approx(by_softmax).epsilon(1e-6));
 }
 
-TEST_CASE("Lemma 2, pass@k and the lr factor: worked numbers (rl-methods 1.8 items 2, 3, 5)",
+TEST_CASE("Lemma 2, pass@k and the lr factor: worked numbers (docs/methods.md 1.8 items 2, 3, 5)",
           "[sample][brorl]") {
   CHECK(expected_unsampled_second_moment(0.1, 16) == Approx(0.0018530).epsilon(1e-4));
   CHECK(expected_unsampled_second_moment(0.1, 512) == Approx(3.7339e-26).epsilon(1e-4));
@@ -205,7 +205,7 @@ TEST_CASE("BroRL preset: REINFORCE++ options, clip bounds and dynamic sampling",
   REQUIRE(loss.epsilon_high.has_value());
   CHECK(*loss.epsilon_high == 0.4f);
 
-  // rl-methods 1.8 item 4 with the preset's options (unbiased std): +-1.6202 / +-0.5401.
+  // docs/methods.md §1.8 item 4 with the preset's options (unbiased std): +-1.6202 / +-0.5401.
   const std::vector<float> rewards{1, 0, 0, 0, 1, 1, 1, 0};
   std::vector<float> a(rewards.size());
   xplor::rl::compute_advantages(xplor::cpu, preset.advantage_estimator, std::span<const float>(rewards),

@@ -7,7 +7,7 @@
 
 using namespace xplor::search;
 
-TEST_CASE("DeepSearch scoring: worked numbers (rl-methods 2.11)", "[search][score]") {
+TEST_CASE("DeepSearch scoring: worked numbers (docs/methods.md 2.11)", "[search][score]") {
   // 1. Backup weights, terminal at depth 4 (traj_len 5), depths 4..0.
   const double expected[] = {1.0, 0.8, 0.6, 0.4, 0.2};
   for (int depth = 4; depth >= 0; --depth) CHECK(backup_weight(depth, 5, 0.1) == Approx(expected[4 - depth]));

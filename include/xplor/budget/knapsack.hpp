@@ -35,9 +35,9 @@ struct allocation_options {
   int n_min = 2;    ///< N_low, fewest rollouts a prompt gets: min_n = 2 (paper §4, the 7B script)
   int n_max = 128;  ///< N_up, most rollouts a prompt gets: max_n = 128 (the 7B script)
   solver_kind solver = solver_kind::fast;  ///< the paper uses the DP; the fast solver is exact too
-  /// Reproduce sampling_budget_by_knapsack (rl-methods 3.3): k = 0 extra rollouts scores 0 instead
+  /// Reproduce sampling_budget_by_knapsack (docs/methods.md §3.3): k = 0 extra rollouts scores 0 instead
   /// of Value(n_min), spare budget goes to p = 0 prompts (and prompts without estimates), prompts
-  /// without estimates get floor(B / M). Off: the exact knapsack of decisions.md.
+  /// without estimates get floor(B / M). Off: the exact knapsack of docs/methods.md §7.3.
   bool reference_compat = false;
   double alpha = 0.9;                         ///< compat: probability-cost confidence, alpha = 0.9
   cost_model cost = cost_model::probability;  ///< compat: cost_estimation = "probability"
@@ -490,7 +490,7 @@ inline void split_evenly(std::vector<int>& n, const std::vector<std::size_t>& wh
 }  // namespace detail
 
 // ------------------------------------------------------------------------------------------------
-// Formulas (rl-methods 3.1). p is a prompt's success rate, n its number of rollouts.
+// Formulas (docs/methods.md §3.1). p is a prompt's success rate, n its number of rollouts.
 
 /// Probability that n Bernoulli(p) rewards hold a success and a failure, so that GRPO's group
 /// advantage is non-zero: 1 - p^n - (1-p)^n for n >= 2, and 0 for n in {0, 1} (the literal formula

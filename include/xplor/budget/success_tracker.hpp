@@ -22,7 +22,8 @@ namespace xplor::budget {
 /// How a prompt's success rate is estimated from the rewards of its visits (one visit = the group
 /// of rollouts of one training step).
 enum class estimate_mode {
-  /// Mean reward of the most recent visit (decisions.md default; the code's epoch_estimation = True).
+  /// Mean reward of the most recent visit (the default, docs/methods.md §7.4; the code's
+  /// epoch_estimation = True).
   last_visit,
   /// The code with robust_epoch_estimation = True (its 7B script): the last visit's mean if that
   /// visit had >= buffer_length rewards, else the mean of the last buffer_length rewards of all visits.
@@ -40,7 +41,7 @@ enum class reward_scale {
 
 /// Options of `success_tracker`; defaults from rl_dataset.py and run_knapsack_grpo_7b.sh.
 struct tracker_options {
-  estimate_mode mode = estimate_mode::last_visit;  ///< decisions.md: "mean reward of the last visit"
+  estimate_mode mode = estimate_mode::last_visit;  ///< docs/methods.md §7.4
   int buffer_length = 16;  ///< reward_buffer_length = 16 (REWARD_BUFFER_LENGTH in the 7B script)
   int min_rollouts = 8;    ///< min_buffer_length = 8: fewer rewards seen -> no estimate (uniform share)
   reward_scale rewards = reward_scale::unit_interval;  ///< the code asserts {-1, 0, 1}: `ternary`

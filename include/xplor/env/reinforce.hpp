@@ -1,5 +1,5 @@
 // REINFORCE with Return Batch Normalization (ReBN; GEM, arXiv 2510.01051 §3, code
-// examples/train_oat/train_oat.py; rl-methods 5.4): a collector that runs a vector_env with a
+// examples/train_oat/train_oat.py; docs/methods.md §5.4): a collector that runs a vector_env with a
 // batched policy until N episodes are complete, records every transition, computes discounted
 // returns per episode (xplor::rl::discounted_returns) and ReBN advantages over all transitions of
 // the batch (xplor::rl::rebn_advantages), and spreads each transition's advantage over the tokens

@@ -2,7 +2,7 @@
 // 2510.01180. The mass-balance analysis of one update in logit space (Theorem 1, Lemma 2)
 // as diagnostics, the pass@k link, and the training preset (N = 512 rollouts per prompt, 128
 // prompts per step, lr scaled by sqrt of the batch ratio, dynamic sampling, REINFORCE++).
-// Formulas and the bandit simulator: docs/brorl.md; spec: rl-methods.md section 1.
+// Formulas and the bandit simulator: docs/brorl.md; spec: docs/methods.md §1.
 #pragma once
 
 #include <cmath>
@@ -19,7 +19,7 @@
 namespace xplor::sample {
 
 // ---------------------------------------------------------------------------------------------
-// Theorem 1 (rl-methods 1.3). A vocabulary with probabilities p = softmax(z), a correct set P and
+// Theorem 1 (docs/methods.md §1.3). A vocabulary with probabilities p = softmax(z), a correct set P and
 // a set of sampled tokens. A sampled correct token earns R_c, a sampled wrong token R_w
 // (R_c >= 0 >= R_w), an unsampled token 0. The sampled set is given as one byte per token,
 // nonzero = sampled: a per-token sample count works as is, and each sampled token counts once
@@ -180,7 +180,7 @@ inline double expected_unsampled_second_moment(double p, int n) {
   return p * p * std::exp(double(n) * std::log1p(-p));
 }
 
-/// pass@k of a prompt whose correct mass is q_pos: 1 - (1 - q_pos)^k (rl-methods 1.3).
+/// pass@k of a prompt whose correct mass is q_pos: 1 - (1 - q_pos)^k (docs/methods.md §1.3).
 inline double pass_at_k(double q_pos, int k) {
   constexpr const char* fn = "xplor::sample::pass_at_k";
   detail::require(std::isfinite(q_pos) && q_pos >= 0.0 && q_pos <= 1.0, fn, "q_pos = ", q_pos,
@@ -191,7 +191,7 @@ inline double pass_at_k(double q_pos, int k) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The BroRL training preset (rl-methods 1.2, 1.4, 1.6): the ProRLv2 recipe with one knob turned.
+// The BroRL training preset (docs/methods.md §1.2, §1.4, §1.6): the ProRLv2 recipe with one knob turned.
 
 /// BroRL's settings against the ProRL baseline they were scaled from. The learning rate follows
 /// eta_new = eta_0 sqrt(B_new / B_0) with B counted in samples (prompts x rollouts): 128 x 512 =
@@ -211,7 +211,7 @@ struct brorl_preset {
   /// of one keeps its reward. (veRL's whitening, as we read it, uses rsqrt(var + 1e-8): a relative
   /// difference near 1e-6.)
   rl::advantage_options advantage = rl::verl_options();
-  /// Clip-higher PPO bounds: ProRL's values, UNVERIFIED for the BroRL runs (rl-methods 1.2: the
+  /// Clip-higher PPO bounds: ProRL's values, UNVERIFIED for the BroRL runs (docs/methods.md §1.2: the
   /// BroRL paper does not give them).
   float epsilon_low = 0.2f;
   float epsilon_high = 0.4f;
