@@ -1,4 +1,4 @@
-// brorl_bandit: the bandit simulator of BroRL (arXiv 2510.01180, §4.1; rl-methods 1.3) at a
+// brorl_bandit: the bandit simulator of BroRL (arXiv 2510.01180, §4.1; docs/methods.md §1.3) at a
 // vocabulary that runs in seconds on a CPU.
 //
 //   V tokens, C of them correct (reward +1), the rest wrong (-1). Logits z start at 0 ("uniform")
@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 #include <xplor/core/random.hpp>
+#include <xplor/model/optim.hpp>
 #include <xplor/sample/brorl.hpp>
 #include "common/cli.hpp"
 #include "common/gnuplot.hpp"
@@ -119,8 +120,11 @@ run_result simulate(const options& o, bool seeded, int n) {
   const auto c = static_cast<std::size_t>(o.correct);  // tokens [0, C) are correct
   std::vector<std::uint8_t> correct(v, 0), drawn(v);
   std::fill(correct.begin(), correct.begin() + static_cast<std::ptrdiff_t>(c), std::uint8_t{1});
-  std::vector<double> z(v, 0.0), p(v), grad(v), w(v), dz(v), dz_undrawn(v);
-  std::vector<double> m(v, 0.0), s(v, 0.0);  // AdamW moments
+  std::vector<double> z(v, 0.0), p(v), grad(v), w(v), z_before(v), dz(v), dz_undrawn(v);
+  // torch.optim.AdamW's betas (0.9, 0.999) and eps 1e-8 (adamw_options' defaults), decoupled weight
+  // decay on every logit; in double, as the rest of the simulation.
+  xplor::model::basic_adamw<double> adamw(static_cast<std::int64_t>(v),
+                                          {.weight_decay = static_cast<float>(o.weight_decay)});
   if (seeded) {
     std::fill(z.begin(), z.begin() + static_cast<std::ptrdiff_t>(c), 3.0);
     z[c] = 5.0;  // the anchor: the first wrong token
@@ -128,8 +132,6 @@ run_result simulate(const options& o, bool seeded, int n) {
   std::vector<float> weights(v);
   std::vector<double> cdf(v);
   std::vector<std::int64_t> tokens(static_cast<std::size_t>(n));
-  // torch.optim.AdamW: betas (0.9, 0.999), eps 1e-8, decoupled weight decay (default 0.01).
-  const double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8, weight_decay = o.weight_decay;
   const auto mass = [&](const std::vector<double>& prob) {
     double q = 0.0;
     for (std::size_t k = 0; k < c; ++k) q += prob[k];
@@ -188,13 +190,11 @@ run_result simulate(const options& o, bool seeded, int n) {
     for (std::size_t k = 0; k < v; ++k) grad[k] = -p[k] * (w[k] - big_w) / n;
 
     // AdamW; the step's effect is also evaluated with only the undrawn tokens moved.
-    const double bc1 = 1.0 - std::pow(beta1, t + 1), bc2 = 1.0 - std::pow(beta2, t + 1);
+    z_before = z;
+    adamw.step(z, grad, o.lr);
     for (std::size_t k = 0; k < v; ++k) {
-      m[k] = beta1 * m[k] + (1.0 - beta1) * grad[k];
-      s[k] = beta2 * s[k] + (1.0 - beta2) * grad[k] * grad[k];
-      dz[k] = -o.lr * weight_decay * z[k] - o.lr * (m[k] / bc1) / (std::sqrt(s[k] / bc2) + adam_eps);
+      dz[k] = z[k] - z_before[k];
       dz_undrawn[k] = drawn[k] != 0 ? 0.0 : dz[k];
-      z[k] += dz[k];
     }
     r.dq_undrawn.push_back(xplor::sample::correct_mass_change(p, correct, dz_undrawn));
     softmax(z, p);

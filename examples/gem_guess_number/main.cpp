@@ -1,7 +1,7 @@
 // gem_guess_number: a small policy learns GuessTheNumber (GEM `game:GuessTheNumber-v0-easy`: a
 // secret in 1..20, 10 turns, +1 and terminated on the correct guess, 0 otherwise, truncated after
 // the last turn) with REINFORCE + Return Batch Normalization (GEM arXiv 2510.01051 §3;
-// rl-methods 5.4), once with gamma = 0.9 and once with gamma = 1.0. The GEM paper reports that
+// docs/methods.md §5.4), once with gamma = 0.9 and once with gamma = 1.0. The GEM paper reports that
 // REINFORCE learns binary search here only with gamma < 1: with gamma = 1 every successful
 // episode has return 1 however many turns it took.
 //
@@ -33,6 +33,7 @@
 #include <xplor/env/reinforce.hpp>
 #include <xplor/env/tasks/guess_number.hpp>
 #include <xplor/env/vector_env.hpp>
+#include <xplor/model/optim.hpp>
 #include "common/cli.hpp"
 #include "common/gnuplot.hpp"
 
@@ -101,20 +102,19 @@ interval update(interval s, const std::string& obs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The tabular softmax policy and Adam.
+// The tabular softmax policy and its Adam (model/optim.hpp's AdamW without weight decay, in double).
 
 struct table_policy {
-  int low, high, n;                 // guesses low..high, n of them
-  std::vector<double> theta, m, v;  // (lo, hi) rows of n logits
-  int adam_steps = 0;
+  int low, high, n;           // guesses low..high, n of them
+  std::vector<double> theta;  // (lo, hi) rows of n logits
+  xplor::model::basic_adamw<double> adam;
 
   table_policy(int low_, int high_)
       : low(low_),
         high(high_),
         n(high_ - low_ + 1),
         theta(std::size_t(n) * n * n, 0.0),
-        m(theta.size(), 0.0),
-        v(theta.size(), 0.0) {}
+        adam(static_cast<std::int64_t>(theta.size()), {.weight_decay = 0.0f}) {}
 
   std::size_t row(interval s) const {
     const int lo = std::clamp(s.lo, low, high), hi = std::clamp(s.hi, low, high);
@@ -131,17 +131,6 @@ struct table_policy {
   int greedy(interval s) const {
     const double* z = &theta[row(s)];
     return low + int(std::max_element(z, z + n) - z);
-  }
-  void adam(const std::vector<double>& grad, double lr) {  // minimises; torch.optim.Adam defaults
-    constexpr double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    ++adam_steps;
-    const double c1 = 1.0 - std::pow(b1, adam_steps), c2 = 1.0 - std::pow(b2, adam_steps);
-    for (std::size_t k = 0; k < theta.size(); ++k) {
-      if (grad[k] == 0.0 && m[k] == 0.0) continue;  // rows never visited stay untouched
-      m[k] = b1 * m[k] + (1 - b1) * grad[k];
-      v[k] = b2 * v[k] + (1 - b2) * grad[k] * grad[k];
-      theta[k] -= lr * (m[k] / c1) / (std::sqrt(v[k] / c2) + eps);
-    }
   }
 };
 
@@ -245,7 +234,7 @@ run_result train(const options& o, float gamma) {
           grad[r + g] -= double(adv[k]) * inv_t * ((g == a ? 1.0 : 0.0) - p[g]);
       }
     }
-    table.adam(grad, o.lr);
+    table.adam.step(table.theta, grad, o.lr);
   }
   // The greedy policy on every secret: replay the game's feedback rules directly.
   int total_turns = 0, solved = 0;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <numbers>
 #include <span>
@@ -33,38 +34,52 @@ struct adamw_options {
   }
 };
 
-class adamw {
+/// AdamW over a flat parameter buffer. `Real` is the parameters' type: float for the reference
+/// transformer (`adamw`), double for a small policy kept in double (a logits table in an
+/// example); the hyperparameters are adamw_options' floats either way.
+template <std::floating_point Real>
+class basic_adamw {
  public:
-  adamw(const parameter_layout& layout, const adamw_options& options = {})
-      : layout_(&layout),
-        opt_(options),
-        m_(static_cast<std::size_t>(layout.total), 0.0f),
-        v_(static_cast<std::size_t>(layout.total), 0.0f) {
+  /// The transformer's parameters: weight decay on the tensors the layout marks (matrices).
+  basic_adamw(const parameter_layout& layout, const adamw_options& options = {}) : opt_(options) {
     options.validate("xplor::model::adamw");
+    for (const tensor_slot& s : layout.tensors) segments_.push_back({s.offset, s.size, s.decay});
+    m_.assign(static_cast<std::size_t>(layout.total), Real(0));
+    v_.assign(static_cast<std::size_t>(layout.total), Real(0));
+  }
+
+  /// `size` parameters that are not a transformer's, all of them decayed (weight_decay = 0 makes
+  /// this Adam).
+  basic_adamw(std::int64_t size, const adamw_options& options) : opt_(options) {
+    options.validate("xplor::model::adamw");
+    detail::require(size >= 0, "xplor::model::adamw", "size = ", size, " is negative");
+    segments_.push_back({0, size, true});
+    m_.assign(static_cast<std::size_t>(size), Real(0));
+    v_.assign(static_cast<std::size_t>(size), Real(0));
   }
 
   /// One update with learning rate `lr` (from a schedule), t -> t + 1:
   ///   p <- p - lr * wd * p  (decayed tensors only)
   ///   m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2
   ///   p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-  void step(std::span<float> params, std::span<const float> grads, float lr) {
+  void step(std::span<Real> params, std::span<const Real> grads, Real lr) {
     constexpr const char* fn = "xplor::model::adamw::step";
     detail::require(params.size() == m_.size() && grads.size() == m_.size(), fn, "params/grads have ",
                     params.size(), "/", grads.size(), " elements, the layout has ", m_.size());
-    detail::require(std::isfinite(lr) && lr >= 0.0f, fn, "lr = ", lr, " must be finite and >= 0");
+    detail::require(std::isfinite(lr) && lr >= Real(0), fn, "lr = ", lr, " must be finite and >= 0");
     ++t_;
-    const float b1 = opt_.beta1, b2 = opt_.beta2, eps = opt_.eps;
-    const float c1 = 1.0f / (1.0f - static_cast<float>(std::pow(double(b1), double(t_))));
-    const float c2 = 1.0f / (1.0f - static_cast<float>(std::pow(double(b2), double(t_))));
-    for (const tensor_slot& s : layout_->tensors) {
-      const float decay = s.decay ? 1.0f - lr * opt_.weight_decay : 1.0f;
-      float* p = params.data() + s.offset;
-      const float* g = grads.data() + s.offset;
-      float* m = m_.data() + s.offset;
-      float* v = v_.data() + s.offset;
+    const Real b1 = opt_.beta1, b2 = opt_.beta2, eps = opt_.eps;
+    const Real c1 = Real(1) / (Real(1) - static_cast<Real>(std::pow(double(b1), double(t_))));
+    const Real c2 = Real(1) / (Real(1) - static_cast<Real>(std::pow(double(b2), double(t_))));
+    for (const segment& s : segments_) {
+      const Real decay = s.decay ? Real(1) - lr * Real(opt_.weight_decay) : Real(1);
+      Real* p = params.data() + s.offset;
+      const Real* g = grads.data() + s.offset;
+      Real* m = m_.data() + s.offset;
+      Real* v = v_.data() + s.offset;
       for_each_index(cpu, s.size, [=](std::int64_t i) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        m[i] = b1 * m[i] + (Real(1) - b1) * g[i];
+        v[i] = b2 * v[i] + (Real(1) - b2) * g[i] * g[i];
         p[i] = p[i] * decay - lr * (m[i] * c1) / (std::sqrt(v[i] * c2) + eps);
       });
     }
@@ -73,19 +88,26 @@ class adamw {
   const adamw_options& options() const { return opt_; }
   std::int64_t steps() const { return t_; }
   /// Moments, laid out like the parameters (for checkpoints).
-  std::span<float> first_moment() { return m_; }
-  std::span<float> second_moment() { return v_; }
+  std::span<Real> first_moment() { return m_; }
+  std::span<Real> second_moment() { return v_; }
   void set_steps(std::int64_t t) {
     detail::require(t >= 0, "xplor::model::adamw::set_steps", "t = ", t, " is negative");
     t_ = t;
   }
 
  private:
-  const parameter_layout* layout_;
+  struct segment {
+    std::int64_t offset = 0, size = 0;
+    bool decay = false;
+  };
+  std::vector<segment> segments_;  // copied from the layout, so the optimizer never dangles
   adamw_options opt_;
-  std::vector<float> m_, v_;
+  std::vector<Real> m_, v_;
   std::int64_t t_ = 0;
 };
+
+/// The reference transformer's optimizer.
+using adamw = basic_adamw<float>;
 
 /// The global L2 norm of `grads`; when it exceeds max_norm, scales grads by
 /// max_norm / (norm + 1e-6) (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
