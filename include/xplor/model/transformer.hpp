@@ -87,39 +87,46 @@ void thread_independent_for(std::int64_t n, double work, F f) {
   for (std::int64_t i = 0; i < n; ++i) f(i);
 }
 
-/// f(lo, count) over fixed chunks of `rows` rows of a product with `work_per_row` multiply-adds
-/// per row: a product split into these chunks is summed the same way on any thread count.
+/// f(r0, nr, c0, nc) over fixed tiles of at most 128 x 128 of a [rows, cols] product output with
+/// `depth` multiply-adds per element: a product split into these tiles is summed the same way on
+/// any thread count, and small-row products (decoding) still split over their columns.
 template <class F>
-void row_chunks(std::int64_t rows, double work_per_row, F f) {
-  constexpr std::int64_t chunk = 64;
-  thread_independent_for((rows + chunk - 1) / chunk, double(rows) * work_per_row, [&](std::int64_t c) {
-    const std::int64_t lo = c * chunk;
-    f(lo, std::min(chunk, rows - lo));
+void tiles(std::int64_t rows, std::int64_t cols, std::int64_t depth, F f) {
+  constexpr std::int64_t tile = 128;
+  const std::int64_t tr = (rows + tile - 1) / tile, tc = (cols + tile - 1) / tile;
+  thread_independent_for(tr * tc, double(rows) * double(cols) * double(depth), [&](std::int64_t t) {
+    const std::int64_t r0 = t / tc * tile, c0 = t % tc * tile;
+    f(r0, std::min(tile, rows - r0), c0, std::min(tile, cols - c0));
   });
 }
 
 /// y[N, out] (+)= x[N, in] W^T for W (out, in).
 inline void linear_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
                            std::int64_t out, bool accumulate = false) {
-  row_chunks(n, double(in) * double(out), [&](std::int64_t lo, std::int64_t rows) {
-    auto Y = mat(y + lo * out, rows, out);
+  tiles(n, out, in, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
+    auto Y = mat(y, n, out).block(r0, c0, nr, nc);
+    const auto X = mat(x, n, in).middleRows(r0, nr);
+    const auto W = mat(w, out, in).middleRows(c0, nc);
     if (accumulate)
-      Y.noalias() += mat(x + lo * in, rows, in) * mat(w, out, in).transpose();
+      Y.noalias() += X * W.transpose();
     else
-      Y.noalias() = mat(x + lo * in, rows, in) * mat(w, out, in).transpose();
+      Y.noalias() = X * W.transpose();
   });
 }
 
 /// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x.
 inline void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                             std::int64_t n, std::int64_t in, std::int64_t out) {
-  row_chunks(n, double(in) * double(out), [&](std::int64_t lo, std::int64_t rows) {
-    mat(dx + lo * in, rows, in).noalias() += mat(dy + lo * out, rows, out) * mat(w, out, in);
+  tiles(n, in, out, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
+    mat(dx, n, in).block(r0, c0, nr, nc).noalias() +=
+        mat(dy, n, out).middleRows(r0, nr) * mat(w, out, in).middleCols(c0, nc);
   });
-  row_chunks(out, double(n) * double(in), [&](std::int64_t lo, std::int64_t rows) {
-    mat(dw + lo * in, rows, in).noalias() += mat(dy, n, out).middleCols(lo, rows).transpose() * mat(x, n, in);
+  tiles(out, in, n, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
+    mat(dw, out, in).block(r0, c0, nr, nc).noalias() +=
+        mat(dy, n, out).middleCols(r0, nr).transpose() * mat(x, n, in).middleCols(c0, nc);
   });
 }
+
 }  // namespace dense
 
 class transformer {
