@@ -245,7 +245,9 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
 /// length beyond the file or over 100 MB, a header that is not a JSON object, a tensor entry
 /// without dtype/shape/data_offsets, a dtype other than F32, offsets that are not integers, run
 /// backwards, leave the buffer, disagree with the shape, overlap or leave holes, metadata that is
-/// not strings) throws xplor::error naming the file and the problem; nothing partial is returned.
+/// not strings, a NUL byte or nesting deeper than 8 in the header) throws xplor::error naming the
+/// file and the problem; nothing partial is returned. Memory stays within the file's size. Also
+/// removes temp files that writers killed mid-write left beside `path`.
 inline safetensors_contents read_safetensors(const std::filesystem::path& path) {
   namespace sd = safetensors_detail;
   using nlohmann::json;
