@@ -38,6 +38,7 @@
 #include <omp.h>
 #endif
 
+#include "common/cli.hpp"
 #include "common/gnuplot.hpp"
 #include "data.hpp"
 #include "train.hpp"
@@ -47,32 +48,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace xm = xplor::model;
 using json = nlohmann::json;
-
-const char* const kUsage =
-    "usage: rlvr_arithmetic [options]\n"
-    "  --out DIR            output folder (default rlvr_out); results go to DIR/seed<S>/\n"
-    "  --seed S             first seed (default 1)\n"
-    "  --seeds K            run seeds S .. S+K-1 and print the mean and spread over them (default 1)\n"
-    "  --resume             continue from the checkpoints in DIR (finished stages are only re-evaluated)\n"
-    "  --quick              a tiny configuration of every stage (the CTest run, a few seconds)\n"
-    "  --sft-steps N        SFT steps (default 1200)\n"
-    "  --rl-steps N         RL steps per reward (default 60)\n"
-    "  --reward R           ternary | binary | both (default both: the TruthRL comparison)\n"
-    "  --loss L             grpo | bnpo | dr_grpo | dapo or a verl name (default dapo, TRL's default)\n"
-    "  --prompts P          prompts per RL step (default 32)\n"
-    "  --rollouts N         mean rollouts per prompt; the step's budget is P N (default 8)\n"
-    "  --brorl              BroRL-style broad rollouts: N x 8, P / 2, lr x sqrt(samples ratio)\n"
-    "  --no-knapsack        the same N for every prompt instead of the knapsack allocation\n"
-    "  --idk-rate F         fraction of SFT targets that abstain (default 0.1)\n"
-    "  --eval-per-cell N    evaluation problems per (level, operation) and template set (default 20)\n"
-    "  --d-model C, --layers L, --heads H   model shape (default 128, 3, 4)\n"
-    "  --threads T          OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
-    "  --pool N             RL training problems, revisited each epoch (default 1024)\n"
-    "  --rl-lr LR, --sft-lr LR  peak learning rates (default 1e-4, 3e-3)\n"
-    "  --temperature T      sampling temperature of the RL rollouts (default 1)\n"
-    "  --sft-from FILE      skip SFT: start from this SFT checkpoint (same model shape)\n"
-    "  --stop-after N       stop after N training steps of this invocation (to test --resume)\n"
-    "  --no-plot            do not call gnuplot\n";
 
 struct options {
   std::string out = "rlvr_out";
@@ -97,116 +72,110 @@ struct options {
   std::string sft_from;
 };
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "rlvr_arithmetic: %s (try --help)\n", message.c_str());
-  std::exit(2);
-}
-
 options parse(int argc, char** argv) {
+  namespace ex = xplor::examples;
   options o;
   bool quick = false;
-  std::map<std::string, bool> set;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](double lo, double hi) {
-      const std::string v = value();
-      char* end = nullptr;
-      const double x = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(x >= lo && x <= hi))
-        usage_error(a + " needs a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" +
-                    v + "'");
-      set[a] = true;
-      return x;
-    };
-    auto integer = [&](double lo, double hi) { return static_cast<int>(number(lo, hi)); };
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "--quick") {
-      quick = true;
-    } else if (a == "--resume") {
-      o.resume = true;
-    } else if (a == "--no-plot") {
-      o.plot = false;
-    } else if (a == "--no-knapsack") {
-      o.knapsack = false;
-    } else if (a == "--brorl") {
-      o.brorl = true;
-    } else if (a == "--out") {
-      o.out = value();
-    } else if (a == "--seed") {
-      o.seed = static_cast<std::uint64_t>(number(0, 1e15));
-    } else if (a == "--seeds") {
-      o.seeds = integer(1, 100);
-    } else if (a == "--sft-steps") {
-      o.sft_steps = integer(0, 1e7);
-    } else if (a == "--rl-steps") {
-      o.rl_steps = integer(0, 1e7);
-    } else if (a == "--reward") {
-      const std::string v = value();
-      if (v != "ternary" && v != "binary" && v != "both")
-        usage_error("--reward needs ternary, binary or both");
-      o.run_ternary = v != "binary";
-      o.run_binary = v != "ternary";
-    } else if (a == "--loss") {
-      o.loss = value();
-      try {
-        (void)xplor::rl::loss_type_from_name(o.loss);
-      } catch (const xplor::error&) {
-        usage_error("--loss needs a TRL or verl name (grpo, bnpo, dr_grpo, dapo, token-mean, ...), got '" +
-                    o.loss + "'");
-      }
-    } else if (a == "--prompts") {
-      o.prompts = integer(1, 4096);
-    } else if (a == "--rollouts") {
-      o.rollouts = integer(2, 4096);
-    } else if (a == "--idk-rate") {
-      o.idk_rate = number(0, 1);
-    } else if (a == "--eval-per-cell") {
-      o.eval_per_cell = integer(1, 100000);
-    } else if (a == "--d-model") {
-      o.d_model = integer(8, 4096);
-    } else if (a == "--layers") {
-      o.layers = integer(1, 64);
-    } else if (a == "--heads") {
-      o.heads = integer(1, 64);
-    } else if (a == "--threads") {
-      o.threads = integer(1, 1024);
-    } else if (a == "--pool") {
-      o.pool = integer(1, 1e7);
-    } else if (a == "--rl-lr") {
-      o.rl_lr = static_cast<float>(number(1e-9, 1));
-    } else if (a == "--sft-lr") {
-      o.sft_lr = static_cast<float>(number(1e-9, 1));
-    } else if (a == "--temperature") {
-      o.temperature = static_cast<float>(number(1e-3, 100));
-    } else if (a == "--sft-from") {
-      o.sft_from = value();
-    } else if (a == "--stop-after") {
-      o.stop_after = integer(0, 1e9);
-    } else {
-      usage_error("unknown option '" + a + "'");
-    }
-  }
+  std::string reward = "both";
+  // The learning rates and the temperature are read as doubles and then rounded to float, as the
+  // flags always were, so a given flag yields the same float and the same checkpoints.
+  double sft_lr = o.sft_lr, rl_lr = o.rl_lr, temperature = o.temperature;
+  CLI::App app{
+      "RL with verifiable rewards end to end on xplor's reference transformer: SFT, then GRPO with "
+      "TruthRL's ternary and the binary reward, evaluated on held-out problems.",
+      "rlvr_arithmetic"};
+  app.add_option("--out", o.out, "output folder (default rlvr_out); results go to DIR/seed<S>/")
+      ->type_name("DIR");
+  ex::add_integer(app, "--seed", o.seed, 0, 1000000000000000, "first seed (default 1)")->type_name("S");
+  ex::add_integer(app, "--seeds", o.seeds, 1, 100,
+                  "run seeds S .. S+K-1 and print the mean and spread over them (default 1)")
+      ->type_name("K");
+  app.add_flag("--resume", o.resume,
+               "continue from the checkpoints in DIR (finished stages are only re-evaluated)");
+  app.add_flag(
+      "--quick", quick,
+      "a tiny configuration of every stage (the CTest run, a few seconds); flags given with it still "
+      "apply");
+  ex::add_integer(app, "--sft-steps", o.sft_steps, 0, 10000000, "SFT steps (default 1200)")->type_name("N");
+  ex::add_integer(app, "--rl-steps", o.rl_steps, 0, 10000000, "RL steps per reward (default 60)")
+      ->type_name("N");
+  app.add_option("--reward", reward, "ternary | binary | both (default both: the TruthRL comparison)")
+      ->type_name("R")
+      ->check(CLI::IsMember({"ternary", "binary", "both"}));
+  app.add_option("--loss", o.loss,
+                 "grpo | bnpo | dr_grpo | dapo or a verl name (default dapo, TRL's default)")
+      ->type_name("L")
+      ->check(CLI::Validator(
+          [](std::string& name) -> std::string {
+            try {
+              (void)xplor::rl::loss_type_from_name(name);
+            } catch (const xplor::error&) {
+              return "needs a TRL or verl name (grpo, bnpo, dr_grpo, dapo, token-mean, ...), got '" + name +
+                     "'";
+            }
+            return {};
+          },
+          ""));
+  ex::add_integer(app, "--prompts", o.prompts, 1, 4096, "prompts per RL step (default 32)")->type_name("P");
+  ex::add_integer(app, "--rollouts", o.rollouts, 2, 4096,
+                  "mean rollouts per prompt; the step's budget is P N (default 8)")
+      ->type_name("N");
+  app.add_flag("--brorl", o.brorl, "BroRL-style broad rollouts: N x 8, P / 2, lr x sqrt(samples ratio)");
+  app.add_flag_callback(
+      "--no-knapsack", [&o] { o.knapsack = false; },
+      "the same N for every prompt instead of the knapsack allocation");
+  ex::add_number(app, "--idk-rate", o.idk_rate, 0.0, 1.0,
+                 "fraction of SFT targets that abstain (default 0.1)")
+      ->type_name("F");
+  ex::add_integer(app, "--eval-per-cell", o.eval_per_cell, 1, 100000,
+                  "evaluation problems per (level, operation) and template set (default 20)")
+      ->type_name("N");
+  ex::add_integer(app, "--d-model", o.d_model, 8, 4096, "model width (default 128)")->type_name("C");
+  ex::add_integer(app, "--layers", o.layers, 1, 64, "transformer blocks (default 3)")->type_name("L");
+  ex::add_integer(app, "--heads", o.heads, 1, 64, "attention heads (default 4)")->type_name("H");
+  ex::add_integer(app, "--threads", o.threads, 1, 1024,
+                  "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
+      ->type_name("T");
+  ex::add_integer(app, "--pool", o.pool, 1, 10000000,
+                  "RL training problems, revisited each epoch (default 1024)")
+      ->type_name("N");
+  ex::add_number(app, "--rl-lr", rl_lr, 1e-9, 1.0, "peak RL learning rate (default 1e-4)")->type_name("LR");
+  ex::add_number(app, "--sft-lr", sft_lr, 1e-9, 1.0, "peak SFT learning rate (default 3e-3)")
+      ->type_name("LR");
+  ex::add_number(app, "--temperature", temperature, 1e-3, 100.0,
+                 "sampling temperature of the RL rollouts (default 1)")
+      ->type_name("T");
+  app.add_option("--sft-from", o.sft_from, "skip SFT: start from this SFT checkpoint (same model shape)")
+      ->type_name("FILE")
+      ->check(ex::existing_file());
+  ex::add_integer(app, "--stop-after", o.stop_after, 0, 1000000000,
+                  "stop after N training steps of this invocation (to test --resume)")
+      ->type_name("N");
+  app.add_flag_callback(
+      "--no-plot", [&o] { o.plot = false; }, "do not call gnuplot");
+  ex::parse_flags(app, argc, argv);
+  o.run_ternary = reward != "binary";
+  o.run_binary = reward != "ternary";
+  o.sft_lr = static_cast<float>(sft_lr);
+  o.rl_lr = static_cast<float>(rl_lr);
+  o.temperature = static_cast<float>(temperature);
   if (quick) {
-    if (!set["--sft-steps"]) o.sft_steps = 6;
-    if (!set["--rl-steps"]) o.rl_steps = 3;
-    if (!set["--eval-per-cell"]) o.eval_per_cell = 1;
-    if (!set["--d-model"]) o.d_model = 32;
-    if (!set["--layers"]) o.layers = 1;
-    if (!set["--heads"]) o.heads = 2;
-    if (!set["--prompts"]) o.prompts = 4;
-    if (!set["--rollouts"]) o.rollouts = 8;
+    const auto unset = [&app](const char* flag) { return app.count(flag) == 0; };
+    if (unset("--sft-steps")) o.sft_steps = 6;
+    if (unset("--rl-steps")) o.rl_steps = 3;
+    if (unset("--eval-per-cell")) o.eval_per_cell = 1;
+    if (unset("--d-model")) o.d_model = 32;
+    if (unset("--layers")) o.layers = 1;
+    if (unset("--heads")) o.heads = 2;
+    if (unset("--prompts")) o.prompts = 4;
+    if (unset("--rollouts")) o.rollouts = 8;
     o.sft_batch = 8;
     o.pool = 8;
     o.checkpoint_every = 2;
   }
   if (o.d_model % o.heads != 0 || (o.d_model / o.heads) % 2 != 0)
-    usage_error("--heads must divide --d-model into an even head size");
+    ex::usage_error(app, "--heads " + std::to_string(o.heads) + " must divide --d-model " +
+                             std::to_string(o.d_model) + " into an even head size");
   if (o.brorl) {
     o.rollouts *= 8;
     o.prompts = std::max(1, o.prompts / 2);
