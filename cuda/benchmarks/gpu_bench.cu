@@ -65,7 +65,7 @@ void sampling_bench(int reps) {
   d_streams.upload(streams.data(), R);
   d_draws.upload(draws.data(), R);
   xplor::gpu::buffer<std::int32_t> tokens(R);
-  const xplor::view2d<const float> view(logits.data(), {R, V}, {V, 1});
+  const xplor::device_view2d<const float> view(logits.data(), {R, V}, {V, 1});
   const double copy_ms = median_ms(reps, [&] {
     check_cuda(cudaMemcpyAsync(copy.data(), logits.data(), static_cast<std::size_t>(bytes),
                                cudaMemcpyDeviceToDevice),
@@ -79,10 +79,12 @@ void sampling_bench(int reps) {
     if (setting == 3) p.top_k = 50;
     xplor::sample::gpu::row_sampler sampler;
     sampler.keep_processed(setting == 1);  // the results (token, logprob) only, unless asked
-    const xplor::sample::draw_keys keys{
-        7, {d_streams.data(), static_cast<std::size_t>(R)}, {d_draws.data(), static_cast<std::size_t>(R)}};
-    const xplor::sample::draw_outputs out{
-        {tokens.data(), static_cast<std::size_t>(R)}, {lp.data(), static_cast<std::size_t>(R)}, {}};
+    const xplor::sample::device_draw_keys keys{
+        7, xplor::device_span<const std::uint64_t>(d_streams.data(), static_cast<std::size_t>(R)),
+        xplor::device_span<const std::uint64_t>(d_draws.data(), static_cast<std::size_t>(R))};
+    const xplor::sample::device_draw_outputs out{xplor::device_span<std::int32_t>(tokens.data(), static_cast<std::size_t>(R)),
+                                                 xplor::device_span<float>(lp.data(), static_cast<std::size_t>(R)),
+                                                 {}};
     sampler.sample(view, p, keys, out);  // validates once (throws on bad input)
     const double ms = median_ms(reps, [&] { sampler.enqueue(view, p, keys, out); });
     sampler.finish();

@@ -131,7 +131,7 @@ TEST_CASE("gpu transformer: KV-cache decode equals the CPU kv_decoder", "[gpu][m
     gpu::transformer m(c, 7);
     gpu::kv_decoder d(m);
     std::vector<std::vector<float>> out;
-    auto keep = [&](xplor::view2d<const float> v) {
+    auto keep = [&](xplor::device_view2d<const float> v) {
       std::vector<float> h(static_cast<std::size_t>(v.rows() * v.cols()));
       xplor::gpu::check_cuda(cudaMemcpy(h.data(), v.data(), sizeof(float) * h.size(), cudaMemcpyDeviceToHost),
                              "cudaMemcpy(decode logits)");

@@ -14,8 +14,8 @@ namespace {
 using namespace xplor::sample;
 
 template <class T>
-std::span<T> dspan(const xplor::gpu::buffer<T>& b) {
-  return std::span<T>(b.data(), b.size());
+xplor::device_span<T> dspan(const xplor::gpu::buffer<T>& b) {
+  return xplor::device_span<T>(b.data(), b.size());
 }
 
 struct case_result {
@@ -46,10 +46,10 @@ case_result compare(const std::vector<float>& logits, std::int64_t R, std::int64
   d_ctx.upload(ctx.data(), ctx.size());
   gpu::row_sampler sampler;
   sampler.shared_rows(shared_rows);
-  const xplor::view2d<const float> view(d_logits.data(), {R, V}, {V, 1});
+  const xplor::device_view2d<const float> view(d_logits.data(), {R, V}, {V, 1});
   sampler.sample(view, p, {seed, dspan(d_streams), dspan(d_draws)},
                  {dspan(d_tokens), dspan(d_lp), dspan(d_ent)},
-                 std::span<const std::int32_t>(d_ctx.data(), ctx.size()), offsets);
+                 xplor::device_span<const std::int32_t>(d_ctx.data(), ctx.size()), offsets);
   std::vector<std::int32_t> g_tokens(R);
   std::vector<float> g_lp(R), g_ent(R), g_processed(R * V);
   d_tokens.download(g_tokens.data(), R);
@@ -163,7 +163,7 @@ TEST_CASE("gpu sample kernel: invalid rows throw like the CPU", "[gpu][sample]")
   d_streams.upload(zeros.data(), R);
   d_draws.upload(zeros.data(), R);
   xplor::gpu::buffer<std::int32_t> d_tokens(R);
-  const xplor::view2d<const float> view(d_logits.data(), {R, V}, {V, 1});
+  const xplor::device_view2d<const float> view(d_logits.data(), {R, V}, {V, 1});
   sampling_params p;
   CHECK_THROWS_WITH(
       gpu::sample_rows(view, p, {1, dspan(d_streams), dspan(d_draws)}, {dspan(d_tokens), dspan(d_lp), {}}),

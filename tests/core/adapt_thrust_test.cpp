@@ -13,7 +13,8 @@ TEST_CASE("device_vector adapters point at the vector's device memory", "[adapt]
   CHECK(m.data() == s.data());
   const thrust::device_vector<float>& cv = v;
   const auto cs = xplor::as_span(cv);
-  STATIC_REQUIRE(std::is_same_v<decltype(cs), const std::span<const float>>);
+  STATIC_REQUIRE(std::is_same_v<decltype(cs), const xplor::device_span<const float>>);
+  STATIC_REQUIRE(std::is_same_v<decltype(m), const xplor::device_view2d<float>>);
   CHECK(cs.data() == s.data());
   CHECK_THROWS_WITH(xplor::as_view2d(v, 5, 4), Catch::Contains("20 elements over 12"));
 }

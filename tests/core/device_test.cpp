@@ -143,7 +143,7 @@ TEST_CASE("device: logits rows match the CPU", "[device][numerics]") {
     z[r * vocab + rng() % vocab] = -std::numeric_limits<float>::infinity();
   const thrust::device_vector<float> dz(z.begin(), z.end());
   const auto hv = xplor::as_view2d(std::as_const(z), rows, vocab);
-  const xplor::view2d<const float> dv = xplor::as_view2d(dz, rows, vocab);
+  const xplor::device_view2d<const float> dv = xplor::as_view2d(dz, rows, vocab);
 
   std::vector<float> h_ent(rows), h_lse(rows), h_lp(rows * vocab);
   thrust::device_vector<float> d_ent(rows), d_lse(rows), d_lp(rows * vocab);

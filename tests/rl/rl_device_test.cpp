@@ -61,7 +61,7 @@ TEST_CASE("device: advantages equal the CPU's for every estimator", "[device][rl
                                 0.9f, xplor::as_span(dg));
   REQUIRE(host(dg) == g);  // per-episode left-to-right double accumulation: identical
   rebn_advantages(xplor::cpu, std::span<const float>(g), std::span(a));
-  rebn_advantages(xplor::device, std::span<const float>(xplor::as_span(dg)), xplor::as_span(da));
+  rebn_advantages(xplor::device, xplor::device_span<const float>(xplor::as_span(dg)), xplor::as_span(da));
   const auto ha = host(da);
   for (std::int64_t i = 0; i < n; ++i) REQUIRE(ha[i] == Approx(a[i]).margin(1e-5));
 }
@@ -86,7 +86,7 @@ TEST_CASE("device: policy loss, its gradient and the logits gradient equal the C
   thrust::device_vector<float> d_adv(T);
   broadcast_to_tokens(xplor::cpu, std::span<const float>(seq_adv), std::span<const std::int64_t>(offsets),
                       std::span(adv));
-  broadcast_to_tokens(xplor::device, std::span<const float>(xplor::as_span(d_seq)),
+  broadcast_to_tokens(xplor::device, xplor::as_span(d_seq),
                       std::span<const std::int64_t>(offsets), xplor::as_span(d_adv));
   REQUIRE(host(d_adv) == adv);
   std::vector<std::uint8_t> truncated(counts.size());
@@ -100,7 +100,7 @@ TEST_CASE("device: policy loss, its gradient and the logits gradient equal the C
       o.max_completion_length = 20;
       o.mask_truncated_completions = true;
       policy_batch hb{logp, old, ref, adv, mask, {}, offsets, truncated};
-      policy_batch db{xplor::as_span(d_logp),
+      device_policy_batch db{xplor::as_span(d_logp),
                       xplor::as_span(d_old),
                       xplor::as_span(d_ref),
                       xplor::as_span(d_adv),
@@ -163,15 +163,15 @@ TEST_CASE("device: a padded column-major batch equals the CPU's", "[device][rl][
   const auto dl = dev(logp), dol = dev(old_logp), dm = dev(mask), da = dev(seq_adv);
   thrust::device_vector<float> dd(B * L);
   auto dcm = [&](const thrust::device_vector<float>& v) {
-    return xplor::view2d<const float>(thrust::raw_pointer_cast(v.data()), {B, L}, {1, B});
+    return xplor::device_view2d<const float>(thrust::raw_pointer_cast(v.data()), {B, L}, {1, B});
   };
-  padded_policy_batch db;
+  device_padded_policy_batch db;
   db.logp = dcm(dl);
   db.old_logp = dcm(dol);
   db.mask = dcm(dm);
-  db.sequence_advantages = std::span<const float>(thrust::raw_pointer_cast(da.data()), da.size());
-  const loss_result got =
-      policy_loss(xplor::device, db, xplor::view2d<float>(thrust::raw_pointer_cast(dd.data()), {B, L}, {1, B}), o);
+  db.sequence_advantages = xplor::as_span(da);
+  const loss_result got = policy_loss(
+      xplor::device, db, xplor::device_view2d<float>(thrust::raw_pointer_cast(dd.data()), {B, L}, {1, B}), o);
   CHECK(got.loss == Approx(want.loss).epsilon(1e-5));
   const auto back = host(dd);
   for (std::size_t i = 0; i < hd.size(); ++i) CHECK(back[i] == Approx(hd[i]).margin(1e-6));

@@ -66,7 +66,7 @@ struct scatter_with_init {
 
 template <class T, class Reduce, class Transform, class KeyOf>
 void reduce_by_group(std::int64_t n, std::int64_t g_count, T init, Reduce reduce, Transform transform,
-                     KeyOf key_of, std::span<T> out) {
+                     KeyOf key_of, device_span<T> out) {
   // Empty groups produce no key in reduce_by_key: fill every group with init first, reduce into
   // compact (key, value) pairs, then scatter the values to their groups.
   thrust::device_ptr<T> out_ptr(out.data());
@@ -144,7 +144,7 @@ T transform_reduce(device_t, std::int64_t n, T init, Reduce reduce, Transform tr
 /// Device segmented reduction over equal-size groups; `out` is device memory, one per group.
 template <class T, class Reduce, class Transform>
 void segmented_reduce(device_t, const equal_groups& groups, T init, Reduce reduce, Transform transform,
-                      std::span<T> out) {
+                      device_span<T> out) {
   detail::require(static_cast<std::int64_t>(out.size()) == groups.num_groups(), "xplor::segmented_reduce",
                   "out has ", out.size(), " elements for ", groups.num_groups(), " groups");
   detail::reduce_by_group(groups.num_elements(), groups.num_groups(), init, reduce, transform,
@@ -155,7 +155,7 @@ void segmented_reduce(device_t, const equal_groups& groups, T init, Reduce reduc
 /// ragged_groups); they are copied to the device once per call.
 template <class T, class Reduce, class Transform>
 void segmented_reduce(device_t, const ragged_groups& groups, T init, Reduce reduce, Transform transform,
-                      std::span<T> out) {
+                      device_span<T> out) {
   detail::require(static_cast<std::int64_t>(out.size()) == groups.num_groups(), "xplor::segmented_reduce",
                   "out has ", out.size(), " elements for ", groups.num_groups(), " groups");
   const auto offsets = stage(device, groups.offsets);

@@ -17,6 +17,7 @@
 #include "xplor/core/config.hpp"
 #include "xplor/core/error.hpp"
 #include "xplor/core/groups.hpp"
+#include "xplor/core/view.hpp"
 
 #if XPLOR_HAS_OPENMP
 #include <omp.h>
@@ -35,6 +36,22 @@ struct device_t {};
 
 inline constexpr cpu_t cpu{};
 inline constexpr device_t device{};
+
+/// Where a backend's data lives: host memory for xplor::cpu, device memory for xplor::device.
+template <class Exec>
+using memory_of = std::conditional_t<std::is_same_v<std::remove_cvref_t<Exec>, cpu_t>, host_memory, device_memory>;
+/// The span and view types a backend's entry points take: std::span / view2d on the CPU,
+/// device_span / device_view2d on the device (so host data on the device tag does not compile).
+template <class Exec, class T>
+using span_for = span_in<memory_of<Exec>, T>;
+template <class Exec, class T>
+using view2d_for = strided_view<T, 2, memory_of<Exec>>;
+
+/// A span of `n` elements at `p` in the backend's memory (scratch from make_buffer).
+template <class Exec, class T>
+span_for<Exec, T> backend_span(Exec, T* p, std::size_t n) {
+  return span_for<Exec, T>(p, n);
+}
 
 /// An execution tag: xplor::cpu or xplor::device. Every component that runs on either backend
 /// takes one as its first argument.
@@ -217,7 +234,7 @@ host_buffer<T> make_buffer(Tag, std::size_t n) {
 }
 template <class Tag, class Groups, class T, class Reduce, class Transform>
 requires std::same_as<Tag, device_t>
-void segmented_reduce(Tag, const Groups&, T, Reduce, Transform, std::span<T>) {
+void segmented_reduce(Tag, const Groups&, T, Reduce, Transform, device_span<T>) {
   detail::device_drivers_missing<Tag>();
 }
 

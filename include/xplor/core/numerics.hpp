@@ -147,12 +147,12 @@ struct min_valid_code {
 
 /// Validates a [rows, cols] logits view on the backend that holds it: finite or -inf, at least
 /// one finite logit per row, and (scale > 1, from a sampler) |x| * scale a finite float.
-template <class Exec>
-void check_logits(Exec exec, view2d<const float> v, const char* function, const char* argument,
+template <execution_tag Exec>
+void check_logits(Exec exec, view2d_for<Exec, const float> v, const char* function, const char* argument,
                   double scale = 1.0) {
   require(v.rows() > 0 && v.cols() > 0, function, argument, " is empty (", v.rows(), " x ", v.cols(), ")");
-  const std::int64_t code =
-      transform_reduce(exec, v.rows(), std::int64_t{-1}, min_valid_code{}, first_invalid_logit{v, scale});
+  const std::int64_t code = transform_reduce(exec, v.rows(), std::int64_t{-1}, min_valid_code{},
+                                             first_invalid_logit{kernel_view(v), scale});
   if (code < 0) return;
   const std::int64_t flat = code / 4, row = flat / v.cols(), col = flat % v.cols();
   constexpr const char* kinds[] = {"NaN", "+inf", "-inf in every column (no token left)"};
@@ -210,37 +210,43 @@ struct entropy_row_op {
 // Batched rows on a backend: logits [rows, vocab] -> out [rows, vocab] or [rows].
 
 /// out = log_softmax(logits) row by row.
-template <class Exec>
-void log_softmax_rows(Exec exec, view2d<const float> logits, view2d<float> out) {
+template <execution_tag Exec>
+void log_softmax_rows(Exec exec, view2d_for<Exec, const float> logits, view2d_for<Exec, float> out) {
   detail::check_logits(exec, logits, "xplor::log_softmax_rows", "logits");
-  detail::check_same_shape(logits, out, "xplor::log_softmax_rows");
-  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, false}, logits.cols());
+  detail::check_same_shape(detail::kernel_view(logits), detail::kernel_view(out), "xplor::log_softmax_rows");
+  for_each_index(exec, logits.rows(),
+                 detail::log_softmax_row_op{detail::kernel_view(logits), detail::kernel_view(out), false},
+                 logits.cols());
 }
 
 /// out = softmax(logits) row by row.
-template <class Exec>
-void softmax_rows(Exec exec, view2d<const float> logits, view2d<float> out) {
+template <execution_tag Exec>
+void softmax_rows(Exec exec, view2d_for<Exec, const float> logits, view2d_for<Exec, float> out) {
   detail::check_logits(exec, logits, "xplor::softmax_rows", "logits");
-  detail::check_same_shape(logits, out, "xplor::softmax_rows");
-  for_each_index(exec, logits.rows(), detail::log_softmax_row_op{logits, out, true}, logits.cols());
+  detail::check_same_shape(detail::kernel_view(logits), detail::kernel_view(out), "xplor::softmax_rows");
+  for_each_index(exec, logits.rows(),
+                 detail::log_softmax_row_op{detail::kernel_view(logits), detail::kernel_view(out), true},
+                 logits.cols());
 }
 
 /// out[r] = logsumexp(logits row r).
-template <class Exec>
-void logsumexp_rows(Exec exec, view2d<const float> logits, std::span<float> out) {
+template <execution_tag Exec>
+void logsumexp_rows(Exec exec, view2d_for<Exec, const float> logits, span_for<Exec, float> out) {
   detail::check_logits(exec, logits, "xplor::logsumexp_rows", "logits");
   detail::require(static_cast<std::int64_t>(out.size()) == logits.rows(), "xplor::logsumexp_rows", "out has ",
                   out.size(), " elements for ", logits.rows(), " rows");
-  for_each_index(exec, logits.rows(), detail::logsumexp_row_op{logits, out.data()}, logits.cols());
+  for_each_index(exec, logits.rows(), detail::logsumexp_row_op{detail::kernel_view(logits), out.data()},
+                 logits.cols());
 }
 
 /// out[r] = entropy (nats) of softmax(logits row r).
-template <class Exec>
-void entropy_rows(Exec exec, view2d<const float> logits, std::span<float> out) {
+template <execution_tag Exec>
+void entropy_rows(Exec exec, view2d_for<Exec, const float> logits, span_for<Exec, float> out) {
   detail::check_logits(exec, logits, "xplor::entropy_rows", "logits");
   detail::require(static_cast<std::int64_t>(out.size()) == logits.rows(), "xplor::entropy_rows", "out has ",
                   out.size(), " elements for ", logits.rows(), " rows");
-  for_each_index(exec, logits.rows(), detail::entropy_row_op{logits, out.data()}, logits.cols());
+  for_each_index(exec, logits.rows(), detail::entropy_row_op{detail::kernel_view(logits), out.data()},
+                 logits.cols());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -507,8 +513,8 @@ struct nonfinite_index {
 
 /// Backend version of check_finite for data in the backend's memory: throws xplor::error naming
 /// `argument` and the first non-finite index.
-template <class Exec>
-void check_finite(Exec exec, std::span<const float> values, const char* function, const char* argument) {
+template <execution_tag Exec>
+void check_finite(Exec exec, span_for<Exec, const float> values, const char* function, const char* argument) {
   const auto n = static_cast<std::int64_t>(values.size());
   if (transform_reduce(exec, n, std::uint32_t{0}, detail::bit_or{}, detail::nonfinite_bits{values.data()}) ==
       0)

@@ -15,15 +15,52 @@
 
 namespace xplor {
 
+/// Memory spaces. A view's type says where its elements live, so that handing host memory to
+/// the device backend (or device memory to the CPU) is a compile error instead of a fault on the
+/// GPU that CPU-only CI cannot see: the device overloads take device_span / device views only,
+/// which come from the device adapters (adapt_thrust.hpp) or from an explicit device_span(p, n).
+struct host_memory {};
+struct device_memory {};
+
+/// A contiguous range of device memory: a std::span that says "device". Explicit from a raw
+/// pointer; implicit only from device_span<non-const T> to device_span<const T>.
+template <class T>
+class device_span {
+ public:
+  using element_type = T;
+  device_span() = default;
+  XPLOR_HD explicit device_span(T* data, std::size_t size) : data_(data), size_(size) {}
+  template <class U>
+  requires(std::is_same_v<const U, T> && !std::is_const_v<U>) XPLOR_HD device_span(device_span<U> other)
+      : data_(other.data()), size_(other.size()) {}
+  XPLOR_HD T* data() const { return data_; }
+  XPLOR_HD std::size_t size() const { return size_; }
+  XPLOR_HD bool empty() const { return size_ == 0; }
+  XPLOR_HD T& operator[](std::size_t i) const { return data_[i]; }
+  XPLOR_HD device_span subspan(std::size_t offset, std::size_t count) const {
+    return device_span(data_ + offset, count);
+  }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// The span type of a memory space: std::span for the host, device_span for the device.
+template <class Space, class T>
+using span_in = std::conditional_t<std::is_same_v<Space, host_memory>, std::span<T>, device_span<T>>;
+
 /// A Rank-dimensional strided view: element (i0, i1, ...) lives at data[i0*s0 + i1*s1 + ...].
 /// Strides count elements, not bytes. Accessors are XPLOR_HD so device functors can use a view
-/// of device memory; plain C arrays (not std::array) keep them callable under nvcc.
-template <class T, std::size_t Rank>
+/// of device memory; plain C arrays (not std::array) keep them callable under nvcc. `Space` is
+/// where the elements live (host_memory unless a device adapter made the view).
+template <class T, std::size_t Rank, class Space = host_memory>
 class strided_view {
   static_assert(Rank >= 1 && Rank <= 4, "strided_view supports ranks 1 to 4");
 
  public:
   using element_type = T;
+  using memory_space = Space;
   static constexpr std::size_t rank = Rank;
 
   strided_view() = default;
@@ -56,8 +93,8 @@ class strided_view {
   }
 
   /// The sub-view at index i of the first dimension (a row of a matrix, a matrix of a 3-D view).
-  XPLOR_HD strided_view<T, Rank - 1> operator[](std::int64_t i) const requires(Rank >= 2) {
-    strided_view<T, Rank - 1> sub;
+  XPLOR_HD strided_view<T, Rank - 1, Space> operator[](std::int64_t i) const requires(Rank >= 2) {
+    strided_view<T, Rank - 1, Space> sub;
     sub.data_ = data_ + i * strides_[0];
     for (std::size_t d = 1; d < Rank; ++d) {
       sub.extents_[d - 1] = extents_[d];
@@ -70,7 +107,7 @@ class strided_view {
   XPLOR_HD bool inner_contiguous() const { return strides_[Rank - 1] == 1 || extents_[Rank - 1] <= 1; }
 
   /// Row i of a 2-D view as a span (host code; needs inner_contiguous()).
-  std::span<T> row(std::int64_t i) const requires(Rank == 2) {
+  std::span<T> row(std::int64_t i) const requires(Rank == 2 && std::is_same_v<Space, host_memory>) {
     detail::require(inner_contiguous(), "xplor::strided_view::row", "the view's column stride is ",
                     strides_[1], "; a span row needs stride 1");
     detail::require(i >= 0 && i < extents_[0], "xplor::strided_view::row", "row index ", i,
@@ -81,13 +118,13 @@ class strided_view {
   /// A view of const elements converts implicitly from a view of mutable ones.
   /// (A template, so that view<const T> declares no conversion to its own type.)
   template <class U>
-  requires(std::is_same_v<U, const T> && !std::is_const_v<T>) XPLOR_HD operator strided_view<U, Rank>()
+  requires(std::is_same_v<U, const T> && !std::is_const_v<T>) XPLOR_HD operator strided_view<U, Rank, Space>()
       const {
-    return strided_view<U, Rank>(data_, extents_, strides_);
+    return strided_view<U, Rank, Space>(data_, extents_, strides_);
   }
 
  private:
-  template <class, std::size_t>
+  template <class, std::size_t, class>
   friend class strided_view;
 
   T* data_ = nullptr;
@@ -95,10 +132,13 @@ class strided_view {
   std::int64_t strides_[Rank] = {};
 };
 
+template <class T, class Space = host_memory>
+using view2d = strided_view<T, 2, Space>;
+template <class T, class Space = host_memory>
+using view3d = strided_view<T, 3, Space>;
+/// A [rows, cols] view of device memory (from adapt_thrust.hpp, or constructed explicitly).
 template <class T>
-using view2d = strided_view<T, 2>;
-template <class T>
-using view3d = strided_view<T, 3>;
+using device_view2d = strided_view<T, 2, device_memory>;
 
 /// A row-major view of `data` with the given extents; throws xplor::error when an extent is
 /// negative or `data` is null while the view is non-empty.
@@ -139,8 +179,21 @@ strided_view<T, Rank> checked_view(T* data, std::size_t size, const std::int64_t
 
 /// Throws unless distinct (i, j) of `v` are distinct elements, so that writing through the view
 /// loses nothing (an output with stride 0, or rows overlapping columns, is not a layout).
-template <class T>
-void require_distinct_elements(const view2d<T>& v, const char* fn, const char* name) {
+/// The same elements as a view of the default space, for kernels: a kernel runs on the backend
+/// whose memory holds them, so only the public entry points check the space.
+template <class T, std::size_t Rank, class Space>
+XPLOR_HD strided_view<T, Rank> kernel_view(const strided_view<T, Rank, Space>& v) {
+  std::int64_t extents[Rank];
+  std::int64_t strides[Rank];
+  for (std::size_t d = 0; d < Rank; ++d) {
+    extents[d] = v.extent(d);
+    strides[d] = v.stride(d);
+  }
+  return strided_view<T, Rank>(v.data(), extents, strides);
+}
+
+template <class T, class Space>
+void require_distinct_elements(const view2d<T, Space>& v, const char* fn, const char* name) {
   if (v.rows() <= 1 && v.cols() <= 1) return;
   std::int64_t s[2] = {v.stride(0) < 0 ? -v.stride(0) : v.stride(0), v.stride(1) < 0 ? -v.stride(1) : v.stride(1)};
   std::int64_t e[2] = {v.rows(), v.cols()};

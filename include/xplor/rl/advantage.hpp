@@ -207,10 +207,10 @@ inline void check_options(const advantage_options& o, const char* fn) {
 ///   rloo:         A = n/(n-1) (r - mean_g) = r - mean of the other responses     (verl)
 ///   reinforce_pp: A = r - mean_g, then (A - mean_batch(A)) / (std_batch(A) + eps) (ProRL, BroRL)
 template <execution_tag Exec, group_layout Groups>
-advantage_report compute_advantages(Exec exec, estimator kind, std::span<const float> rewards,
-                                    const Groups& groups, std::span<float> out,
+advantage_report compute_advantages(Exec exec, estimator kind, span_for<Exec, const float> rewards,
+                                    const Groups& groups, span_for<Exec, float> out,
                                     const advantage_options& options = {},
-                                    std::span<std::uint8_t> degenerate = {}) {
+                                    span_for<Exec, std::uint8_t> degenerate = {}) {
   constexpr const char* fn = "xplor::rl::compute_advantages";
   kernels::check_options(options, fn);
   const std::int64_t n = static_cast<std::int64_t>(rewards.size());
@@ -290,8 +290,8 @@ group_baseline make_group_baseline(std::span<const T> scores, const advantage_op
 /// GRPO advantages over equal groups of `group_size` consecutive rewards (TRL defaults); the
 /// report holds frac_zero_std (DAPO's dynamic sampling) and the batch statistics used.
 template <execution_tag Exec>
-advantage_report group_advantages(Exec exec, std::span<const float> rewards, std::int64_t group_size,
-                      std::span<float> out, const advantage_options& options = {}) {
+advantage_report group_advantages(Exec exec, span_for<Exec, const float> rewards, std::int64_t group_size,
+                                  span_for<Exec, float> out, const advantage_options& options = {}) {
   constexpr const char* fn = "xplor::rl::group_advantages";
   detail::require(group_size > 0, fn, "group_size = ", group_size, " must be positive");
   detail::require(static_cast<std::int64_t>(rewards.size()) % group_size == 0, fn, "rewards has ",
@@ -299,18 +299,18 @@ advantage_report group_advantages(Exec exec, std::span<const float> rewards, std
   const auto groups = equal_groups(static_cast<std::int64_t>(rewards.size()) / group_size, group_size);
   auto degenerate = make_buffer<std::uint8_t>(exec, static_cast<std::size_t>(groups.num_groups()));
   return compute_advantages(exec, estimator::grpo, rewards, groups, out, options,
-                            std::span<std::uint8_t>(degenerate.data(), degenerate.size()));
+                            backend_span(exec, degenerate.data(), degenerate.size()));
 }
 
 /// GRPO advantages over ragged groups: group g is rewards[offsets[g] .. offsets[g+1]).
 template <execution_tag Exec>
-advantage_report group_advantages(Exec exec, std::span<const float> rewards,
-                                  std::span<const std::int64_t> group_offsets, std::span<float> out,
+advantage_report group_advantages(Exec exec, span_for<Exec, const float> rewards,
+                                  std::span<const std::int64_t> group_offsets, span_for<Exec, float> out,
                                   const advantage_options& options = {}) {
   const ragged_groups groups(group_offsets, static_cast<std::int64_t>(rewards.size()));
   auto degenerate = make_buffer<std::uint8_t>(exec, static_cast<std::size_t>(groups.num_groups()));
   return compute_advantages(exec, estimator::grpo, rewards, groups, out, options,
-                            std::span<std::uint8_t>(degenerate.data(), degenerate.size()));
+                            backend_span(exec, degenerate.data(), degenerate.size()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,8 +336,8 @@ struct discount_kernel {
 /// Discounted returns per episode: out[t] = sum_{k >= t in the episode} gamma^(k-t) rewards[k].
 /// Episode e covers [episode_offsets[e], episode_offsets[e+1]) (host offsets).
 template <execution_tag Exec>
-void discounted_returns(Exec exec, std::span<const float> rewards,
-                        std::span<const std::int64_t> episode_offsets, float gamma, std::span<float> out) {
+void discounted_returns(Exec exec, span_for<Exec, const float> rewards,
+                        std::span<const std::int64_t> episode_offsets, float gamma, span_for<Exec, float> out) {
   constexpr const char* fn = "xplor::rl::discounted_returns";
   detail::require(std::isfinite(gamma) && gamma >= 0.0f && gamma <= 1.0f, fn, "gamma = ", gamma,
                   " is outside [0, 1]");
@@ -363,7 +363,7 @@ struct rebn_options {
 
 /// A = (G - mean(G)) / (std(G) + eps) over all returns of the batch (every turn of every episode).
 template <execution_tag Exec>
-advantage_report rebn_advantages(Exec exec, std::span<const float> returns, std::span<float> out,
+advantage_report rebn_advantages(Exec exec, span_for<Exec, const float> returns, span_for<Exec, float> out,
                                  const rebn_options& options) {
   constexpr const char* fn = "xplor::rl::rebn_advantages";
   detail::require(out.size() == returns.size(), fn, "out has ", out.size(), " elements for ", returns.size(),
@@ -381,7 +381,7 @@ advantage_report rebn_advantages(Exec exec, std::span<const float> returns, std:
   return report;
 }
 template <execution_tag Exec>
-void rebn_advantages(Exec exec, std::span<const float> returns, std::span<float> out) {
+void rebn_advantages(Exec exec, span_for<Exec, const float> returns, span_for<Exec, float> out) {
   rebn_advantages(exec, returns, out, rebn_options{});
 }
 

@@ -67,16 +67,21 @@ struct loss_options {
 /// One batch of sampled completions, flattened token-major: sequence s owns tokens
 /// [sequence_offsets[s], sequence_offsets[s+1]). Token arrays live in the backend's memory;
 /// offsets and truncated flags are host memory.
-struct policy_batch {
-  std::span<const float> logp = {};        // [T] log pi_theta(token)
-  std::span<const float> old_logp = {};    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
-  std::span<const float> ref_logp = {};    // [T] log pi_ref; needed when beta != 0
-  std::span<const float> advantages = {};  // [T] per token (broadcast_to_tokens for per-sequence values)
-  std::span<const float> mask = {};  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
-  std::span<const float> entropies = {};  // [T] entropy per position; needed when entropy_coef != 0
+/// `Space` says where the token arrays live: policy_batch (host_memory) for xplor::cpu,
+/// device_policy_batch (device_memory, device_span) for xplor::device.
+template <class Space>
+struct basic_policy_batch {
+  span_in<Space, const float> logp = {};        // [T] log pi_theta(token)
+  span_in<Space, const float> old_logp = {};    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
+  span_in<Space, const float> ref_logp = {};    // [T] log pi_ref; needed when beta != 0
+  span_in<Space, const float> advantages = {};  // [T] per token (broadcast_to_tokens for per-sequence values)
+  span_in<Space, const float> mask = {};  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
+  span_in<Space, const float> entropies = {};  // [T] entropy per position; needed when entropy_coef != 0
   std::span<const std::int64_t> sequence_offsets = {};  // [S + 1], host
   std::span<const std::uint8_t> truncated = {};         // [S] host; empty: none truncated
 };
+using policy_batch = basic_policy_batch<host_memory>;
+using device_policy_batch = basic_policy_batch<device_memory>;
 
 struct loss_result {
   double loss = 0.0;                // the aggregated objective (policy + beta KL - entropy_coef H)
@@ -491,14 +496,14 @@ struct broadcast_kernel {
 
 /// The loss and d loss / d logp [T] (written to `dlogp`, backend memory); `dentropy` (optional,
 /// [T]) receives d loss / d entropy_t for logits_gradient().
-template <class Exec>
-loss_result policy_loss(Exec exec, const policy_batch& batch, std::span<float> dlogp,
-                        const loss_options& options = {}, std::span<float> dentropy = {}) {
+template <execution_tag Exec>
+loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& batch, span_for<Exec, float> dlogp,
+                        const loss_options& options = {}, span_for<Exec, float> dentropy = {}) {
   constexpr const char* fn = "xplor::rl::policy_loss";
   const auto T = static_cast<std::int64_t>(batch.logp.size());
   const ragged_groups sequences(batch.sequence_offsets, T);
   const std::int64_t S = sequences.num_groups();
-  auto same_size = [&](std::span<const float> x, const char* name, bool optional) {
+  auto same_size = [&](span_for<Exec, const float> x, const char* name, bool optional) {
     detail::require((optional && x.empty()) || static_cast<std::int64_t>(x.size()) == T, fn, name, " has ",
                     x.size(), " elements for ", T, " tokens");
   };
@@ -632,16 +637,19 @@ loss_result policy_loss(Exec exec, const policy_batch& batch, std::span<float> d
 /// describes (row-major, column-major, Eigen blocks, xtensor, device tensors through the
 /// adapters). Sequence b is row b; padding has mask 0. Views live in the backend's memory;
 /// `truncated` is host memory. Optional views may be left empty (default-constructed).
-struct padded_policy_batch {
-  view2d<const float> logp = {};        // [B, L] log pi_theta(token)
-  view2d<const float> old_logp = {};    // [B, L] log pi_old; empty: on-policy
-  view2d<const float> ref_logp = {};    // [B, L] log pi_ref; needed when beta != 0
-  view2d<const float> advantages = {};  // [B, L] per token; or empty with sequence_advantages
-  std::span<const float> sequence_advantages = {};  // [B] one advantage per sequence (backend memory)
-  view2d<const float> mask = {};        // [B, L] in [0, 1]: required (it marks the padding)
-  view2d<const float> entropies = {};   // [B, L]; needed when entropy_coef != 0
+template <class Space>
+struct basic_padded_policy_batch {
+  view2d<const float, Space> logp = {};        // [B, L] log pi_theta(token)
+  view2d<const float, Space> old_logp = {};    // [B, L] log pi_old; empty: on-policy
+  view2d<const float, Space> ref_logp = {};    // [B, L] log pi_ref; needed when beta != 0
+  view2d<const float, Space> advantages = {};  // [B, L] per token; or empty with sequence_advantages
+  span_in<Space, const float> sequence_advantages = {};  // [B] one advantage per sequence
+  view2d<const float, Space> mask = {};        // [B, L] in [0, 1]: required (it marks the padding)
+  view2d<const float, Space> entropies = {};   // [B, L]; needed when entropy_coef != 0
   std::span<const std::uint8_t> truncated = {};  // [B] host; empty: none truncated
 };
+using padded_policy_batch = basic_padded_policy_batch<host_memory>;
+using device_padded_policy_batch = basic_padded_policy_batch<device_memory>;
 
 namespace kernels {
 /// out[t] = in(t / L, t % L): a [B, L] view of any strides into row-major scratch.
@@ -674,8 +682,9 @@ struct broadcast_padded {
 /// from logp's are errors. Same options and result as the flat policy_loss (the per-token math
 /// is that function's: the views are gathered into row-major scratch on the backend).
 template <execution_tag Exec>
-loss_result policy_loss(Exec exec, const padded_policy_batch& batch, view2d<float> dlogp,
-                        const loss_options& options = {}, view2d<float> dentropy = {}) {
+loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exec>>& batch,
+                        view2d_for<Exec, float> dlogp, const loss_options& options = {},
+                        view2d_for<Exec, float> dentropy = {}) {
   constexpr const char* fn = "xplor::rl::policy_loss(padded)";
   const std::int64_t B = batch.logp.rows();
   const std::int64_t L = batch.logp.cols();
@@ -704,12 +713,12 @@ loss_result policy_loss(Exec exec, const padded_policy_batch& batch, view2d<floa
   // Row-major scratch on the backend: logp, old, ref, advantages, mask, entropies, dlogp, dentropy.
   auto scratch = make_buffer<float>(exec, static_cast<std::size_t>(8 * T));
   float* base = scratch.data();
-  auto slot = [&](int k) { return std::span<float>(base + k * T, static_cast<std::size_t>(T)); };
-  auto gather = [&](view2d<const float> v, int k) {
-    for_each_index(exec, T, kernels::gather_padded{v, slot(k).data(), L > 0 ? L : 1});
-    return std::span<const float>(slot(k));
+  auto slot = [&](int k) { return backend_span(exec, base + k * T, static_cast<std::size_t>(T)); };
+  auto gather = [&](view2d_for<Exec, const float> v, int k) {
+    for_each_index(exec, T, kernels::gather_padded{xplor::detail::kernel_view(v), slot(k).data(), L > 0 ? L : 1});
+    return span_for<Exec, const float>(slot(k));
   };
-  policy_batch flat;
+  basic_policy_batch<memory_of<Exec>> flat;
   flat.logp = gather(batch.logp, 0);
   if (has_old) flat.old_logp = gather(batch.old_logp, 1);
   if (has_ref) flat.ref_logp = gather(batch.ref_logp, 2);
@@ -717,8 +726,8 @@ loss_result policy_loss(Exec exec, const padded_policy_batch& batch, view2d<floa
     flat.advantages = gather(batch.advantages, 3);
   } else {
     for_each_index(exec, T,
-                   kernels::broadcast_padded{batch.sequence_advantages.data(), make_view(slot(3).data(), {B, L}),
-                                             L > 0 ? L : 1});
+                   kernels::broadcast_padded{batch.sequence_advantages.data(),
+                                             view2d<float>(slot(3).data(), {B, L}, {L, 1}), L > 0 ? L : 1});
     flat.advantages = slot(3);
   }
   flat.mask = gather(batch.mask, 4);
@@ -727,26 +736,28 @@ loss_result policy_loss(Exec exec, const padded_policy_batch& batch, view2d<floa
   for (std::int64_t b = 0; b <= B; ++b) offsets[static_cast<std::size_t>(b)] = b * L;
   flat.sequence_offsets = offsets;
   flat.truncated = batch.truncated;
-  const loss_result r = policy_loss(exec, flat, slot(6), options, has_dent ? slot(7) : std::span<float>());
-  for_each_index(exec, T, kernels::scatter_padded{slot(6).data(), dlogp, L > 0 ? L : 1});
-  if (has_dent) for_each_index(exec, T, kernels::scatter_padded{slot(7).data(), dentropy, L > 0 ? L : 1});
+  const loss_result r = policy_loss(exec, flat, slot(6), options, has_dent ? slot(7) : span_for<Exec, float>());
+  for_each_index(exec, T, kernels::scatter_padded{slot(6).data(), xplor::detail::kernel_view(dlogp), L > 0 ? L : 1});
+  if (has_dent)
+    for_each_index(exec, T, kernels::scatter_padded{slot(7).data(), xplor::detail::kernel_view(dentropy), L > 0 ? L : 1});
   return r;
 }
 
 /// out(b, j) = values[b] for a padded [B, L] output of any layout without overlap.
 template <execution_tag Exec>
-void broadcast_to_tokens(Exec exec, std::span<const float> values, view2d<float> out) {
+void broadcast_to_tokens(Exec exec, span_for<Exec, const float> values, view2d_for<Exec, float> out) {
   constexpr const char* fn = "xplor::rl::broadcast_to_tokens(padded)";
   detail::require(static_cast<std::int64_t>(values.size()) == out.rows(), fn, "values has ", values.size(),
                   " elements for ", out.rows(), " rows");
   detail::require_distinct_elements(out, fn, "out");
-  for_each_index(exec, out.size(), kernels::broadcast_padded{values.data(), out, out.cols() > 0 ? out.cols() : 1});
+  for_each_index(exec, out.size(),
+                 kernels::broadcast_padded{values.data(), xplor::detail::kernel_view(out), out.cols() > 0 ? out.cols() : 1});
 }
 
 /// out[t] = values[s] for every token t of sequence s (per-sequence advantages to tokens).
-template <class Exec>
-void broadcast_to_tokens(Exec exec, std::span<const float> values,
-                         std::span<const std::int64_t> sequence_offsets, std::span<float> out) {
+template <execution_tag Exec>
+void broadcast_to_tokens(Exec exec, span_for<Exec, const float> values,
+                         std::span<const std::int64_t> sequence_offsets, span_for<Exec, float> out) {
   constexpr const char* fn = "xplor::rl::broadcast_to_tokens";
   const ragged_groups sequences(sequence_offsets, static_cast<std::int64_t>(out.size()));
   detail::require(static_cast<std::int64_t>(values.size()) == sequences.num_groups(), fn, "values has ",
@@ -795,9 +806,10 @@ struct logits_grad_row {
 
 /// Gradient of sum_t dlogp[t] log softmax(logits_t)[targets_t] + sum_t dentropy[t] H(logits_t)
 /// with respect to the logits [T, V], for frameworks that differentiate from the logits.
-template <class Exec>
-void logits_gradient(Exec exec, view2d<const float> logits, std::span<const std::int32_t> targets,
-                     std::span<const float> dlogp, std::span<const float> dentropy, view2d<float> out) {
+template <execution_tag Exec>
+void logits_gradient(Exec exec, view2d_for<Exec, const float> logits, span_for<Exec, const std::int32_t> targets,
+                     span_for<Exec, const float> dlogp, span_for<Exec, const float> dentropy,
+                     view2d_for<Exec, float> out) {
   constexpr const char* fn = "xplor::rl::logits_gradient";
   detail::check_logits(exec, logits, fn, "logits");
   detail::require(out.rows() == logits.rows() && out.cols() == logits.cols(), fn, "out is ", out.rows(),
@@ -813,8 +825,9 @@ void logits_gradient(Exec exec, view2d<const float> logits, std::span<const std:
                        kernels::bad_target{targets.data(), logits.cols()});
   detail::require(bad < 0, fn, "targets[", bad, "] is outside [0, ", logits.cols(), ")");
   for_each_index(exec, logits.rows(),
-                 kernels::logits_grad_row{logits, targets.data(), dlogp.data(),
-                                          dentropy.empty() ? nullptr : dentropy.data(), out},
+                 kernels::logits_grad_row{xplor::detail::kernel_view(logits), targets.data(), dlogp.data(),
+                                          dentropy.empty() ? nullptr : dentropy.data(),
+                                          xplor::detail::kernel_view(out)},
                  logits.cols());
 }
 

@@ -388,18 +388,26 @@ inline void process_logits(std::span<const float> logits, const sampling_params&
 
 /// Where each row's draw comes from: Philox block `draws[r]` of stream `streams[r]` under `seed`
 /// (for rollouts: stream_id(prompt, sample), draw = decode step).
-struct draw_keys {
+/// `Space` is where the arrays live: draw_keys for xplor::cpu, device_draw_keys (device_span)
+/// for xplor::device and the GPU sampler.
+template <class Space>
+struct basic_draw_keys {
   std::uint64_t seed = 0;
-  std::span<const std::uint64_t> streams;  // [rows], backend memory
-  std::span<const std::uint64_t> draws;    // [rows], backend memory
+  span_in<Space, const std::uint64_t> streams = {};  // [rows]
+  span_in<Space, const std::uint64_t> draws = {};    // [rows]
 };
+using draw_keys = basic_draw_keys<host_memory>;
+using device_draw_keys = basic_draw_keys<device_memory>;
 
-/// Per-row outputs of sample_rows (backend memory, [rows] each; entropy may be empty).
-struct draw_outputs {
-  std::span<std::int32_t> tokens;
-  std::span<float> logprobs;   // of the drawn token, processed or raw (params.logprobs)
-  std::span<float> entropies;  // of the processed distribution
+/// Per-row outputs of sample_rows ([rows] each, in the backend's memory; entropy may be empty).
+template <class Space>
+struct basic_draw_outputs {
+  span_in<Space, std::int32_t> tokens = {};
+  span_in<Space, float> logprobs = {};   // of the drawn token, processed or raw (params.logprobs)
+  span_in<Space, float> entropies = {};  // of the processed distribution
 };
+using draw_outputs = basic_draw_outputs<host_memory>;
+using device_draw_outputs = basic_draw_outputs<device_memory>;
 
 namespace kernels {
 struct sample_row_op {
@@ -443,9 +451,11 @@ struct sample_row_op {
 /// Processes each row of `logits` [rows, V] with `params` and draws one token per row. Contexts
 /// for the repetition penalty are ragged: row r's are context_tokens[context_offsets[r] ..
 /// context_offsets[r+1]) (empty spans: no penalty; offsets are host memory, tokens backend memory).
-template <class Exec>
-void sample_rows(Exec exec, view2d<const float> logits, const sampling_params& params, const draw_keys& keys,
-                 const draw_outputs& out, std::span<const std::int32_t> context_tokens = {},
+/// Every span and view is in the backend's memory (draw_keys / device_draw_keys and so on).
+template <execution_tag Exec>
+void sample_rows(Exec exec, view2d_for<Exec, const float> logits, const sampling_params& params,
+                 const basic_draw_keys<memory_of<Exec>>& keys, const basic_draw_outputs<memory_of<Exec>>& out,
+                 span_for<Exec, const std::int32_t> context_tokens = {},
                  std::span<const std::int64_t> context_offsets = {}) {
   constexpr const char* fn = "xplor::sample::sample_rows";
   const auto config = impl::check_params(params, fn);
@@ -471,7 +481,7 @@ void sample_rows(Exec exec, view2d<const float> logits, const sampling_params& p
   auto idx = make_buffer<std::int32_t>(exec, static_cast<std::size_t>(R * V));
   for_each_index(
       exec, R,
-      kernels::sample_row_op{logits, context_tokens.empty() ? nullptr : context_tokens.data(), ctx_off,
+      kernels::sample_row_op{xplor::detail::kernel_view(logits), context_tokens.empty() ? nullptr : context_tokens.data(), ctx_off,
                              config, params.logprobs == logprobs_mode::raw, keys.seed, keys.streams.data(),
                              keys.draws.data(), processed.data(), idx.data(), out.tokens.data(),
                              out.logprobs.data(), out.entropies.empty() ? nullptr : out.entropies.data()},

@@ -882,7 +882,7 @@ class kv_decoder {
     return out;
   }
 
-  view2d<const float> logits(std::span<const state_id> ids) {
+  device_view2d<const float> logits(std::span<const state_id> ids) {
     const std::int64_t n = static_cast<std::int64_t>(ids.size()), C = m_->config().d_model;
     hidden_.resize(static_cast<std::size_t>(n * C > 0 ? n * C : 1));
     for (std::int64_t i = 0; i < n; ++i) {
@@ -894,7 +894,7 @@ class kv_decoder {
     return unembed(n);
   }
 
-  view2d<const float> step(std::span<const state_id> ids, std::span<const std::int32_t> tokens) {
+  device_view2d<const float> step(std::span<const state_id> ids, std::span<const std::int32_t> tokens) {
     constexpr const char* fn = "xplor::model::gpu::kv_decoder::step";
     detail::require(tokens.size() == ids.size(), fn, "tokens has ", tokens.size(), " elements for ",
                     ids.size(), " states");
@@ -1020,14 +1020,14 @@ class kv_decoder {
     }
   }
 
-  view2d<const float> unembed(std::int64_t n) {
+  device_view2d<const float> unembed(std::int64_t n) {
     const std::int64_t C = m_->config().d_model, V = m_->config().vocab_size;
     logits_.resize(static_cast<std::size_t>(n * V > 0 ? n * V : 1));
     if (n > 0)
       kernels::linear_forward(m_->blas(), hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C,
                               V);
     check_cuda(cudaDeviceSynchronize(), "xplor::model::gpu::kv_decoder (execution)");
-    return view2d<const float>(logits_.data(), {n, V}, {V, 1});
+    return device_view2d<const float>(logits_.data(), {n, V}, {V, 1});
   }
 
   transformer* m_;

@@ -591,16 +591,16 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(row_args a) {
 class row_sampler {
  public:
   /// Launches on `stream` and waits for it (the validation result is read back).
-  void sample(view2d<const float> logits, const sampling_params& params, const draw_keys& keys,
-              const draw_outputs& out, std::span<const std::int32_t> context_tokens = {},
+  void sample(device_view2d<const float> logits, const sampling_params& params, const device_draw_keys& keys,
+              const device_draw_outputs& out, device_span<const std::int32_t> context_tokens = {},
               std::span<const std::int64_t> context_offsets = {}, cudaStream_t stream = nullptr) {
     enqueue(logits, params, keys, out, context_tokens, context_offsets, stream);
     finish(stream);
   }
 
   /// The launch alone (no wait, no error read-back): for timing loops. finish() reports errors.
-  void enqueue(view2d<const float> logits, const sampling_params& params, const draw_keys& keys,
-               const draw_outputs& out, std::span<const std::int32_t> context_tokens = {},
+  void enqueue(device_view2d<const float> logits, const sampling_params& params, const device_draw_keys& keys,
+               const device_draw_outputs& out, device_span<const std::int32_t> context_tokens = {},
                std::span<const std::int64_t> context_offsets = {}, cudaStream_t stream = nullptr) {
     constexpr const char* fn = "xplor::sample::gpu::row_sampler::sample";
     const auto config = impl::check_params(params, fn);
@@ -726,8 +726,9 @@ class row_sampler {
 };
 
 /// One-shot form of row_sampler::sample.
-inline void sample_rows(view2d<const float> logits, const sampling_params& params, const draw_keys& keys,
-                        const draw_outputs& out, std::span<const std::int32_t> context_tokens = {},
+inline void sample_rows(device_view2d<const float> logits, const sampling_params& params,
+                        const device_draw_keys& keys, const device_draw_outputs& out,
+                        device_span<const std::int32_t> context_tokens = {},
                         std::span<const std::int64_t> context_offsets = {}) {
   row_sampler sampler;
   sampler.sample(logits, params, keys, out, context_tokens, context_offsets);
