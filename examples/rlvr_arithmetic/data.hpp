@@ -1,7 +1,7 @@
 // rlvr_arithmetic's data: synthetic arithmetic problems in difficulty levels, digit-by-digit
 // chain-of-thought targets ending in \boxed{answer}, and instruction templates x operator
 // vocabularies for prompt diversity, some templates held out for evaluation ("Debunk the Myth of
-// SFT Generalization", arXiv 2510.00237: prompt diversity + CoT supervision; architectures.md §3).
+// SFT Generalization", arXiv 2510.00237: prompt diversity + CoT supervision; docs/env.md, prompt variation).
 #pragma once
 
 #include <algorithm>

@@ -8,7 +8,7 @@
 
 using words4 = std::array<std::uint32_t, 4>;
 
-// Random123 known-answer vectors (core.md).
+// Random123 known-answer vectors (docs/core.md).
 static_assert(xplor::philox4x32_10({0, 0, 0, 0}, {0, 0}) ==
               words4{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
 

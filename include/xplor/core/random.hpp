@@ -41,7 +41,7 @@ XPLOR_HD constexpr std::array<std::uint32_t, 4> philox4x32_10(std::array<std::ui
 }
 
 // ---------------------------------------------------------------------------------------------
-// Words to floats (core.md): never exactly 1; the "open" variants never return 0 either.
+// Words to floats (docs/core.md): never exactly 1; the "open" variants never return 0 either.
 
 /// Uniform float in [0, 1) from the top 24 bits: (x >> 8) * 2^-24.
 XPLOR_HD constexpr float uniform_float(std::uint32_t x) { return static_cast<float>(x >> 8) * 0x1.0p-24f; }

@@ -91,8 +91,8 @@ enum class overlong_mode {
   clipped,
 };
 
-/// DAPO's soft overlong penalty for a response of `length` tokens, added to the reward (rl-methods
-/// section 0): 0 for length <= max_length - buffer_length, then linear down to -factor at
+/// DAPO's soft overlong penalty for a response of `length` tokens, added to the reward (docs/methods.md
+/// §0): 0 for length <= max_length - buffer_length, then linear down to -factor at
 /// max_length, then per `mode`. Requires 0 < buffer_length <= max_length (verl asserts the same),
 /// length >= 0 and a finite factor >= 0.
 inline float overlong_penalty(std::int64_t length, std::int64_t max_length, std::int64_t buffer_length,

@@ -83,7 +83,7 @@ inline float binary_ook_reward(outcome o, bool out_of_knowledge) {
   return binary_reward(o);
 }
 
-/// The reward variants of TruthRL's Table (rl-methods 4.3), for config-driven use.
+/// The reward variants of TruthRL's Table (docs/methods.md §4.3), for config-driven use.
 enum class reward_variant { ternary, binary, ternary_ook, binary_ook };
 
 /// The reward of `variant` for `o`; `out_of_knowledge` only matters for the _ook variants.
@@ -112,7 +112,7 @@ struct classify_options {
   /// phrase that normalises to nothing is an error.
   std::vector<std::string> abstention_phrases{"i dont know"};
   /// TruthRL's training reward treats an answer containing "invalid question" (CRAG's false-premise
-  /// label) as a miss scored -1 in every variant (rl-methods 4.2 item 3), so it is classified
+  /// label) as a miss scored -1 in every variant (docs/methods.md §4.2 item 3), so it is classified
   /// `incorrect` without matching or judging. false: judge it like any other answer (as the
   /// TruthRL evaluation script does, where it is correct when the gold is "invalid question").
   bool invalid_question_is_miss = true;
@@ -180,7 +180,7 @@ inline outcome classify_response(std::string_view response, std::span<const std:
   return classify_response(response, gold_answers, options);
 }
 
-/// Counts of outcomes and TruthRL's metrics (rl-methods 4.1): accuracy, abstention ("missing")
+/// Counts of outcomes and TruthRL's metrics (docs/methods.md §4.1): accuracy, abstention ("missing")
 /// rate, hallucination rate (incorrect + no_answer, "include no boxed"), hallucination excluding
 /// no-box responses, and truthfulness T = accuracy - hallucination = (2 correct + abstain - n) / n.
 /// Rates of an empty accumulator are 0.

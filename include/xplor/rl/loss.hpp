@@ -2,7 +2,7 @@
 // clip-higher (DAPO), the two-sided cap delta (INTELLECT-2), verl's dual clip, token- or
 // sequence-level importance ratios (GSPO), KL penalties k1/k2/k3 and an entropy bonus, aggregated
 // as TRL's loss_type (grpo, bnpo, dr_grpo, dapo; verl's loss_agg_mode names as aliases).
-// Formulas: rl-methods.md §0 and §6.3-6.4, docs/rl.md.
+// Formulas: docs/methods.md §0 and §6.3-6.4, docs/rl.md.
 //
 // The loss never sees a model: it takes per-token log-probabilities, advantages and masks, and
 // returns the scalar loss and d loss / d logp for every token, which a trainer feeds to its

@@ -1,5 +1,5 @@
 // Logits processing and categorical draws for sampling completions: repetition penalty ->
-// temperature -> top-k -> top-p -> min-p, renormalising after each (decisions.md, the order of
+// temperature -> top-k -> top-p -> min-p, renormalising after each (docs/methods.md §7.2, the order of
 // HF/vLLM), then a reproducible draw from the processed distribution. Top-k and top-p select
 // with an O(V) expected quickselect instead of sorting the vocabulary, and equal the sorted
 // definition exactly, ties included (ties go to the lower token id). Every sum that decides a
@@ -242,7 +242,7 @@ XPLOR_HD inline void process_row(const float* logits, std::int64_t stride, std::
     }
   for (std::int64_t v = 0; v < V; ++v) out[v] /= c.temperature;
   // From here `out` holds log-weights: the log-probabilities up to one constant per row. Top-k and
-  // min-p only compare tokens, so renormalising after each step (decisions.md) changes nothing
+  // min-p only compare tokens, so renormalising after each step (docs/methods.md §7.2) changes nothing
   // they decide; top-p normalises its masses itself, and the row is renormalised once at the end.
   bool normalized = false;
 

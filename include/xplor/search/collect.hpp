@@ -1,4 +1,4 @@
-// One round of DeepSearch's adaptive training loop (rl-methods.md 2.7): prompts whose problem id
+// One round of DeepSearch's adaptive training loop (docs/methods.md §2.7): prompts whose problem id
 // is in the solution cache skip the tree search and get n direct rollouts whose first k are
 // overwritten by cached correct solutions (scored as a constant per-token reward, one segment);
 // every other prompt gets the full search, and the correct trajectories it finds join the cache.

@@ -46,7 +46,7 @@
 
 namespace xplor::search {
 
-/// A verified trajectory's class (rl-methods.md 2.2): +1, -1, or incomplete (no answer).
+/// A verified trajectory's class (docs/methods.md §2.2): +1, -1, or incomplete (no answer).
 enum class outcome : std::uint8_t { correct, incorrect, incomplete };
 
 /// A verifier grades a finished response: (response tokens, whether it ended with EOS or a stop

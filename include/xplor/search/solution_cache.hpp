@@ -1,4 +1,4 @@
-// DeepSearch's solution cache (replay buffer, rl-methods.md 2.7; register_replay_buffer.py):
+// DeepSearch's solution cache (replay buffer, docs/methods.md §2.7; register_replay_buffer.py):
 // verified correct responses per problem id. A prompt with cached solutions skips the tree search
 // in later rounds: it gets n direct rollouts whose first k are overwritten by cached solutions
 // (search/rollouts.hpp). Stored as JSON Lines, one problem per line, sorted by id:
