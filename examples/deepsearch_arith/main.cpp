@@ -145,7 +145,7 @@ xs::outcome grade(const xm::byte_tokenizer& tok, const rlvr::example& e,
                                                   std::span<const std::string>(&gold, 1));
   if (o == xplor::reward::outcome::correct) return xs::outcome::correct;
   if (o == xplor::reward::outcome::incorrect) return xs::outcome::incorrect;
-  return finished ? xs::outcome::incorrect : xs::outcome::incomplete;  // no answer
+  return finished ? xs::outcome::incorrect : xs::outcome::no_answer;  // cut off: no answer yet
 }
 
 double pass_at_1(const xm::transformer& model, const xm::byte_tokenizer& tok,

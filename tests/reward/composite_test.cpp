@@ -45,7 +45,10 @@ TEST_CASE("composite_reward evaluates named functions", "[composite]") {
   bad.add("nan", [](const sample&) { return std::optional<float>(std::numeric_limits<float>::quiet_NaN()); });
   CHECK_THROWS_WITH(bad.evaluate(samples),
                     Catch::Contains("\"nan\" returned nan") && Catch::Contains("samples[0]"));
-  CHECK_THROWS_WITH(bad.add("empty", nullptr), Catch::Contains("function \"empty\" is empty"));
+  CHECK_THROWS_WITH(bad.add("empty", composite_reward<sample>::function_type{}),
+                    Catch::Contains("function \"empty\" is empty"));
+  // Not a reward function at all (wrong argument or result type) does not compile:
+  // tests/compile_fail/not_a_reward_function.cpp.
   CHECK_THROWS_WITH(bad.add(
                         "w", [](const sample&) { return std::optional<float>(1.0f); },
                         std::numeric_limits<float>::infinity()),

@@ -2,11 +2,13 @@
 // it), hostile near-misses, random property checks and hostile inputs.
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "xplor/reward/math_reward.hpp"
 #include "xplor/reward/truth.hpp"
 #include "xplor/reward/verify.hpp"
 
@@ -383,4 +385,49 @@ TEST_CASE("classify_response never matches math answers by SQuAD normalisation",
   CHECK(classify_response("\\boxed{jean paul sartre}", sartre) == outcome::incorrect);
   const std::vector<std::string> half{"\\frac12"};
   CHECK(classify_response("\\boxed{0.5}", half) == outcome::correct);
+}
+
+TEST_CASE("math_reward: extraction, exact checking and the reward in one call", "[verify][math_reward]") {
+  using namespace xplor::reward;
+  const std::vector<std::string> responses{"so \\boxed{\\frac{1}{2}}.", "it is \\boxed{0.5001}", "no box, answer is 7",
+                                           "\\boxed{(3,13]}", "#### 1,234"};
+  const std::vector<std::string> golds{"0.5", "1/2", "7", "[3,13]", "1234"};
+  std::vector<float> r(5);
+  std::vector<verdict> why(5);
+  math_reward(responses, golds, r, {}, why);
+  CHECK(r == std::vector<float>{1, 0, 0, 0, 0});
+  CHECK(why[0].reason == verdict_reason::same_value);
+  CHECK(why[1].reason == verdict_reason::different_value);
+  CHECK(why[2].reason == verdict_reason::no_answer);
+  CHECK(why[3].reason == verdict_reason::different_form);
+  math_reward_options o;
+  o.extract = answer_extractor::boxed_or_answer_is;
+  o.incorrect = -1.0f;
+  o.no_answer = -0.5f;
+  math_reward(responses, golds, r, o);
+  CHECK(r == std::vector<float>{1, -1, 1, -1, -0.5f});
+  o.extract = answer_extractor::gsm8k;
+  math_reward(responses, golds, r, o);
+  CHECK(r[4] == 1.0f);
+  CHECK(r[0] == -0.5f);
+  // Property: the reward agrees with check_answer on the extracted box for random pairs.
+  std::mt19937 gen(12);
+  std::vector<std::string> rs, gs;
+  for (int k = 0; k < 200; ++k) {
+    const int a = static_cast<int>(gen() % 9) + 1, b = static_cast<int>(gen() % 9) + 1;
+    rs.push_back("\\boxed{\\frac{" + std::to_string(a) + "}{" + std::to_string(b) + "}}");
+    gs.push_back(std::to_string(a * 2) + "/" + std::to_string(b * (1 + static_cast<int>(gen() % 2)) * 2));
+  }
+  std::vector<float> rr(rs.size());
+  math_reward(rs, gs, rr);
+  for (std::size_t k = 0; k < rs.size(); ++k)
+    CHECK(rr[k] == (check_answer(*extract_boxed(rs[k]), gs[k]).equivalent ? 1.0f : 0.0f));
+  // Bad input.
+  std::vector<float> short_out(2);
+  CHECK_THROWS_WITH(math_reward(responses, golds, short_out), Catch::Contains("out has 2 elements for 5 responses"));
+  CHECK_THROWS_WITH(math_reward(responses, std::span<const std::string>(golds).first(3), r),
+                    Catch::Contains("golds has 3 elements for 5 responses"));
+  math_reward_options nan;
+  nan.correct = std::nanf("");
+  CHECK_THROWS_WITH(math_reward(responses, golds, r, nan), Catch::Contains("must be finite"));
 }

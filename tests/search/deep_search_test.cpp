@@ -49,7 +49,7 @@ scripted_policy three_step_policy(float p1) {
 outcome all_ones(std::span<const std::int32_t> r, bool) {
   for (std::int32_t t : r)
     if (t != 1) return outcome::incorrect;
-  return r.size() == 3 ? outcome::correct : outcome::incomplete;
+  return r.size() == 3 ? outcome::correct : outcome::no_answer;
 }
 search_params three_step_params() {
   search_params p;
@@ -281,7 +281,7 @@ TEST_CASE("deep_search with delimiter steps and EOS", "[search][driver]") {
       [&](std::span<const std::int32_t> r, bool finished) {
         eos_endings += finished;
         if (finished) CHECK(r.back() == 5);
-        return finished ? outcome::incorrect : outcome::incomplete;
+        return finished ? outcome::incorrect : outcome::no_answer;
       },
       p, 3);
   REQUIRE(res.trajectories.size() == 4);
@@ -315,14 +315,14 @@ TEST_CASE("deep_search caps the response at max_response_tokens", "[search][driv
         ++graded;
         CHECK(r.size() == 10);
         CHECK_FALSE(finished);
-        return outcome::incomplete;
+        return outcome::no_answer;
       },
       p, 2);
   CHECK(graded > 0);
   REQUIRE(res.trajectories.size() == 3);
   for (const auto& tr : res.trajectories) {
     CHECK(tr.segment_offsets == std::vector<std::int64_t>{0, 4, 8, 10});
-    CHECK(tr.score == p.incomplete_score);
+    CHECK(tr.score == p.no_answer_score);
   }
   CHECK(policy.live_states() == 0);
   p.max_response_tokens = -1;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -19,6 +20,12 @@
 
 namespace xplor::reward {
 
+/// A reward function over samples of type Sample: called with a const Sample&, it returns a
+/// reward, or std::nullopt where it does not apply (anything convertible to std::optional<float>).
+template <class F, class Sample>
+concept reward_function = std::invocable<const F&, const Sample&> &&
+                          std::convertible_to<std::invoke_result_t<const F&, const Sample&>, std::optional<float>>;
+
 /// Named, weighted reward functions over samples of type `Sample` (a completion plus whatever the
 /// functions need: prompt, gold answers, token count ...). A function returns std::nullopt where
 /// it does not apply and must not return NaN or infinity (checked; the error names the function
@@ -29,13 +36,15 @@ class composite_reward {
   using function_type = std::function<std::optional<float>(const Sample&)>;
 
   /// Adds a function with its weight; returns *this for chaining.
-  composite_reward& add(std::string name, function_type function, float weight = 1.0f) {
+  template <reward_function<Sample> F>
+  composite_reward& add(std::string name, F function, float weight = 1.0f) {
     constexpr const char* fn = "xplor::reward::composite_reward::add";
-    xplor::detail::require(static_cast<bool>(function), fn, "function \"", name, "\" is empty");
+    function_type wrapped = std::move(function);
+    xplor::detail::require(static_cast<bool>(wrapped), fn, "function \"", name, "\" is empty");
     xplor::detail::require(std::isfinite(weight), fn, "weight = ", weight, " of function \"", name,
                            "\" is not finite");
     names_.push_back(std::move(name));
-    functions_.push_back(std::move(function));
+    functions_.push_back(std::move(wrapped));
     weights_.push_back(weight);
     return *this;
   }

@@ -15,12 +15,11 @@
 #include <vector>
 
 #include "xplor/core/error.hpp"
+#include "xplor/reward/outcome.hpp"
 #include "xplor/reward/verify.hpp"
 
 namespace xplor::reward {
 
-/// How a response ended: a correct answer, an abstention, a wrong answer, or no \boxed{} answer.
-enum class outcome { correct, abstain, incorrect, no_answer };
 
 namespace detail {
 /// Whether an answer is plain text that SQuAD matching may decide: at least two letters, no

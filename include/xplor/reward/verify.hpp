@@ -588,6 +588,7 @@ enum class verdict_reason : std::uint8_t {
   different_unit,   ///< both carry a unit and the units differ ("2 hours" vs "2 minutes")
   unsupported,      ///< an answer is outside the math grammar and the texts differ
   too_large,        ///< beyond the exact arithmetic's limits: undecided, reported not equivalent
+  no_answer,        ///< no final answer could be extracted (math_reward; check_answer never says it)
 };
 
 inline const char* to_string(verdict_reason r) {
@@ -600,6 +601,7 @@ inline const char* to_string(verdict_reason r) {
     case verdict_reason::different_unit: return "different_unit";
     case verdict_reason::unsupported: return "unsupported";
     case verdict_reason::too_large: return "too_large";
+    case verdict_reason::no_answer: return "no_answer";
   }
   return "?";
 }

@@ -94,9 +94,7 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
       out.tokens_generated += static_cast<std::int64_t>(tr.tokens.size());
     }
     tr.result = verifier(std::span<const std::int32_t>(tr.tokens), finished);
-    tr.score = tr.result == outcome::correct     ? params.correct_score
-               : tr.result == outcome::incorrect ? params.incorrect_score
-                                                 : params.incomplete_score;
+    tr.score = impl::score_of(tr.result, params);
     double nll = 0.0;
     for (float lp : tr.logprobs) nll -= lp;
     tr.mean_entropy = nll / static_cast<double>(std::max<std::size_t>(tr.logprobs.size(), 1));

@@ -39,6 +39,7 @@
 #include "xplor/core/error.hpp"
 #include "xplor/core/numerics.hpp"
 #include "xplor/core/random.hpp"
+#include "xplor/reward/outcome.hpp"
 #include "xplor/rl/advantage.hpp"
 #include "xplor/sample/processors.hpp"
 #include "xplor/search/score.hpp"
@@ -46,8 +47,10 @@
 
 namespace xplor::search {
 
-/// A verified trajectory's class (docs/methods.md §2.2): +1, -1, or incomplete (no answer).
-enum class outcome : std::uint8_t { correct, incorrect, incomplete };
+/// A verified trajectory's class (docs/methods.md §2.2): reward::outcome, the type TruthRL's
+/// classification returns too. Scores: correct_score, incorrect_score (incorrect and abstain),
+/// no_answer_score (no final answer: the code's "incomplete").
+using reward::outcome;
 
 /// A verifier grades a finished response: (response tokens, whether it ended with EOS or a stop
 /// token) -> outcome. deep_search_batch calls it from several threads at once.
@@ -67,7 +70,7 @@ struct search_params {
   int num_trajectories = 8;                   // terminate_num = rollout.n
   double lambda_uct = 2.0;                    // lambda_puct of the local selection
   double backup_floor = 0.1;                  // backup_threshold
-  double correct_score = 1.0, incorrect_score = -1.0, incomplete_score = -1.0;
+  double correct_score = 1.0, incorrect_score = -1.0, no_answer_score = -1.0;
   frontier_params frontier{};          // its max_depth is replaced by max_depth above
   double adv_temperature = 1.0;        // eps_q of the soft clip
   double q_value_max = 1.0;            // q_max of the soft clip
@@ -104,7 +107,7 @@ struct search_trajectory {
   std::vector<std::int32_t> nodes;            // the tree node of each segment
   std::vector<double> segment_q;              // soft-clipped values; the last is the raw score
   std::vector<double> segment_advantages;     // q(s_j) - mu (/ (std + 1e-6) with the std flag)
-  outcome result = outcome::incomplete;
+  outcome result = outcome::no_answer;
   double score = 0.0;         // the terminal reward
   double mean_entropy = 0.0;  // Hbar over the whole response, the guidance's key
 };
@@ -132,8 +135,8 @@ inline void check_search_params(const search_params& p, const char* fn) {
   detail::require(p.backup_floor >= 0.0 && p.backup_floor <= 1.0, fn, "backup_floor = ", p.backup_floor,
                   " is outside [0, 1]");
   detail::require(
-      std::isfinite(p.correct_score) && std::isfinite(p.incorrect_score) && std::isfinite(p.incomplete_score),
-      fn, "scores (", p.correct_score, ", ", p.incorrect_score, ", ", p.incomplete_score, ") must be finite");
+      std::isfinite(p.correct_score) && std::isfinite(p.incorrect_score) && std::isfinite(p.no_answer_score),
+      fn, "scores (", p.correct_score, ", ", p.incorrect_score, ", ", p.no_answer_score, ") must be finite");
   detail::require(std::isfinite(p.adv_temperature) && p.adv_temperature > 0.0, fn,
                   "adv_temperature = ", p.adv_temperature, " must be positive");
   detail::require(std::isfinite(p.q_value_max) && p.q_value_max > 0.0, fn, "q_value_max = ", p.q_value_max,
@@ -147,6 +150,12 @@ inline void check_search_params(const search_params& p, const char* fn) {
                   "sampling.repetition_penalty = ", p.sampling.repetition_penalty,
                   " is not supported by the tree search (use 1)");
   (void)sample::impl::check_params(p.sampling, fn);
+}
+
+/// The terminal reward of an outcome: correct_score, no_answer_score, or incorrect_score
+/// (incorrect and abstain).
+inline double score_of(outcome o, const search_params& p) {
+  return o == outcome::correct ? p.correct_score : o == outcome::no_answer ? p.no_answer_score : p.incorrect_score;
 }
 
 /// The response cap: max_response_tokens, or max_depth x chunk_tokens (the code's 16384 = 64 x 256).
@@ -229,7 +238,7 @@ class searcher {
         chunk_len_(cap_, 0),
         path_tokens_(cap_, 0),
         path_entropy_(cap_, 0.0),
-        result_of_(cap_, outcome::incomplete),
+        result_of_(cap_, outcome::no_answer),
         backed_up_(cap_, 0) {
     fp_ = params.frontier;
     fp_.max_depth = params.max_depth;
@@ -289,9 +298,7 @@ class searcher {
   static bool in(const std::vector<std::int32_t>& set, std::int32_t t) {
     return std::find(set.begin(), set.end(), t) != set.end();
   }
-  double score_of(outcome o) const {
-    return o == outcome::correct ? p_.correct_score : o == outcome::incorrect ? p_.incorrect_score : p_.incomplete_score;
-  }
+  double score_of(outcome o) const { return impl::score_of(o, p_); }
   double mean_entropy_of(std::int32_t n) const { return path_entropy_[n] / static_cast<double>(path_tokens_[n]); }
 
   /// The frontier rule (parameters) applied through tree.hpp's rescoring.
@@ -454,9 +461,10 @@ class searcher {
   }
 
   /// The terminal child of `cur` to back up next: correct first, else incorrect, else
-  /// incomplete; then the lowest mean entropy; then the lowest node id. no_node when none.
+  /// no answer (an abstention ranks with incorrect); then the lowest mean entropy; then the lowest
+  /// node id. no_node when none.
   std::int32_t terminal_to_back_up(std::int32_t cur) const {
-    auto rank = [](outcome o) { return o == outcome::correct ? 0 : o == outcome::incorrect ? 1 : 2; };
+    auto rank = [](outcome o) { return o == outcome::correct ? 0 : o == outcome::no_answer ? 2 : 1; };
     std::int32_t pick = no_node;
     for (std::int32_t c = t_.first_child(cur); c != no_node; c = t_.next_sibling(c)) {
       if (!t_.terminal(c) || backed_up_[c]) continue;
@@ -583,7 +591,15 @@ void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& 
 /// any number of threads. `make_policy()` builds one decode policy per worker (e.g. a kv_decoder
 /// of a shared, read-only model); `verifier(i, response, finished)` grades prompt i's responses
 /// and is called concurrently.
-template <class MakePolicy, class Verifier>
+/// A verifier for a batch of prompts: (prompt index, response tokens, whether it ended with EOS
+/// or a stop token) -> outcome.
+template <class V>
+concept indexed_response_verifier =
+    std::invocable<V&, std::size_t, std::span<const std::int32_t>, bool> &&
+    std::same_as<std::invoke_result_t<V&, std::size_t, std::span<const std::int32_t>, bool>, outcome>;
+
+template <class MakePolicy, indexed_response_verifier Verifier>
+requires decode_policy<std::invoke_result_t<MakePolicy&>>
 std::vector<search_result> deep_search_batch(MakePolicy&& make_policy,
                                              std::span<const std::vector<std::int32_t>> prompts,
                                              Verifier&& verifier, const search_params& params,
