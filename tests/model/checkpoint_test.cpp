@@ -158,7 +158,7 @@ void rewrite(const fs::path& from, const fs::path& to, const std::string& key, c
 }
 }  // namespace
 
-TEST_CASE("checkpoint integrity: a content hash catches bit flips; values and sizes are checked",
+TEST_CASE("checkpoint integrity: a content hash catches bit flips, and values and sizes are checked",
           "[model][checkpoint]") {
   temp_dir dir;
   transformer a(cfg(), 3);

@@ -309,7 +309,8 @@ TEST_CASE("write_safetensors is atomic", "[safetensors]") {
 }
 
 TEST_CASE(
-    "a writer killed mid-write leaves the old or the new file; the next write or read removes its temp file",
+    "a writer killed mid-write leaves the old or the new file, and the next write or read removes its temp "
+    "file",
     "[safetensors][kill]") {
   const scratch_dir dir;
   const fs::path p = dir / "big.safetensors";
