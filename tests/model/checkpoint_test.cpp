@@ -93,7 +93,7 @@ TEST_CASE("a mismatched or corrupt checkpoint is rejected and leaves the model u
   std::vector<tensor_view_in> tensors;
   for (const auto& t : a.layout().tensors)
     tensors.push_back({t.name, t.shape, std::span<const float>(poisoned).subspan(t.offset, t.size)});
-  write_safetensors(dir.path / "nan.safetensors", tensors, checkpoint_detail::config_metadata(cfg()));
+  write_safetensors(dir.path / "nan.safetensors", tensors, detail::config_metadata(cfg()));
   CHECK_THROWS_WITH(load_checkpoint(dir.path / "nan.safetensors", target),
                     Catch::Contains("tensor 'layers.1.attn.qkv.weight' element 5 is nan"));
   CHECK(untouched());
@@ -103,18 +103,18 @@ TEST_CASE("a mismatched or corrupt checkpoint is rejected and leaves the model u
   for (const auto& t : a.layout().tensors)
     if (t.name != "lm_head.weight")
       tensors.push_back({t.name, t.shape, a.params().subspan(t.offset, t.size)});
-  write_safetensors(dir.path / "missing.safetensors", tensors, checkpoint_detail::config_metadata(cfg()));
+  write_safetensors(dir.path / "missing.safetensors", tensors, detail::config_metadata(cfg()));
   CHECK_THROWS_WITH(load_checkpoint(dir.path / "missing.safetensors", target),
                     Catch::Contains("tensor 'lm_head.weight' is missing"));
   const auto& lm = a.layout().tensors.back();
   tensors.push_back({lm.name, {lm.shape[1], lm.shape[0]}, a.params().subspan(lm.offset, lm.size)});
-  write_safetensors(dir.path / "shape.safetensors", tensors, checkpoint_detail::config_metadata(cfg()));
+  write_safetensors(dir.path / "shape.safetensors", tensors, detail::config_metadata(cfg()));
   CHECK_THROWS_WITH(load_checkpoint(dir.path / "shape.safetensors", target),
                     Catch::Contains("'lm_head.weight' has shape [8, 11], the model needs [11, 8]"));
   tensors.back() = {lm.name, lm.shape, a.params().subspan(lm.offset, lm.size)};
   const std::vector<float> extra(3, 1.0f);
   tensors.push_back({"layers.7.attn.qkv.weight", {3}, extra});
-  write_safetensors(dir.path / "extra.safetensors", tensors, checkpoint_detail::config_metadata(cfg()));
+  write_safetensors(dir.path / "extra.safetensors", tensors, detail::config_metadata(cfg()));
   CHECK_THROWS_WITH(load_checkpoint(dir.path / "extra.safetensors", target),
                     Catch::Contains("unexpected tensor 'layers.7.attn.qkv.weight'"));
   CHECK(untouched());
@@ -147,9 +147,9 @@ void rewrite(const fs::path& from, const fs::path& to, const std::string& key, c
   std::vector<tensor_view_in> tensors;
   for (const auto& [name, t] : c.tensors) tensors.push_back({name, t.shape, t.data});
   if (rehash) {
-    checkpoint_detail::content_hasher h;
+    detail::content_hasher h;
     for (const auto& t : tensors) h.tensor(t.name, t.shape, t.data);
-    checkpoint_detail::hash_metadata(h, c.metadata);
+    detail::hash_metadata(h, c.metadata);
     c.metadata["content_hash"] = h.hex();
   } else {
     c.metadata.erase("content_hash");
@@ -173,7 +173,7 @@ TEST_CASE("checkpoint integrity: a content hash catches bit flips, and values an
   REQUIRE(meta.at("content_hash").size() == 16);
 
   // Hand-computed: the hash of nothing but one empty metadata pair is fixed.
-  checkpoint_detail::content_hasher h0;
+  detail::content_hasher h0;
   CHECK(h0.hex() == "cbf29ce484222325");
 
   // Every single bit flip in the data buffer is rejected (70% loaded silently before the hash).
@@ -249,12 +249,12 @@ TEST_CASE("checkpoint integrity: a content hash catches bit flips, and values an
     auto c = read_safetensors(good);
     c.tensors.at("optimizer.v.embed.weight").data[3] = -1e-8f;
     std::vector<tensor_view_in> tensors;
-    checkpoint_detail::content_hasher h;
+    detail::content_hasher h;
     for (const auto& [name, t] : c.tensors) {
       tensors.push_back({name, t.shape, t.data});
       h.tensor(name, t.shape, t.data);
     }
-    checkpoint_detail::hash_metadata(h, c.metadata);
+    detail::hash_metadata(h, c.metadata);
     c.metadata["content_hash"] = h.hex();
     write_safetensors(dir.path / "negv.safetensors", tensors, c.metadata);
     CHECK_THROWS_WITH(

@@ -117,7 +117,7 @@ struct reinforce_batch {
     check_counts(token_counts, fn);
     std::int64_t total = 0;
     for (const auto c : token_counts) total += c;
-    detail::require(static_cast<std::int64_t>(out.size()) == total, fn, "out has ", out.size(),
+    xplor::detail::require(static_cast<std::int64_t>(out.size()) == total, fn, "out has ", out.size(),
                     " elements for ", total, " tokens");
     std::size_t p = 0;
     for (std::size_t k = 0; k < token_counts.size(); ++k)
@@ -132,36 +132,36 @@ struct reinforce_batch {
 
  private:
   void check_episode(std::int64_t e, const char* fn) const {
-    detail::require(e >= 0 && e < num_episodes(), fn, "episode = ", e, " is outside [0, ", num_episodes(),
+    xplor::detail::require(e >= 0 && e < num_episodes(), fn, "episode = ", e, " is outside [0, ", num_episodes(),
                     ")");
   }
   void check_counts(std::span<const std::int64_t> token_counts, const char* fn) const {
-    detail::require(token_counts.size() == transitions.size(), fn, "token_counts has ", token_counts.size(),
+    xplor::detail::require(token_counts.size() == transitions.size(), fn, "token_counts has ", token_counts.size(),
                     " elements for ", transitions.size(), " transitions");
     for (std::size_t k = 0; k < token_counts.size(); ++k)
-      detail::require(token_counts[k] >= 0, fn, "token_counts[", k, "] = ", token_counts[k], " is negative");
+      xplor::detail::require(token_counts[k] >= 0, fn, "token_counts[", k, "] = ", token_counts[k], " is negative");
   }
 };
 
-namespace detail_reinforce {
+namespace detail {
 inline void check_options(const reinforce_options& o, const char* fn) {
-  detail::require(o.episodes > 0, fn, "options.episodes = ", o.episodes, " must be positive");
-  detail::require(std::isfinite(o.gamma) && o.gamma >= 0.0f && o.gamma <= 1.0f, fn,
+  xplor::detail::require(o.episodes > 0, fn, "options.episodes = ", o.episodes, " must be positive");
+  xplor::detail::require(std::isfinite(o.gamma) && o.gamma >= 0.0f && o.gamma <= 1.0f, fn,
                   "options.gamma = ", o.gamma, " is outside [0, 1]");
-  detail::require(std::isfinite(o.rebn.eps) && o.rebn.eps >= 0.0f, fn, "options.rebn.eps = ", o.rebn.eps,
+  xplor::detail::require(std::isfinite(o.rebn.eps) && o.rebn.eps >= 0.0f, fn, "options.rebn.eps = ", o.rebn.eps,
                   " must be finite and >= 0");
-  detail::require(o.max_steps > 0, fn, "options.max_steps = ", o.max_steps, " must be positive");
-  detail::require(o.exec.num_threads >= 0, fn, "options.exec.num_threads = ", o.exec.num_threads,
+  xplor::detail::require(o.max_steps > 0, fn, "options.max_steps = ", o.max_steps, " must be positive");
+  xplor::detail::require(o.exec.num_threads >= 0, fn, "options.exec.num_threads = ", o.exec.num_threads,
                   " is negative");
 }
-}  // namespace detail_reinforce
+}  // namespace detail
 
 /// Returns and advantages of a batch whose rewards and episode offsets are set (what collect()
 /// does after stepping; usable on transitions gathered elsewhere). Fills batch.returns,
 /// batch.advantages and batch.report.
 inline void compute_advantages(reinforce_batch& batch, const reinforce_options& options) {
   constexpr const char* fn = "xplor::env::compute_advantages";
-  detail_reinforce::check_options(options, fn);
+  detail::check_options(options, fn);
   std::vector<float> rewards(batch.transitions.size());
   for (std::size_t k = 0; k < rewards.size(); ++k) rewards[k] = batch.transitions[k].reward;
   batch.returns.assign(rewards.size(), 0.0f);
@@ -193,8 +193,8 @@ class reinforce_collector {
   reinforce_collector(vector_env& envs, const reinforce_options& options = {})
       : envs_(&envs), options_(options) {
     constexpr const char* fn = "xplor::env::reinforce_collector";
-    detail_reinforce::check_options(options_, fn);
-    detail::require(envs.options().autoreset == autoreset_mode::same_step, fn,
+    detail::check_options(options_, fn);
+    xplor::detail::require(envs.options().autoreset == autoreset_mode::same_step, fn,
                     "the vector env must use autoreset_mode::same_step");
   }
 
@@ -221,11 +221,11 @@ class reinforce_collector {
         for (std::size_t i = 0; i < m; ++i) any = any || (recording[i] && !partial[i].empty());
         if (!any) break;
       }
-      detail::require(batch.vector_steps < options_.max_steps, fn,
+      xplor::detail::require(batch.vector_steps < options_.max_steps, fn,
                       "no batch after options.max_steps = ", options_.max_steps, " vector steps (", complete,
                       " of ", options_.episodes, " episodes complete)");
       std::vector<std::string> actions = policy(std::span<const std::string>(observations));
-      detail::require(actions.size() == m, fn, "the policy returned ", actions.size(), " actions for ", m,
+      xplor::detail::require(actions.size() == m, fn, "the policy returned ", actions.size(), " actions for ", m,
                       " observations");
       vector_step_result r = envs_->step(std::span<const std::string>(actions));
       ++batch.vector_steps;

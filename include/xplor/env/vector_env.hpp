@@ -45,7 +45,7 @@ struct vector_step_result {
   std::vector<info_map> infos;
 };
 
-namespace detail_pool {
+namespace detail {
 /// A fixed pool of worker threads running parallel_for over indices; the calling thread waits.
 class thread_pool {
  public:
@@ -135,23 +135,23 @@ class thread_pool {
   bool stop_ = false;
   std::exception_ptr error_;
 };
-}  // namespace detail_pool
+}  // namespace detail
 
 class vector_env {
  public:
   vector_env(std::vector<std::unique_ptr<environment>> envs, const vector_options& options = {})
       : envs_(std::move(envs)), options_(options), episode_(envs_.size(), 0), needs_reset_(envs_.size(), 0) {
     constexpr const char* fn = "xplor::env::vector_env";
-    detail::require(!envs_.empty(), fn, "no environments");
+    xplor::detail::require(!envs_.empty(), fn, "no environments");
     for (std::size_t i = 0; i < envs_.size(); ++i)
-      detail::require(envs_[i] != nullptr, fn, "environment ", i, " is null");
-    detail::require(options.threads >= 1, fn, "threads = ", options.threads, " must be >= 1");
-    if (options.threads > 1) pool_ = std::make_unique<detail_pool::thread_pool>(options.threads);
+      xplor::detail::require(envs_[i] != nullptr, fn, "environment ", i, " is null");
+    xplor::detail::require(options.threads >= 1, fn, "threads = ", options.threads, " must be >= 1");
+    if (options.threads > 1) pool_ = std::make_unique<detail::thread_pool>(options.threads);
   }
 
   /// `copies` clones of `prototype`.
   static vector_env of(const environment& prototype, int copies, const vector_options& options = {}) {
-    detail::require(copies > 0, "xplor::env::vector_env::of", "copies = ", copies, " must be positive");
+    xplor::detail::require(copies > 0, "xplor::env::vector_env::of", "copies = ", copies, " must be positive");
     std::vector<std::unique_ptr<environment>> envs;
     for (int i = 0; i < copies; ++i) envs.push_back(prototype.clone());
     return vector_env(std::move(envs), options);
@@ -180,8 +180,8 @@ class vector_env {
   /// Steps environment i with actions[i]; finished episodes reset as options().autoreset says.
   vector_step_result step(std::span<const std::string> actions) {
     constexpr const char* fn = "xplor::env::vector_env::step";
-    detail::require(started_, fn, "step() before reset()");
-    detail::require(actions.size() == size(), fn, "actions has ", actions.size(), " elements for ", size(),
+    xplor::detail::require(started_, fn, "step() before reset()");
+    xplor::detail::require(actions.size() == size(), fn, "actions has ", actions.size(), " elements for ", size(),
                     " environments");
     vector_step_result out;
     out.observations.resize(size());
@@ -229,7 +229,7 @@ class vector_env {
   vector_options options_;
   std::vector<std::uint64_t> episode_;
   std::vector<std::uint8_t> needs_reset_;
-  std::unique_ptr<detail_pool::thread_pool> pool_;
+  std::unique_ptr<detail::thread_pool> pool_;
   std::uint64_t seed_ = 0;
   bool started_ = false;
 };

@@ -40,7 +40,7 @@ namespace xplor::env {
 class wrapper : public environment {
  public:
   wrapper(std::unique_ptr<environment> inner, std::string_view who) : inner_(std::move(inner)) {
-    detail::require(inner_ != nullptr, who, "the inner environment is null");
+    xplor::detail::require(inner_ != nullptr, who, "the inner environment is null");
   }
   wrapper(const wrapper& other) : environment(other), inner_(other.inner_->clone()) {}
   wrapper& operator=(const wrapper&) = delete;
@@ -159,20 +159,20 @@ class tool_use_wrapper : public wrapper {
         tools_(std::move(tools)),
         options_(options) {
     constexpr const char* fn = "xplor::env::tool_use_wrapper";
-    detail::require(!tools_.empty(), fn, "no tools");
-    detail::require(options.max_tool_uses >= 0, fn, "max_tool_uses = ", options.max_tool_uses,
+    xplor::detail::require(!tools_.empty(), fn, "no tools");
+    xplor::detail::require(options.max_tool_uses >= 0, fn, "max_tool_uses = ", options.max_tool_uses,
                     " is negative");
     std::set<std::string, std::less<>> names;
     for (std::size_t t = 0; t < tools_.size(); ++t) {
-      detail::require(tools_[t] != nullptr, fn, "tools[", t, "] is null");
+      xplor::detail::require(tools_[t] != nullptr, fn, "tools[", t, "] is null");
       const std::string name = tools_[t]->name();
       std::string probe_text = "<tool name=\"";
       probe_text += name;
       probe_text += "\"></tool>";
       const tool_call probe = parse_tool_call(probe_text);
-      detail::require(probe.status == tool_call::kind::valid && probe.name == name, fn, "tools[", t,
+      xplor::detail::require(probe.status == tool_call::kind::valid && probe.name == name, fn, "tools[", t,
                       "] has the invalid name '", name, "' (1 to 64 of [A-Za-z0-9_-])");
-      detail::require(names.insert(name).second, fn, "two tools are named '", name, "'");
+      xplor::detail::require(names.insert(name).second, fn, "two tools are named '", name, "'");
     }
   }
 
@@ -410,23 +410,23 @@ class prompt_variation_wrapper : public wrapper {
       : wrapper(std::move(inner), "xplor::env::prompt_variation_wrapper"), options_(std::move(options)) {
     constexpr const char* fn = "xplor::env::prompt_variation_wrapper";
     const auto& o = options_;
-    detail::require(!o.templates.empty(), fn, "no templates");
+    xplor::detail::require(!o.templates.empty(), fn, "no templates");
     for (std::size_t t = 0; t < o.templates.size(); ++t)
-      detail::require(o.templates[t].find("{observation}") != std::string::npos, fn, "templates[", t, "] = '",
+      xplor::detail::require(o.templates[t].find("{observation}") != std::string::npos, fn, "templates[", t, "] = '",
                       o.templates[t], "' has no {observation}");
     check_split(fn, "held_out_templates", o.held_out_templates, o.templates.size());
     if (o.canonical.empty()) {
-      detail::require(o.vocabularies.empty(), fn, "vocabularies given without canonical words");
+      xplor::detail::require(o.vocabularies.empty(), fn, "vocabularies given without canonical words");
     } else {
       for (std::size_t w = 0; w < o.canonical.size(); ++w)
-        detail::require(!o.canonical[w].empty(), fn, "canonical[", w, "] is empty");
+        xplor::detail::require(!o.canonical[w].empty(), fn, "canonical[", w, "] is empty");
       for (std::size_t v = 0; v < o.vocabularies.size(); ++v) {
-        detail::require(o.vocabularies[v].size() == o.canonical.size(), fn, "vocabularies[", v, "] has ",
+        xplor::detail::require(o.vocabularies[v].size() == o.canonical.size(), fn, "vocabularies[", v, "] has ",
                         o.vocabularies[v].size(), " words for ", o.canonical.size(), " canonical words");
         for (std::size_t w = 0; w < o.vocabularies[v].size(); ++w) {
-          detail::require(!o.vocabularies[v][w].empty(), fn, "vocabularies[", v, "][", w, "] is empty");
+          xplor::detail::require(!o.vocabularies[v][w].empty(), fn, "vocabularies[", v, "][", w, "] is empty");
           for (std::size_t u = 0; u < w; ++u)
-            detail::require(o.vocabularies[v][u] != o.vocabularies[v][w], fn, "vocabularies[", v,
+            xplor::detail::require(o.vocabularies[v][u] != o.vocabularies[v][w], fn, "vocabularies[", v,
                             "] repeats the word '", o.vocabularies[v][w], "'");
         }
       }
@@ -497,9 +497,9 @@ class prompt_variation_wrapper : public wrapper {
   }
   void check_split(const char* fn, const char* what, std::size_t held_out, std::size_t n) const {
     if (options_.split == prompt_split::train)
-      detail::require(held_out < n, fn, what, " = ", held_out, " leaves no training choice out of ", n);
+      xplor::detail::require(held_out < n, fn, what, " = ", held_out, " leaves no training choice out of ", n);
     else
-      detail::require(held_out > 0 && held_out <= n, fn, what, " = ", held_out, " must be in [1, ", n,
+      xplor::detail::require(held_out > 0 && held_out <= n, fn, what, " = ", held_out, " must be in [1, ", n,
                       "] for the eval split");
   }
   std::size_t pick(std::uint32_t word, std::size_t n, std::size_t held_out) const {
@@ -569,7 +569,7 @@ class episode_tracking_wrapper : public wrapper {
   explicit episode_tracking_wrapper(std::unique_ptr<environment> inner,
                                     const episode_tracking_options& options = {})
       : wrapper(std::move(inner), "xplor::env::episode_tracking_wrapper"), options_(options) {
-    detail::require(options.max_turns >= 0, "xplor::env::episode_tracking_wrapper",
+    xplor::detail::require(options.max_turns >= 0, "xplor::env::episode_tracking_wrapper",
                     "max_turns = ", options.max_turns, " is negative");
   }
 
@@ -619,7 +619,7 @@ struct wrapper_stack {
 /// Wraps `env` in the order of the file comment: prompt variation (innermost), tool use,
 /// observation formatting, episode tracking (outermost).
 inline std::unique_ptr<environment> wrap(std::unique_ptr<environment> env, const wrapper_stack& spec) {
-  detail::require(env != nullptr, "xplor::env::wrap", "env is null");
+  xplor::detail::require(env != nullptr, "xplor::env::wrap", "env is null");
   if (spec.prompt_variation)
     env = std::make_unique<prompt_variation_wrapper>(std::move(env), *spec.prompt_variation);
   if (!spec.tools.empty())

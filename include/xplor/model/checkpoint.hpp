@@ -28,7 +28,7 @@
 
 namespace xplor::model {
 
-namespace checkpoint_detail {
+namespace detail {
 
 inline constexpr const char* format_name = "xplor.transformer.v1";
 /// The largest vocabulary the samplers support (mass_units: V 2^40 within 63 bits).
@@ -62,7 +62,7 @@ inline std::map<std::string, std::string> config_metadata(const transformer_conf
 inline const std::string& field(const std::map<std::string, std::string>& meta, const std::string& key,
                                 const std::filesystem::path& path) {
   const auto it = meta.find(key);
-  detail::require(it != meta.end(), "xplor::model::load_checkpoint", "'", path.string(),
+  xplor::detail::require(it != meta.end(), "xplor::model::load_checkpoint", "'", path.string(),
                   "': __metadata__ has no '", key, "'");
   return it->second;
 }
@@ -73,8 +73,8 @@ T parse_number(const std::string& text, const std::string& key, const std::files
   T v{};
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec == std::errc() && end == text.data() + text.size()) return v;
-  detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '",
-               detail::json_guard_brief(text), "' is not ",
+  xplor::detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '",
+               xplor::detail::json_guard_brief(text), "' is not ",
                std::is_integral_v<T> ? "an integer in range" : "a float");
 }
 
@@ -83,14 +83,14 @@ Enum parse_enum(const std::string& text, const std::string& key, const std::file
                 Enum b) {
   if (text == to_string(a)) return a;
   if (text == to_string(b)) return b;
-  detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '", text,
+  xplor::detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '", text,
                "' is not '", to_string(a), "' or '", to_string(b), "'");
 }
 
 inline transformer_config config_from_metadata(const std::map<std::string, std::string>& m,
                                                const std::filesystem::path& path) {
   const std::string& format = field(m, "format", path);
-  detail::require(format == format_name, "xplor::model::load_checkpoint", "'", path.string(), "': format '",
+  xplor::detail::require(format == format_name, "xplor::model::load_checkpoint", "'", path.string(), "': format '",
                   format, "' is not '", format_name, "'");
   transformer_config c;
   c.vocab_size = parse_number<int>(field(m, "vocab_size", path), "vocab_size", path);
@@ -104,7 +104,7 @@ inline transformer_config config_from_metadata(const std::map<std::string, std::
       parse_enum(field(m, "positions", path), "positions", path, position_kind::learned, position_kind::rope);
   c.mlp = parse_enum(field(m, "mlp", path), "mlp", path, mlp_kind::gelu, mlp_kind::swiglu);
   const std::string& tie = field(m, "tie_embeddings", path);
-  detail::require(tie == "true" || tie == "false", "xplor::model::load_checkpoint", "'", path.string(),
+  xplor::detail::require(tie == "true" || tie == "false", "xplor::model::load_checkpoint", "'", path.string(),
                   "': __metadata__ 'tie_embeddings' = '", tie, "' is not true or false");
   c.tie_embeddings = tie == "true";
   c.norm_eps = parse_number<float>(field(m, "norm_eps", path), "norm_eps", path);
@@ -115,11 +115,11 @@ inline transformer_config config_from_metadata(const std::map<std::string, std::
   try {
     c.validate();
   } catch (const error& e) {
-    detail::fail("xplor::model::load_checkpoint", "'", path.string(),
+    xplor::detail::fail("xplor::model::load_checkpoint", "'", path.string(),
                  "': __metadata__ holds an invalid config (", e.what(), ")");
   }
   const auto limit = [&](const char* key, std::int64_t value, std::int64_t max) {
-    detail::require(value <= max, "xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ ",
+    xplor::detail::require(value <= max, "xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ ",
                     key, " = ", value, " is over the limit of ", max);
   };
   limit("vocab_size", c.vocab_size, max_vocab_size);
@@ -190,8 +190,8 @@ inline void verify_content_hash(const safetensors_contents& file, const std::fil
   content_hasher h;
   for (const auto& [name, t] : file.tensors) h.tensor(name, t.shape, t.data);
   hash_metadata(h, file.metadata);
-  detail::require(h.hex() == stored->second, "xplor::model::load_checkpoint", "'", path.string(),
-                  "': content_hash ", detail::json_guard_brief(stored->second),
+  xplor::detail::require(h.hex() == stored->second, "xplor::model::load_checkpoint", "'", path.string(),
+                  "': content_hash ", xplor::detail::json_guard_brief(stored->second),
                   " does not match the contents (", h.hex(), "): the file is corrupted");
 }
 
@@ -212,20 +212,20 @@ inline void stage(const safetensors_contents& file, const parameter_layout& layo
   for (const tensor_slot& t : layout.tensors) {
     const std::string name = prefix + t.name;
     const auto it = file.tensors.find(name);
-    detail::require(it != file.tensors.end(), fn, "'", path.string(), "': tensor '", name, "' is missing");
-    detail::require(it->second.shape == t.shape, fn, "'", path.string(), "': tensor '", name, "' has shape ",
-                    safetensors_detail::shape_text(it->second.shape), ", the model needs ",
-                    safetensors_detail::shape_text(t.shape));
+    xplor::detail::require(it != file.tensors.end(), fn, "'", path.string(), "': tensor '", name, "' is missing");
+    xplor::detail::require(it->second.shape == t.shape, fn, "'", path.string(), "': tensor '", name, "' has shape ",
+                    detail::shape_text(it->second.shape), ", the model needs ",
+                    detail::shape_text(t.shape));
     const auto& data = it->second.data;
     for (std::size_t i = 0; i < data.size(); ++i)
-      detail::require(std::isfinite(data[i]) && (!non_negative || data[i] >= 0.0f), fn, "'", path.string(),
+      xplor::detail::require(std::isfinite(data[i]) && (!non_negative || data[i] >= 0.0f), fn, "'", path.string(),
                       "': tensor '", name, "' element ", i, " is ", data[i],
                       non_negative ? " (AdamW's second moment must be finite and >= 0)" : " (not finite)");
     std::copy(data.begin(), data.end(), dst.begin() + t.offset);
   }
 }
 
-}  // namespace checkpoint_detail
+}  // namespace detail
 
 /// Writes the model's parameters (and, given an optimizer, its moments as "optimizer.m.<name>" and
 /// "optimizer.v.<name>" with its step count) to `path` atomically. `extra` metadata (e.g. the
@@ -233,9 +233,9 @@ inline void stage(const safetensors_contents& file, const parameter_layout& layo
 inline void save_checkpoint(const std::filesystem::path& path, const transformer& model,
                             adamw* optimizer = nullptr,
                             const std::map<std::string, std::string>& extra = {}) {
-  auto metadata = checkpoint_detail::config_metadata(model.config());
+  auto metadata = detail::config_metadata(model.config());
   for (const auto& [k, v] : extra) {
-    detail::require(!metadata.contains(k), "xplor::model::save_checkpoint", "extra metadata key '", k,
+    xplor::detail::require(!metadata.contains(k), "xplor::model::save_checkpoint", "extra metadata key '", k,
                     "' collides with a config field");
     metadata[k] = v;
   }
@@ -252,14 +252,14 @@ inline void save_checkpoint(const std::filesystem::path& path, const transformer
     add_all("optimizer.v.", optimizer->second_moment());
     metadata["optimizer.step"] = std::to_string(optimizer->steps());
   }
-  detail::require(!metadata.contains(checkpoint_detail::hash_key), "xplor::model::save_checkpoint",
-                  "extra metadata key '", checkpoint_detail::hash_key, "' is reserved for the content hash");
+  xplor::detail::require(!metadata.contains(detail::hash_key), "xplor::model::save_checkpoint",
+                  "extra metadata key '", detail::hash_key, "' is reserved for the content hash");
   std::sort(tensors.begin(), tensors.end(),
             [](const tensor_view_in& a, const tensor_view_in& b) { return a.name < b.name; });
-  checkpoint_detail::content_hasher h;
+  detail::content_hasher h;
   for (const tensor_view_in& t : tensors) h.tensor(t.name, t.shape, t.data);
-  checkpoint_detail::hash_metadata(h, metadata);
-  metadata[checkpoint_detail::hash_key] = h.hex();
+  detail::hash_metadata(h, metadata);
+  metadata[detail::hash_key] = h.hex();
   write_safetensors(path, tensors, metadata);
 }
 
@@ -269,12 +269,12 @@ inline void save_checkpoint(const std::filesystem::path& path, const transformer
 /// more than the file's size.
 inline transformer_config read_checkpoint_config(const std::filesystem::path& path) {
   const safetensors_contents file = read_safetensors(path);
-  const transformer_config c = checkpoint_detail::config_from_metadata(file.metadata, path);
+  const transformer_config c = detail::config_from_metadata(file.metadata, path);
   std::int64_t held = 0;
   for (const auto& [name, t] : file.tensors)
     if (!name.starts_with("optimizer.")) held += static_cast<std::int64_t>(t.data.size());
   const std::int64_t needed = parameter_layout(c).total;
-  detail::require(held >= needed, "xplor::model::read_checkpoint_config", "'", path.string(),
+  xplor::detail::require(held >= needed, "xplor::model::read_checkpoint_config", "'", path.string(),
                   "': the config needs ", needed, " parameters but the file holds ", held);
   return c;
 }
@@ -285,26 +285,26 @@ inline std::map<std::string, std::string> load_checkpoint(const std::filesystem:
                                                           transformer& model, adamw* optimizer = nullptr) {
   constexpr const char* fn = "xplor::model::load_checkpoint";
   const safetensors_contents file = read_safetensors(path);
-  checkpoint_detail::verify_content_hash(file, path);
-  const transformer_config stored = checkpoint_detail::config_from_metadata(file.metadata, path);
-  detail::require(stored == model.config(), fn, "'", path.string(), "': config mismatch, ",
-                  checkpoint_detail::config_difference(stored, model.config()));
+  detail::verify_content_hash(file, path);
+  const transformer_config stored = detail::config_from_metadata(file.metadata, path);
+  xplor::detail::require(stored == model.config(), fn, "'", path.string(), "': config mismatch, ",
+                  detail::config_difference(stored, model.config()));
   std::vector<float> params, m, v;
-  checkpoint_detail::stage(file, model.layout(), "", params, path);
+  detail::stage(file, model.layout(), "", params, path);
   std::int64_t step = 0;
   if (optimizer != nullptr) {
-    checkpoint_detail::stage(file, model.layout(), "optimizer.m.", m, path);
-    checkpoint_detail::stage(file, model.layout(), "optimizer.v.", v, path, true);
-    step = checkpoint_detail::parse_number<std::int64_t>(
-        checkpoint_detail::field(file.metadata, "optimizer.step", path), "optimizer.step", path);
-    detail::require(step >= 0, fn, "'", path.string(), "': optimizer.step = ", step, " is negative");
+    detail::stage(file, model.layout(), "optimizer.m.", m, path);
+    detail::stage(file, model.layout(), "optimizer.v.", v, path, true);
+    step = detail::parse_number<std::int64_t>(
+        detail::field(file.metadata, "optimizer.step", path), "optimizer.step", path);
+    xplor::detail::require(step >= 0, fn, "'", path.string(), "': optimizer.step = ", step, " is negative");
   }
   for (const auto& [name, tensor] : file.tensors) {
     const bool optimizer_tensor = name.starts_with("optimizer.");
     const std::string base = optimizer_tensor ? name.substr(name.find('.', 10) + 1) : name;
     bool known = false;
     for (const tensor_slot& t : model.layout().tensors) known = known || t.name == base;
-    detail::require(known, fn, "'", path.string(), "': unexpected tensor '", detail::json_guard_brief(name),
+    xplor::detail::require(known, fn, "'", path.string(), "': unexpected tensor '", xplor::detail::json_guard_brief(name),
                     "' for this config");
   }
   // Everything validated: commit.

@@ -33,8 +33,8 @@ class kv_decoder {
   /// A new state holding `prompt` (1 <= size <= max_seq_len), prefilled in one pass.
   state_id begin(std::span<const std::int32_t> prompt) {
     constexpr const char* fn = "xplor::model::kv_decoder::begin";
-    detail::require(!prompt.empty(), fn, "prompt is empty");
-    detail::require(static_cast<std::int64_t>(prompt.size()) <= m_->config().max_seq_len, fn, "prompt has ",
+    xplor::detail::require(!prompt.empty(), fn, "prompt is empty");
+    xplor::detail::require(static_cast<std::int64_t>(prompt.size()) <= m_->config().max_seq_len, fn, "prompt has ",
                     prompt.size(), " tokens, max_seq_len = ", m_->config().max_seq_len);
     check_tokens(prompt, fn, "prompt");
     const state_id id = new_state(std::make_shared<segment>(nullptr, 0, m_->config().n_layers));
@@ -48,7 +48,7 @@ class kv_decoder {
   std::vector<state_id> fork(state_id s, int n) {
     constexpr const char* fn = "xplor::model::kv_decoder::fork";
     check_live(s, fn);
-    detail::require(n >= 0, fn, "n = ", n, " is negative");
+    xplor::detail::require(n >= 0, fn, "n = ", n, " is negative");
     std::vector<state_id> out;
     out.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
@@ -78,7 +78,7 @@ class kv_decoder {
   /// Appends tokens[i] to states[i] (distinct live states) and returns [n, V] logits after them.
   view2d<const float> step(std::span<const state_id> ids, std::span<const std::int32_t> tokens) {
     constexpr const char* fn = "xplor::model::kv_decoder::step";
-    detail::require(tokens.size() == ids.size(), fn, "tokens has ", tokens.size(), " elements for ",
+    xplor::detail::require(tokens.size() == ids.size(), fn, "tokens has ", tokens.size(), " elements for ",
                     ids.size(), " states");
     check_tokens(tokens, fn, "tokens");
     return step_rows(ids, tokens, {}, fn);
@@ -87,7 +87,7 @@ class kv_decoder {
   /// Like step(), with caller-supplied input embeddings [n, C] instead of tokens (latent tokens).
   view2d<const float> step_embeddings(std::span<const state_id> ids, view2d<const float> embeddings) {
     constexpr const char* fn = "xplor::model::kv_decoder::step_embeddings";
-    detail::require(embeddings.rows() == static_cast<std::int64_t>(ids.size()) &&
+    xplor::detail::require(embeddings.rows() == static_cast<std::int64_t>(ids.size()) &&
                         embeddings.cols() == m_->config().d_model,
                     fn, "embeddings is ", embeddings.rows(), " x ", embeddings.cols(), " for ", ids.size(),
                     " states and d_model = ", m_->config().d_model);
@@ -149,12 +149,12 @@ class kv_decoder {
   };
 
   void check_live(state_id s, const char* fn) const {
-    detail::require(s >= 0 && s < static_cast<state_id>(states_.size()) && states_[s].seg != nullptr, fn,
+    xplor::detail::require(s >= 0 && s < static_cast<state_id>(states_.size()) && states_[s].seg != nullptr, fn,
                     "state ", s, " is not a live state");
   }
   void check_tokens(std::span<const std::int32_t> tokens, const char* fn, const char* arg) const {
     for (std::size_t i = 0; i < tokens.size(); ++i)
-      detail::require(tokens[i] >= 0 && tokens[i] < m_->config().vocab_size, fn, arg, "[", i,
+      xplor::detail::require(tokens[i] >= 0 && tokens[i] < m_->config().vocab_size, fn, arg, "[", i,
                       "] = ", tokens[i], " is outside [0, vocab_size = ", m_->config().vocab_size, ")");
   }
 
@@ -177,8 +177,8 @@ class kv_decoder {
     std::unordered_set<state_id> distinct;
     for (std::size_t i = 0; i < ids.size(); ++i) {
       check_live(ids[i], fn);
-      detail::require(distinct.insert(ids[i]).second, fn, "state ", ids[i], " appears twice in one step");
-      detail::require(states_[ids[i]].length < m_->config().max_seq_len, fn, "state ", ids[i],
+      xplor::detail::require(distinct.insert(ids[i]).second, fn, "state ", ids[i], " appears twice in one step");
+      xplor::detail::require(states_[ids[i]].length < m_->config().max_seq_len, fn, "state ", ids[i],
                       " already holds ", states_[ids[i]].length, " tokens = max_seq_len");
       rows[i] = {ids[i], states_[ids[i]].length};
     }

@@ -51,7 +51,7 @@ struct safetensors_contents {
   std::map<std::string, loaded_tensor> tensors;
 };
 
-namespace safetensors_detail {
+namespace detail {
 
 static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4,
               "xplor needs IEEE-754 binary32 floats");
@@ -169,7 +169,7 @@ inline std::int64_t json_index(const nlohmann::json& j) {
              : static_cast<std::int64_t>(v);
 }
 
-}  // namespace safetensors_detail
+}  // namespace detail
 
 /// Writes `tensors` (fp32) and `metadata` to `path` as safetensors, byte for byte as PyTorch's
 /// save_file: compact JSON with "__metadata__" first (omitted when empty) and the tensors in name
@@ -180,7 +180,7 @@ inline std::int64_t json_index(const nlohmann::json& j) {
 /// "__metadata__" names, negative dims, shape product != data size) and on any I/O failure.
 inline void write_safetensors(const std::filesystem::path& path, std::span<const tensor_view_in> tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
-  namespace sd = safetensors_detail;
+  namespace sd = detail;
   constexpr const char* fn = "xplor::model::write_safetensors";
 
   std::vector<std::size_t> order(tensors.size());
@@ -249,7 +249,7 @@ inline void write_safetensors(const std::filesystem::path& path, std::span<const
 /// file and the problem; nothing partial is returned. Memory stays within the file's size. Also
 /// removes temp files that writers killed mid-write left beside `path`.
 inline safetensors_contents read_safetensors(const std::filesystem::path& path) {
-  namespace sd = safetensors_detail;
+  namespace sd = detail;
   using nlohmann::json;
 
   remove_stale_temp_files(path);  // debris of writers killed mid-write

@@ -212,7 +212,7 @@ class transformer {
   /// The residual stream [N, C] entering block `layer` of the last forward; layer == n_layers is
   /// the stream after the last block (before the final norm). Index 0 is the embeddings.
   view2d<const float> residual(int layer) const {
-    detail::require(layer >= 0 && layer <= cfg_.n_layers, "xplor::model::transformer::residual",
+    xplor::detail::require(layer >= 0 && layer <= cfg_.n_layers, "xplor::model::transformer::residual",
                     "layer = ", layer, " is outside [0, ", cfg_.n_layers, "]");
     return make_view(act_.residual[layer].data(), {rows(), std::int64_t{cfg_.d_model}});
   }
@@ -237,12 +237,12 @@ class transformer {
   void backward(std::span<const float> dlogp) {
     constexpr const char* fn = "xplor::model::transformer::backward";
     const std::int64_t N = rows(), C = cfg_.d_model, V = cfg_.vocab_size;
-    detail::require(N > 0, fn, "no forward pass to differentiate");
-    detail::require(static_cast<std::int64_t>(dlogp.size()) == N, fn, "dlogp has ", dlogp.size(),
+    xplor::detail::require(N > 0, fn, "no forward pass to differentiate");
+    xplor::detail::require(static_cast<std::int64_t>(dlogp.size()) == N, fn, "dlogp has ", dlogp.size(),
                     " elements for ", N, " positions");
     for (std::int64_t n = 0; n < N; ++n) {
-      detail::require(std::isfinite(dlogp[n]), fn, "dlogp[", n, "] = ", dlogp[n], " is not finite");
-      detail::require(dlogp[n] == 0.0f || targets_[n] >= 0, fn, "dlogp[", n, "] = ", dlogp[n],
+      xplor::detail::require(std::isfinite(dlogp[n]), fn, "dlogp[", n, "] = ", dlogp[n], " is not finite");
+      xplor::detail::require(dlogp[n] == 0.0f || targets_[n] >= 0, fn, "dlogp[", n, "] = ", dlogp[n],
                       " at a position without a target");
     }
     // d log p(y) / d logits = onehot(y) - softmax(logits).
@@ -299,16 +299,16 @@ class transformer {
   std::span<T> slice(T* buffer, std::string_view name) const {
     for (const auto& t : layout_.tensors)
       if (t.name == name) return std::span<T>(buffer + t.offset, static_cast<std::size_t>(t.size));
-    detail::fail("xplor::model::transformer::param", "no tensor named '", name, "'");
+    xplor::detail::fail("xplor::model::transformer::param", "no tensor named '", name, "'");
   }
 
   void validate(const forward_batch& b) const {
     constexpr const char* fn = "xplor::model::transformer::forward";
-    detail::require(b.batch > 0, fn, "batch = ", b.batch, " must be positive");
-    detail::require(b.seq_len > 0 && b.seq_len <= cfg_.max_seq_len, fn, "seq_len = ", b.seq_len,
+    xplor::detail::require(b.batch > 0, fn, "batch = ", b.batch, " must be positive");
+    xplor::detail::require(b.seq_len > 0 && b.seq_len <= cfg_.max_seq_len, fn, "seq_len = ", b.seq_len,
                     " is outside [1, max_seq_len = ", cfg_.max_seq_len, "]");
     const std::int64_t N = b.batch * b.seq_len;
-    detail::require(static_cast<std::int64_t>(b.tokens.size()) == N, fn, "tokens has ", b.tokens.size(),
+    xplor::detail::require(static_cast<std::int64_t>(b.tokens.size()) == N, fn, "tokens has ", b.tokens.size(),
                     " elements for batch x seq_len = ", N);
     std::int64_t latents = 0;
     for (std::int64_t n = 0; n < N; ++n) {
@@ -317,27 +317,27 @@ class transformer {
         ++latents;
         continue;
       }
-      detail::require(t >= 0 && t < cfg_.vocab_size, fn, "tokens[", n, "] = ", t,
+      xplor::detail::require(t >= 0 && t < cfg_.vocab_size, fn, "tokens[", n, "] = ", t,
                       " is outside [0, vocab_size = ", cfg_.vocab_size, ")");
     }
-    detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ", latents,
+    xplor::detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ", latents,
                     " latent_slot positions");
-    detail::require(latents == 0 || b.latents.cols() == cfg_.d_model, fn, "latents has ", b.latents.cols(),
+    xplor::detail::require(latents == 0 || b.latents.cols() == cfg_.d_model, fn, "latents has ", b.latents.cols(),
                     " columns, d_model = ", cfg_.d_model);
     if (!b.targets.empty()) {
-      detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ", b.targets.size(),
+      xplor::detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ", b.targets.size(),
                       " elements for ", N, " positions");
       for (std::int64_t n = 0; n < N; ++n)
-        detail::require(
+        xplor::detail::require(
             b.targets[n] == ignore_target || (b.targets[n] >= 0 && b.targets[n] < cfg_.vocab_size), fn,
             "targets[", n, "] = ", b.targets[n], " is outside [0, vocab_size = ", cfg_.vocab_size,
             ") and is not ignore_target");
     }
     if (!b.loss_mask.empty()) {
-      detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ",
+      xplor::detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ",
                       b.loss_mask.size(), " elements for ", N, " positions");
       for (std::int64_t n = 0; n < N; ++n)
-        detail::require(std::isfinite(b.loss_mask[n]) && b.loss_mask[n] >= 0.0f, fn, "loss_mask[", n,
+        xplor::detail::require(std::isfinite(b.loss_mask[n]) && b.loss_mask[n] >= 0.0f, fn, "loss_mask[", n,
                         "] = ", b.loss_mask[n], " must be finite and >= 0");
     }
   }

@@ -340,7 +340,7 @@ XPLOR_HD inline std::int32_t draw_row(const float* logp, std::int64_t V, double 
 
 }  // namespace kernels
 
-namespace impl {
+namespace detail {
 /// Validates the processors' numbers: temperature and repetition_penalty normal floats > 0 (a
 /// subnormal divisor overflows every logit to inf and the log-probabilities to NaN), top_p in
 /// (0, 1] and min_p in [0, 1], neither subnormal.
@@ -357,7 +357,7 @@ inline kernels::processor_config check_params(const sampling_params& p, const ch
                          "repetition_penalty = ", p.repetition_penalty, " must be a normal float > 0");
   return {p.temperature, p.top_p, p.min_p, p.repetition_penalty, p.top_k};
 }
-}  // namespace impl
+}  // namespace detail
 
 /// Writes the normalised log-probabilities after the processors, in the documented order, with
 /// removed tokens at -inf. `context` is what the repetition penalty applies to (the prompt and
@@ -365,7 +365,7 @@ inline kernels::processor_config check_params(const sampling_params& p, const ch
 inline void process_logits(std::span<const float> logits, const sampling_params& params,
                            std::span<float> logprobs_out, std::span<const std::int32_t> context) {
   constexpr const char* fn = "xplor::sample::process_logits";
-  const auto config = impl::check_params(params, fn);
+  const auto config = detail::check_params(params, fn);
   xplor::detail::require(logprobs_out.size() == logits.size(), fn, "logprobs_out has ", logprobs_out.size(),
                          " elements for ", logits.size(), " logits");
   xplor::detail::check_logits(cpu, xplor::detail::as_row_view(logits), fn, "logits",
@@ -458,7 +458,7 @@ void sample_rows(Exec exec, view2d_for<Exec, const float> logits, const sampling
                  span_for<Exec, const std::int32_t> context_tokens = {},
                  std::span<const std::int64_t> context_offsets = {}) {
   constexpr const char* fn = "xplor::sample::sample_rows";
-  const auto config = impl::check_params(params, fn);
+  const auto config = detail::check_params(params, fn);
   xplor::detail::check_logits(exec, logits, fn, "logits", kernels::logit_scale(config));
   const std::int64_t R = logits.rows(), V = logits.cols();
   auto rows_of = [&](std::size_t size, const char* name, bool optional) {
@@ -495,7 +495,7 @@ void sample_rows(Exec exec, view2d_for<Exec, const float> logits, const sampling
 namespace reference {
 inline void process_logits_sorted(std::span<const float> logits, const sampling_params& params,
                                   std::span<float> out, std::span<const std::int32_t> context = {}) {
-  const auto config = impl::check_params(params, "xplor::sample::reference::process_logits_sorted");
+  const auto config = detail::check_params(params, "xplor::sample::reference::process_logits_sorted");
   const auto V = static_cast<std::int64_t>(logits.size());
   std::copy(logits.begin(), logits.end(), out.begin());
   for (std::int32_t t : context) {

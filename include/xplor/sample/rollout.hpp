@@ -45,7 +45,7 @@ struct generate_options {
   bool share_prefix = true;  // fork the prompt state (false: prefill the prompt per completion)
 };
 
-namespace impl {
+namespace detail {
 inline void collect_row(rollout_batch& b, std::int32_t token, float processed, float raw, float entropy,
                         logprobs_mode mode) {
   b.tokens.push_back(token);
@@ -54,7 +54,7 @@ inline void collect_row(rollout_batch& b, std::int32_t token, float processed, f
   b.logprobs.push_back(mode == logprobs_mode::raw ? raw : processed);
   b.entropies.push_back(entropy);
 }
-}  // namespace impl
+}  // namespace detail
 
 /// Samples counts[i] completions of prompts[i] (counts of size 1: the same count for all).
 template <decode_policy Policy>
@@ -62,7 +62,7 @@ rollout_batch generate(Policy& policy, std::span<const std::vector<std::int32_t>
                        std::span<const int> counts, const sampling_params& params, std::uint64_t seed,
                        const generate_options& options = {}) {
   constexpr const char* fn = "xplor::sample::generate";
-  impl::check_params(params, fn);  // fail before any prefill
+  detail::check_params(params, fn);  // fail before any prefill
   xplor::detail::require(counts.size() == 1 || counts.size() == prompts.size(), fn, "counts has ",
                          counts.size(), " elements for ", prompts.size(),
                          " prompts (give 1 or one per prompt)");
@@ -171,7 +171,7 @@ rollout_batch generate(Policy& policy, std::span<const std::vector<std::int32_t>
     for (auto& chunk : done_chunks)
       for (auto& r : chunk) {
         for (std::size_t t = 0; t < r.tokens.size(); ++t)
-          impl::collect_row(out, r.tokens[t], r.processed[t], r.raw[t], r.entropy[t], params.logprobs);
+          detail::collect_row(out, r.tokens[t], r.processed[t], r.raw[t], r.entropy[t], params.logprobs);
         out.offsets.push_back(static_cast<std::int64_t>(out.tokens.size()));
         out.prompt_index.push_back(static_cast<std::int32_t>(i));
         out.sample_index.push_back(r.sample);

@@ -27,7 +27,7 @@ inline std::array<std::size_t, 3> padded_shape(const rollout_batch& b) {
 /// past a completion's end or past a prompt's count hold `pad`.
 template <class T>
 xt::xtensor<T, 3> padded(const rollout_batch& b, const std::vector<T>& per_token, T pad) {
-  detail::require(per_token.size() == b.tokens.size(), "xplor::sample::padded", "per_token has ",
+  xplor::detail::require(per_token.size() == b.tokens.size(), "xplor::sample::padded", "per_token has ",
                   per_token.size(), " values for ", b.tokens.size(), " tokens");
   xt::xtensor<T, 3> out(padded_shape(b), pad);
   for (std::int64_t c = 0; c < b.num_completions(); ++c) {

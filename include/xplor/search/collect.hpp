@@ -21,7 +21,7 @@
 
 namespace xplor::search {
 
-namespace impl {
+namespace detail {
 /// Log-probabilities of `response` after `prompt` under the policy at the sampling temperature
 /// (log_softmax(logits / T)), by teacher forcing through the decode policy.
 template <decode_policy Policy>
@@ -49,7 +49,7 @@ std::vector<float> response_logprobs(Policy& policy, std::span<const std::int32_
   policy.release(std::span<const state_id>(&s, 1));
   return out;
 }
-}  // namespace impl
+}  // namespace detail
 
 /// The cache branch for one prompt: params.num_trajectories direct rollouts (at most the search's
 /// response cap, max_response_tokens or max_depth x chunk_tokens, drawn with a seed derived from (seed,
@@ -60,12 +60,12 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
                               std::span<const std::vector<std::int32_t>> cached, int k, Verifier&& verifier,
                               const search_params& params, std::uint64_t seed, std::uint32_t stream = 0) {
   constexpr const char* fn = "xplor::search::cached_rollouts";
-  impl::check_search_params(params, fn);
-  detail::require(k >= 0, fn, "k = ", k, " is negative");
-  detail::require(!prompt.empty(), fn, "prompt is empty");
+  detail::check_search_params(params, fn);
+  xplor::detail::require(k >= 0, fn, "k = ", k, " is negative");
+  xplor::detail::require(!prompt.empty(), fn, "prompt is empty");
   const int n = params.num_trajectories;
   sample::sampling_params sp = params.sampling;
-  sp.max_completion_length = static_cast<int>(impl::max_response(params));
+  sp.max_completion_length = static_cast<int>(detail::max_response(params));
   // The rollouts of different prompts must not share draws: a seed per stream, from a Philox
   // block no tree node uses (node ids are < 2^31).
   const auto w = philox_stream(seed, stream_id(stream, 0xFFFFFFFFu)).block(0);
@@ -84,7 +84,7 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
     bool finished = true;
     if (c < replaced) {
       tr.tokens = cached[static_cast<std::size_t>(c)];
-      tr.logprobs = impl::response_logprobs(policy, prompt, tr.tokens, sp.temperature);
+      tr.logprobs = detail::response_logprobs(policy, prompt, tr.tokens, sp.temperature);
     } else {
       const auto b = static_cast<std::size_t>(batch.offsets[c]),
                  e = static_cast<std::size_t>(batch.offsets[c + 1]);
@@ -94,7 +94,7 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
       out.tokens_generated += static_cast<std::int64_t>(tr.tokens.size());
     }
     tr.result = verifier(std::span<const std::int32_t>(tr.tokens), finished);
-    tr.score = impl::score_of(tr.result, params);
+    tr.score = detail::score_of(tr.result, params);
     double nll = 0.0;
     for (float lp : tr.logprobs) nll -= lp;
     tr.mean_entropy = nll / static_cast<double>(std::max<std::size_t>(tr.logprobs.size(), 1));
@@ -102,7 +102,7 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
     tr.nodes = {no_node};
     tr.segment_q = {tr.score};
   }
-  impl::assign_advantages(out.trajectories, params.advantages);
+  detail::assign_advantages(out.trajectories, params.advantages);
   return out;
 }
 
@@ -122,16 +122,16 @@ std::vector<search_result> collect_round(MakePolicy&& make_policy,
                                          solution_cache& cache, const search_params& params,
                                          std::uint64_t seed, const round_options& options = {}) {
   constexpr const char* fn = "xplor::search::collect_round";
-  impl::check_search_params(params, fn);
-  detail::require(ids.size() == prompts.size(), fn, "ids has ", ids.size(), " elements for ", prompts.size(),
+  detail::check_search_params(params, fn);
+  xplor::detail::require(ids.size() == prompts.size(), fn, "ids has ", ids.size(), " elements for ", prompts.size(),
                   " prompts");
-  detail::require(options.cached_per_prompt >= 0, fn, "cached_per_prompt = ", options.cached_per_prompt,
+  xplor::detail::require(options.cached_per_prompt >= 0, fn, "cached_per_prompt = ", options.cached_per_prompt,
                   " is negative");
   std::vector<std::uint8_t> use_cache(prompts.size());
   for (std::size_t i = 0; i < prompts.size(); ++i) use_cache[i] = cache.contains(ids[i]);
   std::vector<search_result> results(prompts.size());
   const solution_cache& snapshot = cache;  // read-only while the workers run
-  impl::parallel_prompts(
+  detail::parallel_prompts(
       prompts.size(), options.threads, make_policy,
       [&](auto& policy, std::size_t i) {
         auto grade = [&verifier, i](std::span<const std::int32_t> response, bool done) {

@@ -121,35 +121,35 @@ struct search_result {
   bool from_cache = false;  // direct rollouts mixed with cached solutions (search/collect.hpp)
 };
 
-namespace impl {
+namespace detail {
 
 inline void check_search_params(const search_params& p, const char* fn) {
-  detail::require(p.max_depth >= 1, fn, "max_depth = ", p.max_depth, " must be >= 1");
-  detail::require(p.chunk_tokens >= 1, fn, "chunk_tokens = ", p.chunk_tokens, " must be >= 1");
-  detail::require(p.max_response_tokens >= 0, fn, "max_response_tokens = ", p.max_response_tokens,
+  xplor::detail::require(p.max_depth >= 1, fn, "max_depth = ", p.max_depth, " must be >= 1");
+  xplor::detail::require(p.chunk_tokens >= 1, fn, "chunk_tokens = ", p.chunk_tokens, " must be >= 1");
+  xplor::detail::require(p.max_response_tokens >= 0, fn, "max_response_tokens = ", p.max_response_tokens,
                   " is negative");
-  detail::require(p.expansion_width >= 1, fn, "expansion_width = ", p.expansion_width, " must be >= 1");
-  detail::require(p.num_trajectories >= 1, fn, "num_trajectories = ", p.num_trajectories, " must be >= 1");
-  detail::require(std::isfinite(p.lambda_uct) && p.lambda_uct >= 0.0, fn, "lambda_uct = ", p.lambda_uct,
+  xplor::detail::require(p.expansion_width >= 1, fn, "expansion_width = ", p.expansion_width, " must be >= 1");
+  xplor::detail::require(p.num_trajectories >= 1, fn, "num_trajectories = ", p.num_trajectories, " must be >= 1");
+  xplor::detail::require(std::isfinite(p.lambda_uct) && p.lambda_uct >= 0.0, fn, "lambda_uct = ", p.lambda_uct,
                   " must be finite and >= 0");
-  detail::require(p.backup_floor >= 0.0 && p.backup_floor <= 1.0, fn, "backup_floor = ", p.backup_floor,
+  xplor::detail::require(p.backup_floor >= 0.0 && p.backup_floor <= 1.0, fn, "backup_floor = ", p.backup_floor,
                   " is outside [0, 1]");
-  detail::require(
+  xplor::detail::require(
       std::isfinite(p.correct_score) && std::isfinite(p.incorrect_score) && std::isfinite(p.no_answer_score),
       fn, "scores (", p.correct_score, ", ", p.incorrect_score, ", ", p.no_answer_score, ") must be finite");
-  detail::require(std::isfinite(p.adv_temperature) && p.adv_temperature > 0.0, fn,
+  xplor::detail::require(std::isfinite(p.adv_temperature) && p.adv_temperature > 0.0, fn,
                   "adv_temperature = ", p.adv_temperature, " must be positive");
-  detail::require(std::isfinite(p.q_value_max) && p.q_value_max > 0.0, fn, "q_value_max = ", p.q_value_max,
+  xplor::detail::require(std::isfinite(p.q_value_max) && p.q_value_max > 0.0, fn, "q_value_max = ", p.q_value_max,
                   " must be positive");
-  detail::require(p.max_nodes >= 1, fn, "max_nodes = ", p.max_nodes, " must be >= 1");
-  detail::require(p.advantages.scale != rl::scale_rewards::batch, fn,
+  xplor::detail::require(p.max_nodes >= 1, fn, "max_nodes = ", p.max_nodes, " must be >= 1");
+  xplor::detail::require(p.advantages.scale != rl::scale_rewards::batch, fn,
                   "advantages.scale = batch is not defined for one prompt's search (use none or group)");
-  detail::require(std::isfinite(p.advantages.eps) && p.advantages.eps >= 0.0f, fn, "advantages.eps = ",
+  xplor::detail::require(std::isfinite(p.advantages.eps) && p.advantages.eps >= 0.0f, fn, "advantages.eps = ",
                   p.advantages.eps, " must be finite and >= 0");
-  detail::require(p.sampling.repetition_penalty == 1.0f, fn,
+  xplor::detail::require(p.sampling.repetition_penalty == 1.0f, fn,
                   "sampling.repetition_penalty = ", p.sampling.repetition_penalty,
                   " is not supported by the tree search (use 1)");
-  (void)sample::impl::check_params(p.sampling, fn);
+  (void)sample::detail::check_params(p.sampling, fn);
 }
 
 /// The terminal reward of an outcome: correct_score, no_answer_score, or incorrect_score
@@ -208,9 +208,9 @@ inline void assign_advantages(std::vector<search_trajectory>& trajectories, cons
   }
 }
 
-}  // namespace impl
+}  // namespace detail
 
-namespace impl {
+namespace detail {
 
 /// One search's state and its three steps, mctx style: expand (generate the children a node
 /// lacks), backup (a terminal child's reward up the path, then the frontier), select (local UCT,
@@ -298,7 +298,7 @@ class searcher {
   static bool in(const std::vector<std::int32_t>& set, std::int32_t t) {
     return std::find(set.begin(), set.end(), t) != set.end();
   }
-  double score_of(outcome o) const { return impl::score_of(o, p_); }
+  double score_of(outcome o) const { return detail::score_of(o, p_); }
   double mean_entropy_of(std::int32_t n) const { return path_entropy_[n] / static_cast<double>(path_tokens_[n]); }
 
   /// The frontier rule (parameters) applied through tree.hpp's rescoring.
@@ -367,7 +367,7 @@ class searcher {
     constexpr const char* fn = "xplor::search::deep_search";
     const std::int64_t V = policy_.vocab_size();
     const sample::sampling_params& sp = p_.sampling;
-    detail::require(static_cast<std::size_t>(t_.size()) + static_cast<std::size_t>(k) <= cap_, fn,
+    xplor::detail::require(static_cast<std::size_t>(t_.size()) + static_cast<std::size_t>(k) <= cap_, fn,
                     "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t_.size(),
                     " in use, over max_nodes = ", p_.max_nodes);
     const std::int32_t first_id = t_.size();
@@ -533,7 +533,7 @@ class searcher {
   }
 };
 
-}  // namespace impl
+}  // namespace detail
 
 /// Runs DeepSearch's tree search from `prompt` until params.num_trajectories trajectories are
 /// collected (or no node is left to expand: result.exhausted). `stream` selects the Philox stream
@@ -543,26 +543,26 @@ template <decode_policy Policy, response_verifier Verifier>
 search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, Verifier&& verifier,
                           const search_params& params, std::uint64_t seed, std::uint32_t stream = 0) {
   constexpr const char* fn = "xplor::search::deep_search";
-  impl::check_search_params(params, fn);
-  detail::require(!prompt.empty(), fn, "prompt is empty");
+  detail::check_search_params(params, fn);
+  xplor::detail::require(!prompt.empty(), fn, "prompt is empty");
   const std::int64_t V = policy.vocab_size();
   const sample::sampling_params& sp = params.sampling;
-  detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V, ")");
+  xplor::detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V, ")");
   for (std::int32_t t : sp.stop_tokens)
-    detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
+    xplor::detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
   for (std::int32_t t : params.step_delimiters)
-    detail::require(t >= 0 && t < V, fn, "step delimiter ", t, " is outside [0, ", V, ")");
-  impl::searcher<Policy, std::remove_reference_t<Verifier>> s(policy, verifier, params, seed, stream);
+    xplor::detail::require(t >= 0 && t < V, fn, "step delimiter ", t, " is outside [0, ", V, ")");
+  detail::searcher<Policy, std::remove_reference_t<Verifier>> s(policy, verifier, params, seed, stream);
   return s.run(prompt);
 }
 
-namespace impl {
+namespace detail {
 /// Runs fn(policy, i) for i in [0, n) on `threads` threads, each with its own policy from
 /// make_policy(); prompts are handed out one at a time. The first exception of any worker is
 /// rethrown after all have stopped.
 template <class MakePolicy, class Fn>
 void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& fn, const char* fn_name) {
-  detail::require(threads >= 1, fn_name, "threads = ", threads, " must be >= 1");
+  xplor::detail::require(threads >= 1, fn_name, "threads = ", threads, " must be >= 1");
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
   std::exception_ptr error;
@@ -584,7 +584,7 @@ void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& 
   for (auto& th : pool) th.join();
   if (error) std::rethrow_exception(error);
 }
-}  // namespace impl
+}  // namespace detail
 
 /// DeepSearch over a batch of prompts on `threads` CPU threads: prompt i is searched with the
 /// Philox stream family i, so the results equal deep_search(policy, prompts[i], ..., seed, i) on
@@ -605,9 +605,9 @@ std::vector<search_result> deep_search_batch(MakePolicy&& make_policy,
                                              Verifier&& verifier, const search_params& params,
                                              std::uint64_t seed, int threads = 1) {
   constexpr const char* fn = "xplor::search::deep_search_batch";
-  impl::check_search_params(params, fn);
+  detail::check_search_params(params, fn);
   std::vector<search_result> results(prompts.size());
-  impl::parallel_prompts(
+  detail::parallel_prompts(
       prompts.size(), threads, make_policy,
       [&](auto& policy, std::size_t i) {
         auto grade = [&verifier, i](std::span<const std::int32_t> response, bool done) {

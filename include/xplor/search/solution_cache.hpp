@@ -30,7 +30,7 @@ class solution_cache {
 
   /// Keeps at most `max_per_problem` distinct solutions per problem (the first ones added).
   explicit solution_cache(std::size_t max_per_problem = 8) : max_per_problem_(max_per_problem) {
-    detail::require(max_per_problem >= 1, "xplor::search::solution_cache",
+    xplor::detail::require(max_per_problem >= 1, "xplor::search::solution_cache",
                     "max_per_problem = ", max_per_problem, " must be >= 1");
   }
 
@@ -38,10 +38,10 @@ class solution_cache {
   /// problem has max_per_problem solutions.
   bool add(const std::string& id, std::span<const std::int32_t> tokens) {
     constexpr const char* fn = "xplor::search::solution_cache::add";
-    detail::require(!id.empty(), fn, "id is empty");
-    detail::require(!tokens.empty(), fn, "the solution of '", id, "' is empty");
+    xplor::detail::require(!id.empty(), fn, "id is empty");
+    xplor::detail::require(!tokens.empty(), fn, "the solution of '", id, "' is empty");
     for (std::size_t i = 0; i < tokens.size(); ++i)
-      detail::require(tokens[i] >= 0, fn, "token ", i, " of the solution of '", id, "' is ", tokens[i],
+      xplor::detail::require(tokens[i] >= 0, fn, "token ", i, " of the solution of '", id, "' is ", tokens[i],
                       " (< 0)");
     std::vector<solution>& list = entries_[id];
     if (list.size() >= max_per_problem_) return false;
@@ -79,17 +79,17 @@ class solution_cache {
     constexpr const char* fn = "xplor::search::solution_cache::load";
     remove_stale_temp_files(path);  // debris of saves killed mid-write
     std::ifstream in(path, std::ios::binary);
-    if (!in) detail::fail(fn, "cannot open '", path.string(), "'");
+    if (!in) xplor::detail::fail(fn, "cannot open '", path.string(), "'");
     solution_cache staged = *this;
     std::string text;
     for (std::size_t line = 1; std::getline(in, text); ++line) {
       if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
       auto bad = [&](const auto&... what) {
-        detail::fail(fn, "'", path.string(), "' line ", line, ": ", what...);
+        xplor::detail::fail(fn, "'", path.string(), "' line ", line, ": ", what...);
       };
       // A line nests 3 deep; deeper nesting (or a NUL, where the parser would stop) is rejected
       // before parsing, so nothing recurses over it.
-      if (const std::string problem = detail::json_guard_problem(text, 4); !problem.empty())
+      if (const std::string problem = xplor::detail::json_guard_problem(text, 4); !problem.empty())
         bad("not valid JSON for the cache (", problem, ")");
       nlohmann::json j;
       std::set<std::string> keys;
@@ -105,16 +105,16 @@ class solution_cache {
                                     return true;
                                   });
       } catch (const nlohmann::json::exception& e) {  // parse_error; out_of_range for 1e999
-        bad("not valid JSON (", detail::json_guard_brief(e.what(), 200), ")");
+        bad("not valid JSON (", xplor::detail::json_guard_brief(e.what(), 200), ")");
       }
       if (!repeated.empty())
-        bad("the key \"", detail::json_guard_brief(repeated), "\" appears more than once");
+        bad("the key \"", xplor::detail::json_guard_brief(repeated), "\" appears more than once");
       if (!j.is_object() || j.size() != 2 || !j.contains("id") || !j.contains("solutions"))
         bad("expected an object with exactly the keys \"id\" and \"solutions\"");
       if (!j["id"].is_string() || j["id"].get_ref<const std::string&>().empty())
         bad("\"id\" is not a non-empty string");
       const std::string& id = j["id"].get_ref<const std::string&>();
-      const std::string shown = detail::json_guard_brief(id);
+      const std::string shown = xplor::detail::json_guard_brief(id);
       if (!j["solutions"].is_array() || j["solutions"].empty())
         bad("\"solutions\" of '", shown, "' is not a non-empty array");
       for (const nlohmann::json& s : j["solutions"]) {
@@ -124,13 +124,13 @@ class solution_cache {
           // Non-negative JSON integers parse as unsigned; anything else is not a token.
           if (!t.is_number_unsigned() || t.get<std::uint64_t>() > INT32_MAX)
             bad("a token of '", shown, "' is not an integer in [0, 2^31): ",
-                detail::json_guard_brief(t.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+                xplor::detail::json_guard_brief(t.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
           tokens.push_back(static_cast<std::int32_t>(t.get<std::uint64_t>()));
         }
         staged.add(id, tokens);
       }
     }
-    if (in.bad()) detail::fail(fn, "cannot read '", path.string(), "'");
+    if (in.bad()) xplor::detail::fail(fn, "cannot read '", path.string(), "'");
     *this = std::move(staged);
   }
 

@@ -62,11 +62,11 @@ inline arithmetic_options arithmetic_spec(std::string_view spec, std::string_vie
     return o;
   }
   if (spec.empty()) xplor::detail::fail(fn, "empty spec in id '", id, "' (levels: easy, medium, hard)");
-  for (const task_detail::id_param& p : task_detail::split_id_params(spec, fn, id)) {
+  for (const detail::id_param& p : detail::split_id_params(spec, fn, id)) {
     if (p.key == "d") {
-      o.digits = task_detail::id_param_int(p, 1, 9, fn, id);
+      o.digits = detail::id_param_int(p, 1, 9, fn, id);
     } else if (p.key == "n") {
-      o.terms = task_detail::id_param_int(p, 2, 8, fn, id);
+      o.terms = detail::id_param_int(p, 2, 8, fn, id);
     } else if (p.key == "ops") {
       o.ops = p.value;
     } else {
@@ -122,12 +122,12 @@ class arithmetic final : public single_turn_task {
       expression_.clear();
       for (int t = 0; t < options_.terms; ++t) {
         if (t > 0) {
-          const auto k = task_detail::uniform_int(gen, 0, static_cast<std::int64_t>(options_.ops.size()) - 1);
+          const auto k = detail::uniform_int(gen, 0, static_cast<std::int64_t>(options_.ops.size()) - 1);
           expression_ += ' ';
           expression_ += options_.ops[static_cast<std::size_t>(k)];
           expression_ += ' ';
         }
-        expression_ += std::to_string(task_detail::uniform_int(gen, lo, hi));
+        expression_ += std::to_string(detail::uniform_int(gen, lo, hi));
       }
       const calc_result value = evaluate(expression_);
       if (value.ok) {

@@ -18,14 +18,14 @@
 
 namespace xplor::env {
 
-namespace task_detail {
+namespace detail {
 
 /// Uniform integer in [lo, hi] (hi - lo < 2^32) from 32-bit words of `gen`, by rejection of the
 /// words at or above the largest multiple of the range size: exact and the same on every platform
 /// (std::uniform_int_distribution is implementation-defined). Shared by the task headers.
 inline std::int64_t uniform_int(philox_stream& gen, std::int64_t lo, std::int64_t hi) {
   xplor::detail::require(lo <= hi && static_cast<std::uint64_t>(hi - lo) < (std::uint64_t{1} << 32),
-                         "xplor::env::task_detail::uniform_int", "bad range [", lo, ", ", hi, "]");
+                         "xplor::env::detail::uniform_int", "bad range [", lo, ", ", hi, "]");
   const std::uint64_t n = static_cast<std::uint64_t>(hi - lo) + 1;
   const std::uint64_t words = std::uint64_t{1} << 32;
   const std::uint64_t limit = words - words % n;  // accept w < limit: limit is a multiple of n
@@ -110,7 +110,7 @@ inline step_result single_turn_result(bool correct, float reward, info_map info)
   return r;
 }
 
-}  // namespace task_detail
+}  // namespace detail
 
 /// A single-turn verifiable task: reset() poses a problem (derived classes call begin_episode()),
 /// step() grades the content of the response's last \boxed{} once and ends the episode
@@ -120,8 +120,8 @@ class single_turn_task : public environment {
  public:
   step_result step(std::string_view action) final {
     const std::string fn = "xplor::env::" + id() + "::step";
-    detail::require(started_, fn, "step called before reset");
-    detail::require(!done_, fn, "step called after the episode ended; call reset");
+    xplor::detail::require(started_, fn, "step called before reset");
+    xplor::detail::require(!done_, fn, "step called after the episode ended; call reset");
     done_ = true;
     info_map inf = episode_info();
     const std::optional<std::string> boxed = reward::extract_boxed(action);
@@ -132,7 +132,7 @@ class single_turn_task : public environment {
     }
     const bool correct = why.empty();
     if (!correct) inf["error"] = why;
-    return task_detail::single_turn_result(correct, correct ? correct_reward() : wrong_reward(),
+    return detail::single_turn_result(correct, correct ? correct_reward() : wrong_reward(),
                                            std::move(inf));
   }
 

@@ -65,11 +65,11 @@ inline countdown_options countdown_spec(std::string_view spec, std::string_view 
     return o;
   }
   if (spec.empty()) xplor::detail::fail(fn, "empty spec in id '", id, "' (levels: easy, medium, hard)");
-  for (const task_detail::id_param& p : task_detail::split_id_params(spec, fn, id)) {
+  for (const detail::id_param& p : detail::split_id_params(spec, fn, id)) {
     if (p.key == "n") {
-      o.count = task_detail::id_param_int(p, 2, 6, fn, id);
+      o.count = detail::id_param_int(p, 2, 6, fn, id);
     } else if (p.key == "max") {
-      o.max_number = task_detail::id_param_int(p, 2, 1000, fn, id);
+      o.max_number = detail::id_param_int(p, 2, 1000, fn, id);
     } else {
       xplor::detail::fail(fn, "unknown parameter '", p.key, "' in id '", id,
                           "' (known: n, max; levels: easy, medium, hard)");
@@ -89,7 +89,7 @@ inline std::string countdown_check(std::string_view expr, const std::vector<std:
     if (c >= '0' && c <= '9') {
       std::size_t j = i;
       while (j < expr.size() && expr[j] >= '0' && expr[j] <= '9') ++j;
-      const std::optional<std::int64_t> v = task_detail::parse_plain_integer(expr.substr(i, j - i));
+      const std::optional<std::int64_t> v = detail::parse_plain_integer(expr.substr(i, j - i));
       if (!v) {
         std::string why = "the number ";
         why += expr.substr(i, j - i);
@@ -163,7 +163,7 @@ class countdown final : public single_turn_task {
     philox_stream gen(seed, stream);
     numbers_.clear();
     for (int i = 0; i < options_.count; ++i)
-      numbers_.push_back(task_detail::uniform_int(gen, 1, options_.max_number));
+      numbers_.push_back(detail::uniform_int(gen, 1, options_.max_number));
     bool found = false;
     for (int attempt = 0; attempt < 256 && !found; ++attempt) {
       std::vector<std::int64_t> values = numbers_;
@@ -171,8 +171,8 @@ class countdown final : public single_turn_task {
       for (std::int64_t v : numbers_) exprs.push_back(std::to_string(v));
       while (values.size() > 1) {
         const auto n = static_cast<std::int64_t>(values.size());
-        const auto i = static_cast<std::size_t>(task_detail::uniform_int(gen, 0, n - 1));
-        auto j = static_cast<std::size_t>(task_detail::uniform_int(gen, 0, n - 2));
+        const auto i = static_cast<std::size_t>(detail::uniform_int(gen, 0, n - 1));
+        auto j = static_cast<std::size_t>(detail::uniform_int(gen, 0, n - 2));
         if (j >= i) ++j;
         std::int64_t a = values[i], b = values[j];
         std::string ea = exprs[i], eb = exprs[j];
@@ -186,7 +186,7 @@ class countdown final : public single_turn_task {
         ops[n_ops++] = '*';
         if (a != b) ops[n_ops++] = '-';
         if (b > 1 && a % b == 0) ops[n_ops++] = '/';
-        const char op = ops[task_detail::uniform_int(gen, 0, n_ops - 1)];
+        const char op = ops[detail::uniform_int(gen, 0, n_ops - 1)];
         const std::int64_t v = op == '+' ? a + b : op == '*' ? a * b : op == '-' ? a - b : a / b;
         std::string e = "(";
         e += ea;

@@ -119,10 +119,10 @@ class guess_number final : public environment {
   reset_result reset(std::uint64_t seed) override {
     philox_stream gen(seed, stream);
     low_ = options_.low;
-    high_ = options_.random_range ? static_cast<int>(task_detail::uniform_int(gen, options_.random_high_min,
+    high_ = options_.random_range ? static_cast<int>(detail::uniform_int(gen, options_.random_high_min,
                                                                               options_.random_high_max))
                                   : options_.high;
-    secret_ = static_cast<int>(task_detail::uniform_int(gen, low_, high_));
+    secret_ = static_cast<int>(detail::uniform_int(gen, low_, high_));
     turn_ = 0;
     started_ = true;
     done_ = false;
@@ -149,7 +149,7 @@ class guess_number final : public environment {
     ++turn_;
     step_result r;
     std::optional<std::int64_t> guess;
-    if (const auto boxed = reward::extract_boxed(action)) guess = task_detail::parse_plain_integer(*boxed);
+    if (const auto boxed = reward::extract_boxed(action)) guess = detail::parse_plain_integer(*boxed);
     const char* outcome = nullptr;
     if (!guess) {
       outcome = "invalid";

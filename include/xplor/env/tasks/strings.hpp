@@ -54,9 +54,9 @@ inline string_task_options string_task_spec(string_op op, std::string_view spec,
     return o;
   }
   if (spec.empty()) xplor::detail::fail(fn, "empty spec in id '", id, "' (levels: easy, medium, hard)");
-  for (const task_detail::id_param& p : task_detail::split_id_params(spec, fn, id)) {
+  for (const detail::id_param& p : detail::split_id_params(spec, fn, id)) {
     if (p.key == "len") {
-      o.length = task_detail::id_param_int(p, 1, 1000, fn, id);
+      o.length = detail::id_param_int(p, 1, 1000, fn, id);
     } else {
       xplor::detail::fail(fn, "unknown parameter '", p.key, "' in id '", id,
                           "' (known: len; levels: easy, medium, hard)");
@@ -96,7 +96,7 @@ class string_task final : public single_turn_task {
     philox_stream gen(seed, stream + static_cast<std::uint64_t>(options_.op));  // reverse and sort differ
     string_.clear();
     for (int i = 0; i < options_.length; ++i)
-      string_ += static_cast<char>('a' + task_detail::uniform_int(gen, 0, 25));
+      string_ += static_cast<char>('a' + detail::uniform_int(gen, 0, 25));
     answer_ = string_;
     if (options_.op == string_op::reverse) {
       std::reverse(answer_.begin(), answer_.end());

@@ -69,7 +69,7 @@ struct calc_result {
   std::string error;  // the error message when !ok
 };
 
-namespace calc_detail {
+namespace detail {
 
 inline constexpr std::int64_t max_magnitude = std::numeric_limits<std::int64_t>::max();
 
@@ -325,7 +325,7 @@ class parser {
   int depth_ = 0;
 };
 
-}  // namespace calc_detail
+}  // namespace detail
 
 /// The text of a value: "42" for an integer; "7/2 = 3.5" when the fraction has an exact decimal
 /// form of at most 18 decimals; otherwise "1/3 ~ 0.333333333333" (12 significant digits).
@@ -342,7 +342,7 @@ inline std::string format_rational(const rational& v) {
   if (d == 1 && k <= 18) {
     std::int64_t scale = 1;
     for (int i = 0; i < k; ++i) scale *= 10;  // 10^18 < 2^63
-    if (calc_detail::checked_mul(v.num, scale / v.den, scaled)) {
+    if (detail::checked_mul(v.num, scale / v.den, scaled)) {
       const bool negative = scaled < 0;
       std::string digits = std::to_string(negative ? -scaled : scaled);
       if (digits.size() <= static_cast<std::size_t>(k))
@@ -373,8 +373,8 @@ inline calc_result evaluate(std::string_view expr) {
     return r;
   }
   try {
-    r.value = calc_detail::parser(expr).parse_all();
-  } catch (const calc_detail::parse_error& e) {
+    r.value = detail::parser(expr).parse_all();
+  } catch (const detail::parse_error& e) {
     r.error = e.message;
     return r;
   }

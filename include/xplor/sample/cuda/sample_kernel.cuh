@@ -603,7 +603,7 @@ class row_sampler {
                const device_draw_outputs& out, device_span<const std::int32_t> context_tokens = {},
                std::span<const std::int64_t> context_offsets = {}, cudaStream_t stream = nullptr) {
     constexpr const char* fn = "xplor::sample::gpu::row_sampler::sample";
-    const auto config = impl::check_params(params, fn);
+    const auto config = detail::check_params(params, fn);
     const std::int64_t R = logits.rows(), V = logits.cols();
     xplor::detail::require(R > 0 && V > 0, fn, "logits is empty (", R, " x ", V, ")");
     xplor::detail::require(V < (std::int64_t{1} << 22), fn, "vocabulary of ", V,
