@@ -30,7 +30,9 @@ class corpus_rng {
     return z ^ (z >> 31);
   }
   /// Uniform in [lo, hi].
-  int range(int lo, int hi) { return lo + static_cast<int>(next() % static_cast<std::uint64_t>(hi - lo + 1)); }
+  int range(int lo, int hi) {
+    return lo + static_cast<int>(next() % static_cast<std::uint64_t>(hi - lo + 1));
+  }
   bool coin() { return next() & 1; }
 
  private:
@@ -88,11 +90,13 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const long long v = g.range(1000, 9999999);
         const std::string gold = str(v);
         if (eq) {
-          const std::string forms[] = {thousands(v), str(v) + ".0", "\\$" + thousands(v), str(v) + " dollars"};
+          const std::string forms[] = {thousands(v), str(v) + ".0", "\\$" + thousands(v),
+                                       str(v) + " dollars"};
           std::string p = forms[g.range(0, 3)];
           if (g.range(0, 4) == 0) {
             std::string d = thousands(v);
-            for (std::size_t k = d.find(','); k != std::string::npos; k = d.find(',', k + 4)) d.replace(k, 1, "{,}");
+            for (std::size_t k = d.find(','); k != std::string::npos; k = d.find(',', k + 4))
+              d.replace(k, 1, "{,}");
             p = d;
           }
           add(p, gold, "integer", true);
@@ -113,16 +117,18 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const std::string gold = "\\frac{" + str(p) + "}{" + str(q) + "}";
         if (eq) {
           const long long k = g.range(2, 9);
-          const std::string forms[] = {str(p) + "/" + str(q), "\\dfrac{" + str(k * p) + "}{" + str(k * q) + "}",
-                                       "\\tfrac{" + str(p) + "}{" + str(q) + "}", "\\frac{" + str(p) + "}{" + str(q) + "}"};
+          const std::string forms[] = {
+              str(p) + "/" + str(q), "\\dfrac{" + str(k * p) + "}{" + str(k * q) + "}",
+              "\\tfrac{" + str(p) + "}{" + str(q) + "}", "\\frac{" + str(p) + "}{" + str(q) + "}"};
           add(forms[g.range(0, 3)], gold, "fraction", true);
         } else {
           long long rest = q;  // a six-decimal rendering is exact when q divides 10^6
           while (rest % 2 == 0) rest /= 2;
           while (rest % 5 == 0) rest /= 5;
-          const std::string forms[] = {rest == 1 ? "-" + str(p) + "/" + str(q)
-                                                 : six_decimals(static_cast<double>(p) / static_cast<double>(q)),
-                                       "\\frac{" + str(q) + "}{" + str(p) + "}", "-\\frac{" + str(p) + "}{" + str(q) + "}"};
+          const std::string forms[] = {
+              rest == 1 ? "-" + str(p) + "/" + str(q)
+                        : six_decimals(static_cast<double>(p) / static_cast<double>(q)),
+              "\\frac{" + str(q) + "}{" + str(p) + "}", "-\\frac{" + str(p) + "}{" + str(q) + "}"};
           add(forms[g.range(0, 2)], gold, "fraction", false);
         }
         break;
@@ -138,10 +144,12 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
           const std::string forms[] = {
               "\\sqrt{" + str(static_cast<long long>(a) * a * r) + "}" + (c == 1 ? "" : "/" + str(c)),
               (c == 1 ? str(a) : "\\frac{" + str(a) + "}{" + str(c) + "}") + sqrt_short(r),
-              "\\frac{" + str(a) + "\\sqrt{" + str(static_cast<long long>(k) * k * r) + "}}{" + str(k * c) + "}"};
+              "\\frac{" + str(a) + "\\sqrt{" + str(static_cast<long long>(k) * k * r) + "}}{" + str(k * c) +
+                  "}"};
           add(forms[g.range(0, 2)], gold, "radical", true);
         } else {
-          const std::string forms[] = {"-" + gold, six_decimals(a * __builtin_sqrt(static_cast<double>(r)) / c),
+          const std::string forms[] = {"-" + gold,
+                                       six_decimals(a * __builtin_sqrt(static_cast<double>(r)) / c),
                                        (c == 1 ? "" : "\\frac{") + str(a) + "\\sqrt{" + str(r + 1) + "}" +
                                            (c == 1 ? "" : "}{" + str(c) + "}")};
           add(forms[g.range(0, 2)], gold, "radical", false);
@@ -154,7 +162,8 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const int r = squarefree[g.range(0, 12)];
         const std::string gold = str(a) + "+" + str(b) + "\\sqrt{" + str(r) + "}";
         if (eq) {
-          add(g.coin() ? str(b) + sqrt_short(r) + " + " + str(a) : str(a) + " + \\sqrt{" + str(static_cast<long long>(b) * b * r) + "}",
+          add(g.coin() ? str(b) + sqrt_short(r) + " + " + str(a)
+                       : str(a) + " + \\sqrt{" + str(static_cast<long long>(b) * b * r) + "}",
               gold, "radical_sum", true);
         } else {
           add(str(a) + "-" + str(b) + "\\sqrt{" + str(r) + "}", gold, "radical_sum", false);
@@ -166,10 +175,12 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const int m = g.range(2, 9);
         const std::string gold = "\\frac{" + str(k) + "\\pi}{" + str(m) + "}";
         if (eq) {
-          add(g.coin() ? "\\frac{" + str(k) + "}{" + str(m) + "}\\pi" : str(k) + "\\pi/" + str(m), gold, "pi", true);
+          add(g.coin() ? "\\frac{" + str(k) + "}{" + str(m) + "}\\pi" : str(k) + "\\pi/" + str(m), gold, "pi",
+              true);
         } else {
-          add(g.coin() ? "\\frac{" + str(k) + "\\pi}{" + str(m + 1) + "}" : six_decimals(k * 3.141592653589793 / m), gold,
-              "pi", false);
+          add(g.coin() ? "\\frac{" + str(k) + "\\pi}{" + str(m + 1) + "}"
+                       : six_decimals(k * 3.141592653589793 / m),
+              gold, "pi", false);
         }
         break;
       }
@@ -179,7 +190,8 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const int c = g.range(1, 9);
         const std::string gold = str(a) + "x^2+" + str(b) + "x-" + str(c);
         if (eq) {
-          add(g.coin() ? "-" + str(c) + "+" + str(b) + "x+" + str(a) + "x^2" : str(b) + "x + " + str(a) + "x^{2} - " + str(c),
+          add(g.coin() ? "-" + str(c) + "+" + str(b) + "x+" + str(a) + "x^2"
+                       : str(b) + "x + " + str(a) + "x^{2} - " + str(c),
               gold, "polynomial", true);
         } else {
           add(str(a) + "x^2-" + str(b) + "x-" + str(c), gold, "polynomial", false);
@@ -191,11 +203,13 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const int y = g.range(-9, 9);
         const std::string gold = "(" + str(x) + "," + str(y) + ")";
         if (eq) {
-          add(g.coin() ? "\\left( " + str(x) + ", " + str(y) + " \\right)" : "(" + str(x) + ", \\frac{" + str(2 * y) + "}{2})",
+          add(g.coin() ? "\\left( " + str(x) + ", " + str(y) + " \\right)"
+                       : "(" + str(x) + ", \\frac{" + str(2 * y) + "}{2})",
               gold, "tuple", true);
         } else {
-          add(x != y && g.coin() ? "(" + str(y) + "," + str(x) + ")" : "(" + str(x) + "," + str(y == 0 ? 1 : -y) + ")", gold,
-              "tuple", false);
+          add(x != y && g.coin() ? "(" + str(y) + "," + str(x) + ")"
+                                 : "(" + str(x) + "," + str(y == 0 ? 1 : -y) + ")",
+              gold, "tuple", false);
         }
         break;
       }
@@ -205,7 +219,8 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const bool inf = g.coin();
         const std::string gold = inf ? "(-\\infty," + str(b) + "]" : "[" + str(a) + "," + str(b) + ")";
         if (eq) {
-          add(inf ? "\\left(-\\infty, " + str(b) + "\\right]" : "[" + str(a) + ", " + str(b) + ")", gold, "interval", true);
+          add(inf ? "\\left(-\\infty, " + str(b) + "\\right]" : "[" + str(a) + ", " + str(b) + ")", gold,
+              "interval", true);
         } else {
           add(inf ? "(-\\infty," + str(b) + ")" : "[" + str(a) + "," + str(b) + "]", gold, "interval", false);
         }
@@ -228,7 +243,8 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const int k = g.range(0, 4);
         const std::string gold = std::string("\\text{(") + letters[k] + ")}";
         if (eq) {
-          add(g.coin() ? std::string(1, letters[k]) : std::string("(") + letters[k] + ")", gold, "choice", true);
+          add(g.coin() ? std::string(1, letters[k]) : std::string("(") + letters[k] + ")", gold, "choice",
+              true);
         } else {
           add(std::string("(") + letters[(k + 1) % 5] + ")", gold, "choice", false);
         }
@@ -261,8 +277,8 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
         const int c = g.range(-9, 9);
         const int d = g.range(-9, 9);
         auto m = [&](const char* env, int w) {
-          return std::string("\\begin{") + env + "}" + str(a) + " & " + str(b) + " \\\\ " + str(c) + " & " + str(w) +
-                 "\\end{" + env + "}";
+          return std::string("\\begin{") + env + "}" + str(a) + " & " + str(b) + " \\\\ " + str(c) + " & " +
+                 str(w) + "\\end{" + env + "}";
         };
         const std::string gold = m("pmatrix", d);
         if (eq) {

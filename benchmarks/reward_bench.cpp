@@ -181,7 +181,8 @@ void run_math(benchmark::State& state, Check check) {
     benchmark::DoNotOptimize(agree);
   }
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(pairs.size()));
-  state.counters["agreement"] = static_cast<double>(agree) / static_cast<double>(state.iterations() * pairs.size());
+  state.counters["agreement"] =
+      static_cast<double>(agree) / static_cast<double>(state.iterations() * pairs.size());
 }
 
 void verify_math_previous(benchmark::State& state) {
@@ -190,7 +191,9 @@ void verify_math_previous(benchmark::State& state) {
 }
 
 void verify_math_xplor(benchmark::State& state) {
-  run_math(state, [](const std::string& a, const std::string& b) { return xplor::reward::answers_equivalent(a, b); });
+  run_math(state, [](const std::string& a, const std::string& b) {
+    return xplor::reward::answers_equivalent(a, b);
+  });
 }
 
 /// Responses of a few hundred characters ending in a boxed answer.

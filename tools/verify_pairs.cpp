@@ -88,7 +88,8 @@ int main(int argc, char** argv) try {
   if (args.size() == 3 && args[0] == "--corpus") {
     std::ofstream out(args[2], std::ios::binary);
     for (const auto& p : xplor_bench::math_corpus(std::stoul(args[1])))
-      out << p.predicted << '\x1f' << p.reference << '\x1f' << p.kind << '\x1f' << (p.equivalent ? 1 : 0) << '\x1e';
+      out << p.predicted << '\x1f' << p.reference << '\x1f' << p.kind << '\x1f' << (p.equivalent ? 1 : 0)
+          << '\x1e';
     return out ? 0 : 1;
   }
   const bool responses = !args.empty() && args[0] == "--responses";
@@ -109,7 +110,8 @@ int main(int argc, char** argv) try {
     std::size_t done = 0;
     double seconds = 0.0;
     do {  // at least 0.2 s per pass
-      for (std::size_t k = 0; k < records.size(); ++k) verdicts[k] = xplor::reward::check_answer(records[k][0], records[k][1]);
+      for (std::size_t k = 0; k < records.size(); ++k)
+        verdicts[k] = xplor::reward::check_answer(records[k][0], records[k][1]);
       done += records.size();
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } while (seconds < 0.2);
@@ -117,7 +119,8 @@ int main(int argc, char** argv) try {
   }
   std::sort(rates.begin(), rates.end());
   std::ofstream out(args.back());
-  for (const auto& v : verdicts) out << (v.equivalent ? 1 : 0) << ' ' << xplor::reward::to_string(v.reason) << '\n';
+  for (const auto& v : verdicts)
+    out << (v.equivalent ? 1 : 0) << ' ' << xplor::reward::to_string(v.reason) << '\n';
   std::printf("pairs_per_second %.0f\n", rates[2]);
   return out ? 0 : 1;
 } catch (const std::exception& e) {

@@ -82,9 +82,10 @@ void sampling_bench(int reps) {
     const xplor::sample::device_draw_keys keys{
         7, xplor::device_span<const std::uint64_t>(d_streams.data(), static_cast<std::size_t>(R)),
         xplor::device_span<const std::uint64_t>(d_draws.data(), static_cast<std::size_t>(R))};
-    const xplor::sample::device_draw_outputs out{xplor::device_span<std::int32_t>(tokens.data(), static_cast<std::size_t>(R)),
-                                                 xplor::device_span<float>(lp.data(), static_cast<std::size_t>(R)),
-                                                 {}};
+    const xplor::sample::device_draw_outputs out{
+        xplor::device_span<std::int32_t>(tokens.data(), static_cast<std::size_t>(R)),
+        xplor::device_span<float>(lp.data(), static_cast<std::size_t>(R)),
+        {}};
     sampler.sample(view, p, keys, out);  // validates once (throws on bad input)
     const double ms = median_ms(reps, [&] { sampler.enqueue(view, p, keys, out); });
     sampler.finish();

@@ -10,6 +10,7 @@ int main() {
     for (float& x : out) x = 0.0f;
   });
   const std::vector<std::int32_t> prompt{0};
-  xplor::search::deep_search(policy, prompt, [](std::span<const std::int32_t>, bool) { return true; },
-                             xplor::search::search_params{}, 1);
+  xplor::search::deep_search(
+      policy, prompt, [](std::span<const std::int32_t>, bool) { return true; },
+      xplor::search::search_params{}, 1);
 }

@@ -8,5 +8,6 @@
 
 int main() {
   std::vector<float> rewards(8, 1.0f), advantages(8);
-  xplor::rl::group_advantages(xplor::device, std::span<const float>(rewards), 4, std::span<float>(advantages));
+  xplor::rl::group_advantages(xplor::device, std::span<const float>(rewards), 4,
+                              std::span<float>(advantages));
 }

@@ -27,7 +27,8 @@ void check_rows(const std::vector<row>& rows) {
   for (const row& r : rows) {
     const auto ab = check_answer(r.a, r.b);
     const auto ba = check_answer(r.b, r.a);
-    INFO(r.a << "  vs  " << r.b << "  -> " << to_string(ab.reason) << " (expected " << to_string(r.why) << ")");
+    INFO(r.a << "  vs  " << r.b << "  -> " << to_string(ab.reason) << " (expected " << to_string(r.why)
+             << ")");
     const bool expect_equal = r.why == verdict_reason::same_text || r.why == verdict_reason::same_value;
     CHECK(ab.equivalent == expect_equal);
     CHECK(ab.reason == r.why);
@@ -155,7 +156,8 @@ TEST_CASE("check_answer: choices, matrices, relations", "[verify][math]") {
       {"\\textbf{(C)}", "(C)", text},
       {"(C)", "(D)", value},
       {"\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1 & 2 \\\\ 3 & 4\\end{bmatrix}", same},
-      {"\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]", same},
+      {"\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]",
+       same},
       {"\\begin{pmatrix}\\frac12\\\\-1\\end{pmatrix}", "\\begin{pmatrix}0.5\\\\-1\\end{pmatrix}", same},
       {"\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\4&3\\end{pmatrix}", value},
       {"\\begin{pmatrix}1&2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", form},
@@ -267,7 +269,8 @@ TEST_CASE("check_answer: random polynomials in any term order and format", "[ver
   CHECK(checked > 300);
 }
 
-TEST_CASE("check_answer: random radical sums in simplified and unsimplified forms", "[verify][math][property]") {
+TEST_CASE("check_answer: random radical sums in simplified and unsimplified forms",
+          "[verify][math][property]") {
   std::mt19937 gen(11);
   const int squarefree[] = {2, 3, 5, 6, 7, 10, 11, 13, 14, 15};
   std::uniform_int_distribution<int> small(1, 9);
@@ -278,14 +281,21 @@ TEST_CASE("check_answer: random radical sums in simplified and unsimplified form
     const int r = squarefree[gen() % 10];
     const int d = small(gen) + 1;
     // (a + b sqrt(r)) / d written as a/d + b sqrt(k^2 r) / (k d)
-    const std::string simple = "\\frac{" + std::to_string(a) + " + " + std::to_string(b) + "\\sqrt{" + std::to_string(r) + "}}{" + std::to_string(d) + "}";
-    const std::string other = "\\frac{" + std::to_string(b) + "\\sqrt{" + std::to_string(k * k * r) + "}}{" + std::to_string(k * d) + "} + " + (a < 0 ? "-" : "") + "\\frac{" + std::to_string(a < 0 ? -a : a) + "}{" + std::to_string(d) + "}";
+    const std::string simple = "\\frac{" + std::to_string(a) + " + " + std::to_string(b) + "\\sqrt{" +
+                               std::to_string(r) + "}}{" + std::to_string(d) + "}";
+    const std::string other = "\\frac{" + std::to_string(b) + "\\sqrt{" + std::to_string(k * k * r) + "}}{" +
+                              std::to_string(k * d) + "} + " + (a < 0 ? "-" : "") + "\\frac{" +
+                              std::to_string(a < 0 ? -a : a) + "}{" + std::to_string(d) + "}";
     INFO(simple << "  vs  " << other);
     CHECK(check_answer(simple, other).equivalent);
-    const std::string sign_flip = "\\frac{" + std::to_string(a) + " - " + std::to_string(b) + "\\sqrt{" + std::to_string(r) + "}}{" + std::to_string(d) + "}";
+    const std::string sign_flip = "\\frac{" + std::to_string(a) + " - " + std::to_string(b) + "\\sqrt{" +
+                                  std::to_string(r) + "}}{" + std::to_string(d) + "}";
     CHECK_FALSE(check_answer(simple, sign_flip).equivalent);
-    const int r2 = squarefree[(std::find(std::begin(squarefree), std::end(squarefree), r) - std::begin(squarefree) + 1) % 10];
-    const std::string other_radicand = "\\frac{" + std::to_string(a) + " + " + std::to_string(b) + "\\sqrt{" + std::to_string(r2) + "}}{" + std::to_string(d) + "}";
+    const int r2 =
+        squarefree[(std::find(std::begin(squarefree), std::end(squarefree), r) - std::begin(squarefree) + 1) %
+                   10];
+    const std::string other_radicand = "\\frac{" + std::to_string(a) + " + " + std::to_string(b) + "\\sqrt{" +
+                                       std::to_string(r2) + "}}{" + std::to_string(d) + "}";
     CHECK_FALSE(check_answer(simple, other_radicand).equivalent);
   }
 }
@@ -368,9 +378,12 @@ TEST_CASE("classify_response never matches math answers by SQuAD normalisation",
   using xplor::reward::classify_response;
   using xplor::reward::outcome;
   const std::vector<std::pair<const char*, const char*>> wrong{
-      {"\\boxed{[3,13]}", "(3,13]"},       {"\\boxed{7x^2+9x+3}", "7x^2-9x+3"},
-      {"\\boxed{2+9\\sqrt{3}}", "2-9\\sqrt{3}"}, {"\\boxed{(-8,-8)}", "(-8,8)"},
-      {"\\boxed{32, 349}", "32349"},       {"\\boxed{1.5}", "15"},
+      {"\\boxed{[3,13]}", "(3,13]"},
+      {"\\boxed{7x^2+9x+3}", "7x^2-9x+3"},
+      {"\\boxed{2+9\\sqrt{3}}", "2-9\\sqrt{3}"},
+      {"\\boxed{(-8,-8)}", "(-8,8)"},
+      {"\\boxed{32, 349}", "32349"},
+      {"\\boxed{1.5}", "15"},
       {"\\boxed{x}", "X"},
   };
   for (const auto& [response, gold] : wrong) {
@@ -389,8 +402,8 @@ TEST_CASE("classify_response never matches math answers by SQuAD normalisation",
 
 TEST_CASE("math_reward: extraction, exact checking and the reward in one call", "[verify][math_reward]") {
   using namespace xplor::reward;
-  const std::vector<std::string> responses{"so \\boxed{\\frac{1}{2}}.", "it is \\boxed{0.5001}", "no box, answer is 7",
-                                           "\\boxed{(3,13]}", "#### 1,234"};
+  const std::vector<std::string> responses{"so \\boxed{\\frac{1}{2}}.", "it is \\boxed{0.5001}",
+                                           "no box, answer is 7", "\\boxed{(3,13]}", "#### 1,234"};
   const std::vector<std::string> golds{"0.5", "1/2", "7", "[3,13]", "1234"};
   std::vector<float> r(5);
   std::vector<verdict> why(5);
@@ -424,7 +437,8 @@ TEST_CASE("math_reward: extraction, exact checking and the reward in one call", 
     CHECK(rr[k] == (check_answer(*extract_boxed(rs[k]), gs[k]).equivalent ? 1.0f : 0.0f));
   // Bad input.
   std::vector<float> short_out(2);
-  CHECK_THROWS_WITH(math_reward(responses, golds, short_out), Catch::Contains("out has 2 elements for 5 responses"));
+  CHECK_THROWS_WITH(math_reward(responses, golds, short_out),
+                    Catch::Contains("out has 2 elements for 5 responses"));
   CHECK_THROWS_WITH(math_reward(responses, std::span<const std::string>(golds).first(3), r),
                     Catch::Contains("golds has 3 elements for 5 responses"));
   math_reward_options nan;

@@ -411,6 +411,7 @@ TEST_CASE("answers_equivalent is symmetric and reflexive on random strings", "[v
     for (int k = len(gen); k > 0; --k) b += alphabet[pick(gen)];
     INFO(a << " vs " << b);
     REQUIRE(answers_equivalent(a, b) == answers_equivalent(b, a));
-    REQUIRE(answers_equivalent(a, a) == (xplor::reward::check_answer(a, a).reason != xplor::reward::verdict_reason::empty));
+    REQUIRE(answers_equivalent(a, a) ==
+            (xplor::reward::check_answer(a, a).reason != xplor::reward::verdict_reason::empty));
   }
 }

@@ -220,13 +220,14 @@ TEST_CASE("group_advantages reports degenerate groups (DAPO dynamic sampling)", 
   // Groups of 4: [1,1,1,1] and [0,0,0,0] have std 0, [1,0,0,1] does not.
   const std::vector<float> r{1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0};
   std::vector<float> a(r.size());
-  const advantage_report equal = group_advantages(xplor::cpu, std::span<const float>(r), 4, std::span<float>(a));
+  const advantage_report equal =
+      group_advantages(xplor::cpu, std::span<const float>(r), 4, std::span<float>(a));
   CHECK(equal.num_groups == 3);
   CHECK(equal.degenerate_groups == 2);
   CHECK(equal.frac_zero_std() == Approx(2.0 / 3.0));
   const std::vector<std::int64_t> offsets{0, 4, 8, 12};
-  const advantage_report ragged = group_advantages(xplor::cpu, std::span<const float>(r),
-                                                   std::span<const std::int64_t>(offsets), std::span<float>(a));
+  const advantage_report ragged = group_advantages(
+      xplor::cpu, std::span<const float>(r), std::span<const std::int64_t>(offsets), std::span<float>(a));
   CHECK(ragged.degenerate_groups == 2);
   // Random rewards: the count matches a direct scan of the groups.
   std::mt19937 gen(3);
@@ -237,6 +238,7 @@ TEST_CASE("group_advantages reports degenerate groups (DAPO dynamic sampling)", 
   const auto rep = group_advantages(xplor::cpu, std::span<const float>(rr), 8, std::span<float>(aa));
   std::int64_t constant = 0;
   for (int g = 0; g < 64; ++g)
-    constant += std::all_of(rr.begin() + 8 * g, rr.begin() + 8 * g + 8, [&](float x) { return x == rr[8 * g]; });
+    constant +=
+        std::all_of(rr.begin() + 8 * g, rr.begin() + 8 * g + 8, [&](float x) { return x == rr[8 * g]; });
   CHECK(rep.degenerate_groups == constant);
 }

@@ -367,21 +367,25 @@ TEST_CASE("padded batches: a column-major [B, L] batch gives the row-major loss"
   rm.mask = rows(mask, 2, 3);
   CHECK(policy_loss(xplor::cpu, rm, xplor::make_view(d.data(), {2, 3}), grpo).loss == Approx(0.5));
   CHECK(d == std::vector<float>{-0.25f, -0.25f, 0.0f, 1.0f, 0.0f, 0.0f});  // -A m / n_b / B
-  const auto logp_c = column_major(logp, 2, 3), adv_c = column_major(adv, 2, 3), mask_c = column_major(mask, 2, 3);
+  const auto logp_c = column_major(logp, 2, 3), adv_c = column_major(adv, 2, 3),
+             mask_c = column_major(mask, 2, 3);
   padded_policy_batch cm;
   cm.logp = cols(logp_c, 2, 3);
   cm.advantages = cols(adv_c, 2, 3);
   cm.mask = cols(mask_c, 2, 3);
   std::vector<float> dc(6);
-  CHECK(policy_loss(xplor::cpu, cm, xplor::view2d<float>(dc.data(), {2, 3}, {1, 2}), grpo).loss == Approx(0.5));
+  CHECK(policy_loss(xplor::cpu, cm, xplor::view2d<float>(dc.data(), {2, 3}, {1, 2}), grpo).loss ==
+        Approx(0.5));
   CHECK(dc == column_major(d, 2, 3));
   CHECK(policy_loss(xplor::cpu, cm, xplor::view2d<float>(dc.data(), {2, 3}, {1, 2})).loss == Approx(0.0));
 }
 
-TEST_CASE("padded batches equal the flat batch of their valid tokens, in any layout", "[rl][loss][padded][property]") {
+TEST_CASE("padded batches equal the flat batch of their valid tokens, in any layout",
+          "[rl][loss][padded][property]") {
   std::mt19937 gen(41);
   for (int trial = 0; trial < 60; ++trial) {
-    const std::int64_t B = 1 + static_cast<std::int64_t>(gen() % 6), L = 1 + static_cast<std::int64_t>(gen() % 9);
+    const std::int64_t B = 1 + static_cast<std::int64_t>(gen() % 6),
+                       L = 1 + static_cast<std::int64_t>(gen() % 9);
     const padded_case c = random_padded(gen, B, L);
     loss_options o;
     o.type = static_cast<loss_type>(gen() % 5);
@@ -408,7 +412,8 @@ TEST_CASE("padded batches equal the flat batch of their valid tokens, in any lay
     const loss_result want = policy_loss(xplor::cpu, flat, std::span(fd), o);
     // Row-major with per-token advantages; column-major with per-sequence advantages; a block of
     // a wider matrix; per-token advantages as a stride-0 broadcast of the per-sequence ones.
-    const auto lc = column_major(c.logp, B, L), oc = column_major(c.old_logp, B, L), mc = column_major(c.mask, B, L);
+    const auto lc = column_major(c.logp, B, L), oc = column_major(c.old_logp, B, L),
+               mc = column_major(c.mask, B, L);
     std::vector<float> wide(static_cast<std::size_t>(B * (L + 3)), 99.0f);
     for (std::int64_t b = 0; b < B; ++b)
       for (std::int64_t j = 0; j < L; ++j) wide[b * (L + 3) + j + 1] = c.logp[b * L + j];
@@ -426,7 +431,8 @@ TEST_CASE("padded batches equal the flat batch of their valid tokens, in any lay
         p.advantages = rows(c.adv, B, L);
       }
       std::vector<float> d(static_cast<std::size_t>(B * L), 7.0f);
-      const auto out = layout == 1 ? xplor::view2d<float>(d.data(), {B, L}, {1, B}) : xplor::make_view(d.data(), {B, L});
+      const auto out =
+          layout == 1 ? xplor::view2d<float>(d.data(), {B, L}, {1, B}) : xplor::make_view(d.data(), {B, L});
       const loss_result got = policy_loss(xplor::cpu, p, out, o);
       INFO("trial " << trial << " layout " << layout << " type " << static_cast<int>(o.type));
       CHECK(got.loss == Approx(want.loss).margin(1e-6));
@@ -446,7 +452,8 @@ TEST_CASE("padded batches equal the flat batch of their valid tokens, in any lay
   }
 }
 
-TEST_CASE("padded batches: shapes and layouts that cannot be read are errors", "[rl][loss][padded][bad_input]") {
+TEST_CASE("padded batches: shapes and layouts that cannot be read are errors",
+          "[rl][loss][padded][bad_input]") {
   const std::vector<float> x(12, -1.0f), m(12, 1.0f);
   std::vector<float> d(12);
   padded_policy_batch p;
@@ -462,10 +469,12 @@ TEST_CASE("padded batches: shapes and layouts that cannot be read are errors", "
                     Catch::Contains("maps two elements to one address"));
   padded_policy_batch both = p;
   both.sequence_advantages = std::span<const float>(x.data(), 3);
-  CHECK_THROWS_WITH(policy_loss(xplor::cpu, both, xplor::make_view(d.data(), {3, 4})), Catch::Contains("not both"));
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, both, xplor::make_view(d.data(), {3, 4})),
+                    Catch::Contains("not both"));
   padded_policy_batch no_mask = p;
   no_mask.mask = {};
-  CHECK_THROWS_WITH(policy_loss(xplor::cpu, no_mask, xplor::make_view(d.data(), {3, 4})), Catch::Contains("mask is 0 x 0"));
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, no_mask, xplor::make_view(d.data(), {3, 4})),
+                    Catch::Contains("mask is 0 x 0"));
   padded_policy_batch short_seq = p;
   short_seq.advantages = {};
   short_seq.sequence_advantages = std::span<const float>(x.data(), 2);
@@ -478,8 +487,10 @@ TEST_CASE("padded batches: shapes and layouts that cannot be read are errors", "
                     Catch::Contains("outside [0, 1]"));
   // broadcast_to_tokens into a padded view
   std::vector<float> out(12);
-  broadcast_to_tokens(xplor::cpu, std::span<const float>(x.data(), 3), xplor::view2d<float>(out.data(), {3, 4}, {1, 3}));
+  broadcast_to_tokens(xplor::cpu, std::span<const float>(x.data(), 3),
+                      xplor::view2d<float>(out.data(), {3, 4}, {1, 3}));
   CHECK(out == std::vector<float>(12, -1.0f));
-  CHECK_THROWS_WITH(broadcast_to_tokens(xplor::cpu, std::span<const float>(x.data(), 2), xplor::make_view(out.data(), {3, 4})),
+  CHECK_THROWS_WITH(broadcast_to_tokens(xplor::cpu, std::span<const float>(x.data(), 2),
+                                        xplor::make_view(out.data(), {3, 4})),
                     Catch::Contains("values has 2 elements for 3 rows"));
 }

@@ -86,8 +86,8 @@ TEST_CASE("device: policy loss, its gradient and the logits gradient equal the C
   thrust::device_vector<float> d_adv(T);
   broadcast_to_tokens(xplor::cpu, std::span<const float>(seq_adv), std::span<const std::int64_t>(offsets),
                       std::span(adv));
-  broadcast_to_tokens(xplor::device, xplor::as_span(d_seq),
-                      std::span<const std::int64_t>(offsets), xplor::as_span(d_adv));
+  broadcast_to_tokens(xplor::device, xplor::as_span(d_seq), std::span<const std::int64_t>(offsets),
+                      xplor::as_span(d_adv));
   REQUIRE(host(d_adv) == adv);
   std::vector<std::uint8_t> truncated(counts.size());
   for (auto& f : truncated) f = rng() % 7 == 0;
@@ -101,13 +101,13 @@ TEST_CASE("device: policy loss, its gradient and the logits gradient equal the C
       o.mask_truncated_completions = true;
       policy_batch hb{logp, old, ref, adv, mask, {}, offsets, truncated};
       device_policy_batch db{xplor::as_span(d_logp),
-                      xplor::as_span(d_old),
-                      xplor::as_span(d_ref),
-                      xplor::as_span(d_adv),
-                      xplor::as_span(d_mask),
-                      {},
-                      offsets,
-                      truncated};
+                             xplor::as_span(d_old),
+                             xplor::as_span(d_ref),
+                             xplor::as_span(d_adv),
+                             xplor::as_span(d_mask),
+                             {},
+                             offsets,
+                             truncated};
       std::vector<float> g(T);
       thrust::device_vector<float> dg(T);
       const auto rc = policy_loss(xplor::cpu, hb, std::span(g), o);

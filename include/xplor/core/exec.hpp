@@ -39,7 +39,8 @@ inline constexpr device_t device{};
 
 /// Where a backend's data lives: host memory for xplor::cpu, device memory for xplor::device.
 template <class Exec>
-using memory_of = std::conditional_t<std::is_same_v<std::remove_cvref_t<Exec>, cpu_t>, host_memory, device_memory>;
+using memory_of =
+    std::conditional_t<std::is_same_v<std::remove_cvref_t<Exec>, cpu_t>, host_memory, device_memory>;
 /// The span and view types a backend's entry points take: std::span / view2d on the CPU,
 /// device_span / device_view2d on the device (so host data on the device tag does not compile).
 template <class Exec, class T>
@@ -56,7 +57,8 @@ span_for<Exec, T> backend_span(Exec, T* p, std::size_t n) {
 /// An execution tag: xplor::cpu or xplor::device. Every component that runs on either backend
 /// takes one as its first argument.
 template <class E>
-concept execution_tag = std::same_as<std::remove_cvref_t<E>, cpu_t> || std::same_as<std::remove_cvref_t<E>, device_t>;
+concept execution_tag =
+    std::same_as<std::remove_cvref_t<E>, cpu_t> || std::same_as<std::remove_cvref_t<E>, device_t>;
 
 /// A group layout (equal_groups, ragged_groups): G groups over N elements, group g covering
 /// [begin(g), end(g)).
@@ -202,8 +204,9 @@ namespace detail {
 /// one error.
 template <class Tag>
 void device_drivers_missing() {
-  static_assert(!std::same_as<Tag, device_t>,
-                "xplor::device needs its Thrust drivers: #include <xplor/core/device.hpp> (and link xplor::thrust)");
+  static_assert(
+      !std::same_as<Tag, device_t>,
+      "xplor::device needs its Thrust drivers: #include <xplor/core/device.hpp> (and link xplor::thrust)");
 }
 }  // namespace detail
 
@@ -215,20 +218,17 @@ template <class Tag, class F>
 requires std::same_as<Tag, device_t>
 void for_each_index(Tag, std::int64_t, F, std::int64_t = 1) { detail::device_drivers_missing<Tag>(); }
 template <class Tag, class T, class Reduce, class Transform>
-requires std::same_as<Tag, device_t>
-T transform_reduce(Tag, std::int64_t, T init, Reduce, Transform) {
+requires std::same_as<Tag, device_t> T transform_reduce(Tag, std::int64_t, T init, Reduce, Transform) {
   detail::device_drivers_missing<Tag>();
   return init;
 }
 template <class Tag, class T>
-requires std::same_as<Tag, device_t>
-staged_span<T> stage(Tag, std::span<const T> host) {
+requires std::same_as<Tag, device_t> staged_span<T> stage(Tag, std::span<const T> host) {
   detail::device_drivers_missing<Tag>();
   return staged_span<T>(host);
 }
 template <class T, class Tag>
-requires std::same_as<Tag, device_t>
-host_buffer<T> make_buffer(Tag, std::size_t n) {
+requires std::same_as<Tag, device_t> host_buffer<T> make_buffer(Tag, std::size_t n) {
   detail::device_drivers_missing<Tag>();
   return host_buffer<T>(n);
 }

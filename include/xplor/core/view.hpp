@@ -195,14 +195,16 @@ XPLOR_HD strided_view<T, Rank> kernel_view(const strided_view<T, Rank, Space>& v
 template <class T, class Space>
 void require_distinct_elements(const view2d<T, Space>& v, const char* fn, const char* name) {
   if (v.rows() <= 1 && v.cols() <= 1) return;
-  std::int64_t s[2] = {v.stride(0) < 0 ? -v.stride(0) : v.stride(0), v.stride(1) < 0 ? -v.stride(1) : v.stride(1)};
+  std::int64_t s[2] = {v.stride(0) < 0 ? -v.stride(0) : v.stride(0),
+                       v.stride(1) < 0 ? -v.stride(1) : v.stride(1)};
   std::int64_t e[2] = {v.rows(), v.cols()};
   if (e[0] <= 1) s[0] = s[1] * e[1];  // a single row or column: only the other stride matters
   if (e[1] <= 1) s[1] = s[0] * e[0];
   const int inner = s[0] <= s[1] ? 0 : 1;
   const int outer = 1 - inner;
   require(s[inner] >= 1 && s[outer] >= s[inner] * e[inner], fn, name, " (", v.rows(), " x ", v.cols(),
-          ", strides ", v.stride(0), ", ", v.stride(1), ") maps two elements to one address; an output needs a layout "
+          ", strides ", v.stride(0), ", ", v.stride(1),
+          ") maps two elements to one address; an output needs a layout "
           "without overlap");
 }
 }  // namespace detail

@@ -118,7 +118,7 @@ struct reinforce_batch {
     std::int64_t total = 0;
     for (const auto c : token_counts) total += c;
     xplor::detail::require(static_cast<std::int64_t>(out.size()) == total, fn, "out has ", out.size(),
-                    " elements for ", total, " tokens");
+                           " elements for ", total, " tokens");
     std::size_t p = 0;
     for (std::size_t k = 0; k < token_counts.size(); ++k)
       for (std::int64_t j = 0; j < token_counts[k]; ++j) out[p++] = advantages[k];
@@ -132,14 +132,15 @@ struct reinforce_batch {
 
  private:
   void check_episode(std::int64_t e, const char* fn) const {
-    xplor::detail::require(e >= 0 && e < num_episodes(), fn, "episode = ", e, " is outside [0, ", num_episodes(),
-                    ")");
+    xplor::detail::require(e >= 0 && e < num_episodes(), fn, "episode = ", e, " is outside [0, ",
+                           num_episodes(), ")");
   }
   void check_counts(std::span<const std::int64_t> token_counts, const char* fn) const {
-    xplor::detail::require(token_counts.size() == transitions.size(), fn, "token_counts has ", token_counts.size(),
-                    " elements for ", transitions.size(), " transitions");
+    xplor::detail::require(token_counts.size() == transitions.size(), fn, "token_counts has ",
+                           token_counts.size(), " elements for ", transitions.size(), " transitions");
     for (std::size_t k = 0; k < token_counts.size(); ++k)
-      xplor::detail::require(token_counts[k] >= 0, fn, "token_counts[", k, "] = ", token_counts[k], " is negative");
+      xplor::detail::require(token_counts[k] >= 0, fn, "token_counts[", k, "] = ", token_counts[k],
+                             " is negative");
   }
 };
 
@@ -147,12 +148,12 @@ namespace detail {
 inline void check_options(const reinforce_options& o, const char* fn) {
   xplor::detail::require(o.episodes > 0, fn, "options.episodes = ", o.episodes, " must be positive");
   xplor::detail::require(std::isfinite(o.gamma) && o.gamma >= 0.0f && o.gamma <= 1.0f, fn,
-                  "options.gamma = ", o.gamma, " is outside [0, 1]");
-  xplor::detail::require(std::isfinite(o.rebn.eps) && o.rebn.eps >= 0.0f, fn, "options.rebn.eps = ", o.rebn.eps,
-                  " must be finite and >= 0");
+                         "options.gamma = ", o.gamma, " is outside [0, 1]");
+  xplor::detail::require(std::isfinite(o.rebn.eps) && o.rebn.eps >= 0.0f, fn,
+                         "options.rebn.eps = ", o.rebn.eps, " must be finite and >= 0");
   xplor::detail::require(o.max_steps > 0, fn, "options.max_steps = ", o.max_steps, " must be positive");
   xplor::detail::require(o.exec.num_threads >= 0, fn, "options.exec.num_threads = ", o.exec.num_threads,
-                  " is negative");
+                         " is negative");
 }
 }  // namespace detail
 
@@ -195,7 +196,7 @@ class reinforce_collector {
     constexpr const char* fn = "xplor::env::reinforce_collector";
     detail::check_options(options_, fn);
     xplor::detail::require(envs.options().autoreset == autoreset_mode::same_step, fn,
-                    "the vector env must use autoreset_mode::same_step");
+                           "the vector env must use autoreset_mode::same_step");
   }
 
   const reinforce_options& options() const { return options_; }
@@ -222,11 +223,11 @@ class reinforce_collector {
         if (!any) break;
       }
       xplor::detail::require(batch.vector_steps < options_.max_steps, fn,
-                      "no batch after options.max_steps = ", options_.max_steps, " vector steps (", complete,
-                      " of ", options_.episodes, " episodes complete)");
+                             "no batch after options.max_steps = ", options_.max_steps, " vector steps (",
+                             complete, " of ", options_.episodes, " episodes complete)");
       std::vector<std::string> actions = policy(std::span<const std::string>(observations));
-      xplor::detail::require(actions.size() == m, fn, "the policy returned ", actions.size(), " actions for ", m,
-                      " observations");
+      xplor::detail::require(actions.size() == m, fn, "the policy returned ", actions.size(), " actions for ",
+                             m, " observations");
       vector_step_result r = envs_->step(std::span<const std::string>(actions));
       ++batch.vector_steps;
       for (std::size_t i = 0; i < m; ++i) {

@@ -151,7 +151,8 @@ class vector_env {
 
   /// `copies` clones of `prototype`.
   static vector_env of(const environment& prototype, int copies, const vector_options& options = {}) {
-    xplor::detail::require(copies > 0, "xplor::env::vector_env::of", "copies = ", copies, " must be positive");
+    xplor::detail::require(copies > 0, "xplor::env::vector_env::of", "copies = ", copies,
+                           " must be positive");
     std::vector<std::unique_ptr<environment>> envs;
     for (int i = 0; i < copies; ++i) envs.push_back(prototype.clone());
     return vector_env(std::move(envs), options);
@@ -181,8 +182,8 @@ class vector_env {
   vector_step_result step(std::span<const std::string> actions) {
     constexpr const char* fn = "xplor::env::vector_env::step";
     xplor::detail::require(started_, fn, "step() before reset()");
-    xplor::detail::require(actions.size() == size(), fn, "actions has ", actions.size(), " elements for ", size(),
-                    " environments");
+    xplor::detail::require(actions.size() == size(), fn, "actions has ", actions.size(), " elements for ",
+                           size(), " environments");
     vector_step_result out;
     out.observations.resize(size());
     out.rewards.assign(size(), 0.0f);

@@ -161,7 +161,7 @@ class tool_use_wrapper : public wrapper {
     constexpr const char* fn = "xplor::env::tool_use_wrapper";
     xplor::detail::require(!tools_.empty(), fn, "no tools");
     xplor::detail::require(options.max_tool_uses >= 0, fn, "max_tool_uses = ", options.max_tool_uses,
-                    " is negative");
+                           " is negative");
     std::set<std::string, std::less<>> names;
     for (std::size_t t = 0; t < tools_.size(); ++t) {
       xplor::detail::require(tools_[t] != nullptr, fn, "tools[", t, "] is null");
@@ -171,7 +171,7 @@ class tool_use_wrapper : public wrapper {
       probe_text += "\"></tool>";
       const tool_call probe = parse_tool_call(probe_text);
       xplor::detail::require(probe.status == tool_call::kind::valid && probe.name == name, fn, "tools[", t,
-                      "] has the invalid name '", name, "' (1 to 64 of [A-Za-z0-9_-])");
+                             "] has the invalid name '", name, "' (1 to 64 of [A-Za-z0-9_-])");
       xplor::detail::require(names.insert(name).second, fn, "two tools are named '", name, "'");
     }
   }
@@ -412,8 +412,8 @@ class prompt_variation_wrapper : public wrapper {
     const auto& o = options_;
     xplor::detail::require(!o.templates.empty(), fn, "no templates");
     for (std::size_t t = 0; t < o.templates.size(); ++t)
-      xplor::detail::require(o.templates[t].find("{observation}") != std::string::npos, fn, "templates[", t, "] = '",
-                      o.templates[t], "' has no {observation}");
+      xplor::detail::require(o.templates[t].find("{observation}") != std::string::npos, fn, "templates[", t,
+                             "] = '", o.templates[t], "' has no {observation}");
     check_split(fn, "held_out_templates", o.held_out_templates, o.templates.size());
     if (o.canonical.empty()) {
       xplor::detail::require(o.vocabularies.empty(), fn, "vocabularies given without canonical words");
@@ -421,13 +421,15 @@ class prompt_variation_wrapper : public wrapper {
       for (std::size_t w = 0; w < o.canonical.size(); ++w)
         xplor::detail::require(!o.canonical[w].empty(), fn, "canonical[", w, "] is empty");
       for (std::size_t v = 0; v < o.vocabularies.size(); ++v) {
-        xplor::detail::require(o.vocabularies[v].size() == o.canonical.size(), fn, "vocabularies[", v, "] has ",
-                        o.vocabularies[v].size(), " words for ", o.canonical.size(), " canonical words");
+        xplor::detail::require(o.vocabularies[v].size() == o.canonical.size(), fn, "vocabularies[", v,
+                               "] has ", o.vocabularies[v].size(), " words for ", o.canonical.size(),
+                               " canonical words");
         for (std::size_t w = 0; w < o.vocabularies[v].size(); ++w) {
-          xplor::detail::require(!o.vocabularies[v][w].empty(), fn, "vocabularies[", v, "][", w, "] is empty");
+          xplor::detail::require(!o.vocabularies[v][w].empty(), fn, "vocabularies[", v, "][", w,
+                                 "] is empty");
           for (std::size_t u = 0; u < w; ++u)
             xplor::detail::require(o.vocabularies[v][u] != o.vocabularies[v][w], fn, "vocabularies[", v,
-                            "] repeats the word '", o.vocabularies[v][w], "'");
+                                   "] repeats the word '", o.vocabularies[v][w], "'");
         }
       }
       // Vocabulary 0 (canonical) always belongs to the training split.
@@ -497,10 +499,11 @@ class prompt_variation_wrapper : public wrapper {
   }
   void check_split(const char* fn, const char* what, std::size_t held_out, std::size_t n) const {
     if (options_.split == prompt_split::train)
-      xplor::detail::require(held_out < n, fn, what, " = ", held_out, " leaves no training choice out of ", n);
+      xplor::detail::require(held_out < n, fn, what, " = ", held_out, " leaves no training choice out of ",
+                             n);
     else
       xplor::detail::require(held_out > 0 && held_out <= n, fn, what, " = ", held_out, " must be in [1, ", n,
-                      "] for the eval split");
+                             "] for the eval split");
   }
   std::size_t pick(std::uint32_t word, std::size_t n, std::size_t held_out) const {
     const std::size_t first = options_.split == prompt_split::train ? 0 : n - held_out;
@@ -570,7 +573,7 @@ class episode_tracking_wrapper : public wrapper {
                                     const episode_tracking_options& options = {})
       : wrapper(std::move(inner), "xplor::env::episode_tracking_wrapper"), options_(options) {
     xplor::detail::require(options.max_turns >= 0, "xplor::env::episode_tracking_wrapper",
-                    "max_turns = ", options.max_turns, " is negative");
+                           "max_turns = ", options.max_turns, " is negative");
   }
 
   reset_result reset(std::uint64_t seed) override {

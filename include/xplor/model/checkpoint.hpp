@@ -63,7 +63,7 @@ inline const std::string& field(const std::map<std::string, std::string>& meta, 
                                 const std::filesystem::path& path) {
   const auto it = meta.find(key);
   xplor::detail::require(it != meta.end(), "xplor::model::load_checkpoint", "'", path.string(),
-                  "': __metadata__ has no '", key, "'");
+                         "': __metadata__ has no '", key, "'");
   return it->second;
 }
 
@@ -74,8 +74,8 @@ T parse_number(const std::string& text, const std::string& key, const std::files
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec == std::errc() && end == text.data() + text.size()) return v;
   xplor::detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '",
-               xplor::detail::json_guard_brief(text), "' is not ",
-               std::is_integral_v<T> ? "an integer in range" : "a float");
+                      xplor::detail::json_guard_brief(text), "' is not ",
+                      std::is_integral_v<T> ? "an integer in range" : "a float");
 }
 
 template <class Enum>
@@ -83,15 +83,15 @@ Enum parse_enum(const std::string& text, const std::string& key, const std::file
                 Enum b) {
   if (text == to_string(a)) return a;
   if (text == to_string(b)) return b;
-  xplor::detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '", text,
-               "' is not '", to_string(a), "' or '", to_string(b), "'");
+  xplor::detail::fail("xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ '", key, "' = '",
+                      text, "' is not '", to_string(a), "' or '", to_string(b), "'");
 }
 
 inline transformer_config config_from_metadata(const std::map<std::string, std::string>& m,
                                                const std::filesystem::path& path) {
   const std::string& format = field(m, "format", path);
-  xplor::detail::require(format == format_name, "xplor::model::load_checkpoint", "'", path.string(), "': format '",
-                  format, "' is not '", format_name, "'");
+  xplor::detail::require(format == format_name, "xplor::model::load_checkpoint", "'", path.string(),
+                         "': format '", format, "' is not '", format_name, "'");
   transformer_config c;
   c.vocab_size = parse_number<int>(field(m, "vocab_size", path), "vocab_size", path);
   c.d_model = parse_number<int>(field(m, "d_model", path), "d_model", path);
@@ -105,7 +105,7 @@ inline transformer_config config_from_metadata(const std::map<std::string, std::
   c.mlp = parse_enum(field(m, "mlp", path), "mlp", path, mlp_kind::gelu, mlp_kind::swiglu);
   const std::string& tie = field(m, "tie_embeddings", path);
   xplor::detail::require(tie == "true" || tie == "false", "xplor::model::load_checkpoint", "'", path.string(),
-                  "': __metadata__ 'tie_embeddings' = '", tie, "' is not true or false");
+                         "': __metadata__ 'tie_embeddings' = '", tie, "' is not true or false");
   c.tie_embeddings = tie == "true";
   c.norm_eps = parse_number<float>(field(m, "norm_eps", path), "norm_eps", path);
   c.rope_theta = parse_number<float>(field(m, "rope_theta", path), "rope_theta", path);
@@ -116,11 +116,11 @@ inline transformer_config config_from_metadata(const std::map<std::string, std::
     c.validate();
   } catch (const error& e) {
     xplor::detail::fail("xplor::model::load_checkpoint", "'", path.string(),
-                 "': __metadata__ holds an invalid config (", e.what(), ")");
+                        "': __metadata__ holds an invalid config (", e.what(), ")");
   }
   const auto limit = [&](const char* key, std::int64_t value, std::int64_t max) {
-    xplor::detail::require(value <= max, "xplor::model::load_checkpoint", "'", path.string(), "': __metadata__ ",
-                    key, " = ", value, " is over the limit of ", max);
+    xplor::detail::require(value <= max, "xplor::model::load_checkpoint", "'", path.string(),
+                           "': __metadata__ ", key, " = ", value, " is over the limit of ", max);
   };
   limit("vocab_size", c.vocab_size, max_vocab_size);
   limit("d_model", c.d_model, std::int64_t{1} << 16);
@@ -191,8 +191,8 @@ inline void verify_content_hash(const safetensors_contents& file, const std::fil
   for (const auto& [name, t] : file.tensors) h.tensor(name, t.shape, t.data);
   hash_metadata(h, file.metadata);
   xplor::detail::require(h.hex() == stored->second, "xplor::model::load_checkpoint", "'", path.string(),
-                  "': content_hash ", xplor::detail::json_guard_brief(stored->second),
-                  " does not match the contents (", h.hex(), "): the file is corrupted");
+                         "': content_hash ", xplor::detail::json_guard_brief(stored->second),
+                         " does not match the contents (", h.hex(), "): the file is corrupted");
 }
 
 /// Names the first differing field of two configs ("d_model: file 64, model 128").
@@ -212,15 +212,17 @@ inline void stage(const safetensors_contents& file, const parameter_layout& layo
   for (const tensor_slot& t : layout.tensors) {
     const std::string name = prefix + t.name;
     const auto it = file.tensors.find(name);
-    xplor::detail::require(it != file.tensors.end(), fn, "'", path.string(), "': tensor '", name, "' is missing");
-    xplor::detail::require(it->second.shape == t.shape, fn, "'", path.string(), "': tensor '", name, "' has shape ",
-                    detail::shape_text(it->second.shape), ", the model needs ",
-                    detail::shape_text(t.shape));
+    xplor::detail::require(it != file.tensors.end(), fn, "'", path.string(), "': tensor '", name,
+                           "' is missing");
+    xplor::detail::require(it->second.shape == t.shape, fn, "'", path.string(), "': tensor '", name,
+                           "' has shape ", detail::shape_text(it->second.shape), ", the model needs ",
+                           detail::shape_text(t.shape));
     const auto& data = it->second.data;
     for (std::size_t i = 0; i < data.size(); ++i)
-      xplor::detail::require(std::isfinite(data[i]) && (!non_negative || data[i] >= 0.0f), fn, "'", path.string(),
-                      "': tensor '", name, "' element ", i, " is ", data[i],
-                      non_negative ? " (AdamW's second moment must be finite and >= 0)" : " (not finite)");
+      xplor::detail::require(
+          std::isfinite(data[i]) && (!non_negative || data[i] >= 0.0f), fn, "'", path.string(), "': tensor '",
+          name, "' element ", i, " is ", data[i],
+          non_negative ? " (AdamW's second moment must be finite and >= 0)" : " (not finite)");
     std::copy(data.begin(), data.end(), dst.begin() + t.offset);
   }
 }
@@ -236,7 +238,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const transformer
   auto metadata = detail::config_metadata(model.config());
   for (const auto& [k, v] : extra) {
     xplor::detail::require(!metadata.contains(k), "xplor::model::save_checkpoint", "extra metadata key '", k,
-                    "' collides with a config field");
+                           "' collides with a config field");
     metadata[k] = v;
   }
   std::vector<tensor_view_in> tensors;
@@ -253,7 +255,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const transformer
     metadata["optimizer.step"] = std::to_string(optimizer->steps());
   }
   xplor::detail::require(!metadata.contains(detail::hash_key), "xplor::model::save_checkpoint",
-                  "extra metadata key '", detail::hash_key, "' is reserved for the content hash");
+                         "extra metadata key '", detail::hash_key, "' is reserved for the content hash");
   std::sort(tensors.begin(), tensors.end(),
             [](const tensor_view_in& a, const tensor_view_in& b) { return a.name < b.name; });
   detail::content_hasher h;
@@ -275,7 +277,7 @@ inline transformer_config read_checkpoint_config(const std::filesystem::path& pa
     if (!name.starts_with("optimizer.")) held += static_cast<std::int64_t>(t.data.size());
   const std::int64_t needed = parameter_layout(c).total;
   xplor::detail::require(held >= needed, "xplor::model::read_checkpoint_config", "'", path.string(),
-                  "': the config needs ", needed, " parameters but the file holds ", held);
+                         "': the config needs ", needed, " parameters but the file holds ", held);
   return c;
 }
 
@@ -288,15 +290,15 @@ inline std::map<std::string, std::string> load_checkpoint(const std::filesystem:
   detail::verify_content_hash(file, path);
   const transformer_config stored = detail::config_from_metadata(file.metadata, path);
   xplor::detail::require(stored == model.config(), fn, "'", path.string(), "': config mismatch, ",
-                  detail::config_difference(stored, model.config()));
+                         detail::config_difference(stored, model.config()));
   std::vector<float> params, m, v;
   detail::stage(file, model.layout(), "", params, path);
   std::int64_t step = 0;
   if (optimizer != nullptr) {
     detail::stage(file, model.layout(), "optimizer.m.", m, path);
     detail::stage(file, model.layout(), "optimizer.v.", v, path, true);
-    step = detail::parse_number<std::int64_t>(
-        detail::field(file.metadata, "optimizer.step", path), "optimizer.step", path);
+    step = detail::parse_number<std::int64_t>(detail::field(file.metadata, "optimizer.step", path),
+                                              "optimizer.step", path);
     xplor::detail::require(step >= 0, fn, "'", path.string(), "': optimizer.step = ", step, " is negative");
   }
   for (const auto& [name, tensor] : file.tensors) {
@@ -304,8 +306,8 @@ inline std::map<std::string, std::string> load_checkpoint(const std::filesystem:
     const std::string base = optimizer_tensor ? name.substr(name.find('.', 10) + 1) : name;
     bool known = false;
     for (const tensor_slot& t : model.layout().tensors) known = known || t.name == base;
-    xplor::detail::require(known, fn, "'", path.string(), "': unexpected tensor '", xplor::detail::json_guard_brief(name),
-                    "' for this config");
+    xplor::detail::require(known, fn, "'", path.string(), "': unexpected tensor '",
+                           xplor::detail::json_guard_brief(name), "' for this config");
   }
   // Everything validated: commit.
   std::copy(params.begin(), params.end(), model.params().begin());

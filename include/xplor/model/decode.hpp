@@ -34,8 +34,8 @@ class kv_decoder {
   state_id begin(std::span<const std::int32_t> prompt) {
     constexpr const char* fn = "xplor::model::kv_decoder::begin";
     xplor::detail::require(!prompt.empty(), fn, "prompt is empty");
-    xplor::detail::require(static_cast<std::int64_t>(prompt.size()) <= m_->config().max_seq_len, fn, "prompt has ",
-                    prompt.size(), " tokens, max_seq_len = ", m_->config().max_seq_len);
+    xplor::detail::require(static_cast<std::int64_t>(prompt.size()) <= m_->config().max_seq_len, fn,
+                           "prompt has ", prompt.size(), " tokens, max_seq_len = ", m_->config().max_seq_len);
     check_tokens(prompt, fn, "prompt");
     const state_id id = new_state(std::make_shared<segment>(nullptr, 0, m_->config().n_layers));
     std::vector<row> rows(prompt.size());
@@ -79,7 +79,7 @@ class kv_decoder {
   view2d<const float> step(std::span<const state_id> ids, std::span<const std::int32_t> tokens) {
     constexpr const char* fn = "xplor::model::kv_decoder::step";
     xplor::detail::require(tokens.size() == ids.size(), fn, "tokens has ", tokens.size(), " elements for ",
-                    ids.size(), " states");
+                           ids.size(), " states");
     check_tokens(tokens, fn, "tokens");
     return step_rows(ids, tokens, {}, fn);
   }
@@ -88,9 +88,9 @@ class kv_decoder {
   view2d<const float> step_embeddings(std::span<const state_id> ids, view2d<const float> embeddings) {
     constexpr const char* fn = "xplor::model::kv_decoder::step_embeddings";
     xplor::detail::require(embeddings.rows() == static_cast<std::int64_t>(ids.size()) &&
-                        embeddings.cols() == m_->config().d_model,
-                    fn, "embeddings is ", embeddings.rows(), " x ", embeddings.cols(), " for ", ids.size(),
-                    " states and d_model = ", m_->config().d_model);
+                               embeddings.cols() == m_->config().d_model,
+                           fn, "embeddings is ", embeddings.rows(), " x ", embeddings.cols(), " for ",
+                           ids.size(), " states and d_model = ", m_->config().d_model);
     latent_tokens_.assign(ids.size(), latent_slot);
     return step_rows(ids, latent_tokens_, embeddings, fn);
   }
@@ -149,13 +149,14 @@ class kv_decoder {
   };
 
   void check_live(state_id s, const char* fn) const {
-    xplor::detail::require(s >= 0 && s < static_cast<state_id>(states_.size()) && states_[s].seg != nullptr, fn,
-                    "state ", s, " is not a live state");
+    xplor::detail::require(s >= 0 && s < static_cast<state_id>(states_.size()) && states_[s].seg != nullptr,
+                           fn, "state ", s, " is not a live state");
   }
   void check_tokens(std::span<const std::int32_t> tokens, const char* fn, const char* arg) const {
     for (std::size_t i = 0; i < tokens.size(); ++i)
       xplor::detail::require(tokens[i] >= 0 && tokens[i] < m_->config().vocab_size, fn, arg, "[", i,
-                      "] = ", tokens[i], " is outside [0, vocab_size = ", m_->config().vocab_size, ")");
+                             "] = ", tokens[i], " is outside [0, vocab_size = ", m_->config().vocab_size,
+                             ")");
   }
 
   state_id new_state(std::shared_ptr<segment> seg) {
@@ -177,9 +178,10 @@ class kv_decoder {
     std::unordered_set<state_id> distinct;
     for (std::size_t i = 0; i < ids.size(); ++i) {
       check_live(ids[i], fn);
-      xplor::detail::require(distinct.insert(ids[i]).second, fn, "state ", ids[i], " appears twice in one step");
+      xplor::detail::require(distinct.insert(ids[i]).second, fn, "state ", ids[i],
+                             " appears twice in one step");
       xplor::detail::require(states_[ids[i]].length < m_->config().max_seq_len, fn, "state ", ids[i],
-                      " already holds ", states_[ids[i]].length, " tokens = max_seq_len");
+                             " already holds ", states_[ids[i]].length, " tokens = max_seq_len");
       rows[i] = {ids[i], states_[ids[i]].length};
     }
     run(rows, tokens, embeddings, /*want_logits=*/true);

@@ -213,7 +213,7 @@ class transformer {
   /// the stream after the last block (before the final norm). Index 0 is the embeddings.
   view2d<const float> residual(int layer) const {
     xplor::detail::require(layer >= 0 && layer <= cfg_.n_layers, "xplor::model::transformer::residual",
-                    "layer = ", layer, " is outside [0, ", cfg_.n_layers, "]");
+                           "layer = ", layer, " is outside [0, ", cfg_.n_layers, "]");
     return make_view(act_.residual[layer].data(), {rows(), std::int64_t{cfg_.d_model}});
   }
 
@@ -239,11 +239,11 @@ class transformer {
     const std::int64_t N = rows(), C = cfg_.d_model, V = cfg_.vocab_size;
     xplor::detail::require(N > 0, fn, "no forward pass to differentiate");
     xplor::detail::require(static_cast<std::int64_t>(dlogp.size()) == N, fn, "dlogp has ", dlogp.size(),
-                    " elements for ", N, " positions");
+                           " elements for ", N, " positions");
     for (std::int64_t n = 0; n < N; ++n) {
       xplor::detail::require(std::isfinite(dlogp[n]), fn, "dlogp[", n, "] = ", dlogp[n], " is not finite");
       xplor::detail::require(dlogp[n] == 0.0f || targets_[n] >= 0, fn, "dlogp[", n, "] = ", dlogp[n],
-                      " at a position without a target");
+                             " at a position without a target");
     }
     // d log p(y) / d logits = onehot(y) - softmax(logits).
     for_each_index(
@@ -306,10 +306,10 @@ class transformer {
     constexpr const char* fn = "xplor::model::transformer::forward";
     xplor::detail::require(b.batch > 0, fn, "batch = ", b.batch, " must be positive");
     xplor::detail::require(b.seq_len > 0 && b.seq_len <= cfg_.max_seq_len, fn, "seq_len = ", b.seq_len,
-                    " is outside [1, max_seq_len = ", cfg_.max_seq_len, "]");
+                           " is outside [1, max_seq_len = ", cfg_.max_seq_len, "]");
     const std::int64_t N = b.batch * b.seq_len;
-    xplor::detail::require(static_cast<std::int64_t>(b.tokens.size()) == N, fn, "tokens has ", b.tokens.size(),
-                    " elements for batch x seq_len = ", N);
+    xplor::detail::require(static_cast<std::int64_t>(b.tokens.size()) == N, fn, "tokens has ",
+                           b.tokens.size(), " elements for batch x seq_len = ", N);
     std::int64_t latents = 0;
     for (std::int64_t n = 0; n < N; ++n) {
       const std::int32_t t = b.tokens[n];
@@ -318,15 +318,15 @@ class transformer {
         continue;
       }
       xplor::detail::require(t >= 0 && t < cfg_.vocab_size, fn, "tokens[", n, "] = ", t,
-                      " is outside [0, vocab_size = ", cfg_.vocab_size, ")");
+                             " is outside [0, vocab_size = ", cfg_.vocab_size, ")");
     }
-    xplor::detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ", latents,
-                    " latent_slot positions");
-    xplor::detail::require(latents == 0 || b.latents.cols() == cfg_.d_model, fn, "latents has ", b.latents.cols(),
-                    " columns, d_model = ", cfg_.d_model);
+    xplor::detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ",
+                           latents, " latent_slot positions");
+    xplor::detail::require(latents == 0 || b.latents.cols() == cfg_.d_model, fn, "latents has ",
+                           b.latents.cols(), " columns, d_model = ", cfg_.d_model);
     if (!b.targets.empty()) {
-      xplor::detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ", b.targets.size(),
-                      " elements for ", N, " positions");
+      xplor::detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ",
+                             b.targets.size(), " elements for ", N, " positions");
       for (std::int64_t n = 0; n < N; ++n)
         xplor::detail::require(
             b.targets[n] == ignore_target || (b.targets[n] >= 0 && b.targets[n] < cfg_.vocab_size), fn,
@@ -335,10 +335,10 @@ class transformer {
     }
     if (!b.loss_mask.empty()) {
       xplor::detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ",
-                      b.loss_mask.size(), " elements for ", N, " positions");
+                             b.loss_mask.size(), " elements for ", N, " positions");
       for (std::int64_t n = 0; n < N; ++n)
         xplor::detail::require(std::isfinite(b.loss_mask[n]) && b.loss_mask[n] >= 0.0f, fn, "loss_mask[", n,
-                        "] = ", b.loss_mask[n], " must be finite and >= 0");
+                               "] = ", b.loss_mask[n], " must be finite and >= 0");
     }
   }
 

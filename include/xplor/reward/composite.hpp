@@ -6,8 +6,8 @@
 #pragma once
 
 #include <cmath>
-#include <cstddef>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -24,7 +24,7 @@ namespace xplor::reward {
 /// reward, or std::nullopt where it does not apply (anything convertible to std::optional<float>).
 template <class F, class Sample>
 concept reward_function = std::invocable<const F&, const Sample&> &&
-                          std::convertible_to<std::invoke_result_t<const F&, const Sample&>, std::optional<float>>;
+    std::convertible_to<std::invoke_result_t<const F&, const Sample&>, std::optional<float>>;
 
 /// Named, weighted reward functions over samples of type `Sample` (a completion plus whatever the
 /// functions need: prompt, gold answers, token count ...). A function returns std::nullopt where

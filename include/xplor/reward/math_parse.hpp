@@ -25,7 +25,9 @@ inline constexpr char text_open = '\x01';
 inline constexpr char text_close = '\x02';
 inline constexpr char thousands_mark = '\x03';
 
-inline bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+inline bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 inline bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
@@ -71,9 +73,10 @@ inline std::string prenormalize(std::string_view s) {
         std::string_view from, to;
       };
       static constexpr map maps[] = {
-          {"\xE2\x88\x92", "-"},     {"\xCF\x80", "\\pi "},     {"\xC2\xB0", ""},         {"\xE2\x88\x9E", "\\infty "},
-          {"\xE2\x89\xA4", "\\le "}, {"\xE2\x89\xA5", "\\ge "}, {"\xE2\x89\xA0", "\\ne "}, {"\xC3\x97", "\\times "},
-          {"\xC2\xB7", "\\cdot "},   {"\xE2\x88\x9A", "\\sqrt"}, {"\xE2\x88\xAA", "\\cup "}};
+          {"\xE2\x88\x92", "-"},        {"\xCF\x80", "\\pi "},     {"\xC2\xB0", ""},
+          {"\xE2\x88\x9E", "\\infty "}, {"\xE2\x89\xA4", "\\le "}, {"\xE2\x89\xA5", "\\ge "},
+          {"\xE2\x89\xA0", "\\ne "},    {"\xC3\x97", "\\times "},  {"\xC2\xB7", "\\cdot "},
+          {"\xE2\x88\x9A", "\\sqrt"},   {"\xE2\x88\xAA", "\\cup "}};
       bool done = false;
       for (const map& m : maps) {
         if (rest.substr(0, m.from.size()) == m.from) {
@@ -87,7 +90,8 @@ inline std::string prenormalize(std::string_view s) {
     } else if (c == '^' && skip_degree(i) != i) {
       i = skip_degree(i);
     } else if (c == '{') {
-      if (i + 2 < n && s[i + 1] == ',' && (s[i + 2] == '}' || (i + 3 < n && s[i + 2] == ' ' && s[i + 3] == '}'))) {
+      if (i + 2 < n && s[i + 1] == ',' &&
+          (s[i + 2] == '}' || (i + 3 < n && s[i + 2] == ' ' && s[i + 3] == '}'))) {
         out.push_back(thousands_mark);  // {,} and {, }
         i += s[i + 2] == '}' ? 3 : 4;
       } else {
@@ -104,9 +108,9 @@ inline std::string prenormalize(std::string_view s) {
       while (j < n && is_letter(s[j])) ++j;
       const std::string_view name = s.substr(i + 1, j - i - 1);
       i = j;
-      if (name == "text" || name == "textrm" || name == "textnormal" || name == "textbf" || name == "textit" ||
-          name == "textsf" || name == "texttt" || name == "mathrm" || name == "mathbf" || name == "mathit" ||
-          name == "mathsf" || name == "mathtt" || name == "mbox" || name == "hbox") {
+      if (name == "text" || name == "textrm" || name == "textnormal" || name == "textbf" ||
+          name == "textit" || name == "textsf" || name == "texttt" || name == "mathrm" || name == "mathbf" ||
+          name == "mathit" || name == "mathsf" || name == "mathtt" || name == "mbox" || name == "hbox") {
         std::size_t k = i;
         while (k < n && is_space(s[k])) ++k;
         if (k < n && s[k] == '{') {
@@ -117,7 +121,8 @@ inline std::string prenormalize(std::string_view s) {
       } else if (name == "left" || name == "right" || name == "bigl" || name == "bigr" || name == "Bigl" ||
                  name == "Bigr") {
         if (i < n && s[i] == '.') ++i;
-      } else if (name == "displaystyle" || name == "circ" || name == "degree" || name == "boxed" || name == "fbox") {
+      } else if (name == "displaystyle" || name == "circ" || name == "degree" || name == "boxed" ||
+                 name == "fbox") {
         // a box left inside an extracted answer (\boxed{\boxed{26}+1}) is a plain group
       } else if (name == "quad" || name == "qquad") {
         space();
@@ -131,8 +136,8 @@ inline std::string prenormalize(std::string_view s) {
     } else if (c == '\\' && i + 1 < n) {
       const char d = s[i + 1];
       i += 2;
-      if (d == ',' && !out.empty() && is_digit(out.back()) && i + 3 <= n && is_digit(s[i]) && is_digit(s[i + 1]) &&
-          is_digit(s[i + 2]) && (i + 3 == n || !is_digit(s[i + 3]))) {
+      if (d == ',' && !out.empty() && is_digit(out.back()) && i + 3 <= n && is_digit(s[i]) &&
+          is_digit(s[i + 1]) && is_digit(s[i + 2]) && (i + 3 == n || !is_digit(s[i + 3]))) {
         out.push_back(thousands_mark);  // 1\,000
       } else if (d == ',' || d == ';' || d == ':' || is_space(d)) {
         space();
@@ -160,15 +165,47 @@ inline std::string prenormalize(std::string_view s) {
 }
 
 enum class tok : std::uint8_t {
-  number, symbol, word, command, infinity, end,
-  plus, minus, times, divide, caret, lparen, rparen, lbrack, rbrack, lbrace, rbrace, lset, rset,
-  comma, semicolon, eq, lt, gt, le, ge, ne, in, pm, mp, cup, percent, amp, rowsep, other
+  number,
+  symbol,
+  word,
+  command,
+  infinity,
+  end,
+  plus,
+  minus,
+  times,
+  divide,
+  caret,
+  lparen,
+  rparen,
+  lbrack,
+  rbrack,
+  lbrace,
+  rbrace,
+  lset,
+  rset,
+  comma,
+  semicolon,
+  eq,
+  lt,
+  gt,
+  le,
+  ge,
+  ne,
+  in,
+  pm,
+  mp,
+  cup,
+  percent,
+  amp,
+  rowsep,
+  other
 };
 
 struct token {
   tok type = tok::end;
-  std::string_view text;     // a number's digits, a symbol's or word's or command's name
-  std::size_t begin = 0;     // span in the prenormalized string
+  std::string_view text;  // a number's digits, a symbol's or word's or command's name
+  std::size_t begin = 0;  // span in the prenormalized string
   std::size_t end = 0;
   bool space_before = false;  // whitespace right before the token
   bool in_text = false;       // inside \text{} content
@@ -181,19 +218,37 @@ inline std::string_view canonical_unit(std::string_view w) {
   struct unit {
     std::string_view word, name;
   };
-  static constexpr unit units[] = {
-      {"dollar", "dollar"}, {"dollars", "dollar"}, {"cent", "cent"}, {"cents", "cent"}, {"unit", "unit"},
-      {"units", "unit"}, {"cm", "cm"}, {"mm", "mm"}, {"km", "km"}, {"m", "m"}, {"meter", "m"}, {"meters", "m"},
-      {"metre", "m"}, {"metres", "m"}, {"centimeter", "cm"}, {"centimeters", "cm"}, {"inch", "inch"},
-      {"inches", "inch"}, {"foot", "foot"}, {"feet", "foot"}, {"ft", "foot"}, {"yard", "yard"},
-      {"yards", "yard"}, {"mile", "mile"}, {"miles", "mile"}, {"mph", "mph"}, {"hour", "hour"},
-      {"hours", "hour"}, {"minute", "minute"}, {"minutes", "minute"}, {"second", "second"},
-      {"seconds", "second"}, {"day", "day"}, {"days", "day"}, {"week", "week"}, {"weeks", "week"},
-      {"month", "month"}, {"months", "month"}, {"year", "year"}, {"years", "year"}, {"gram", "gram"},
-      {"grams", "gram"}, {"kg", "kg"}, {"pound", "pound"}, {"pounds", "pound"}, {"ounce", "ounce"},
-      {"ounces", "ounce"}, {"liter", "liter"}, {"liters", "liter"}, {"litre", "liter"}, {"litres", "liter"},
-      {"gallon", "gallon"}, {"gallons", "gallon"}, {"degree", "degree"}, {"degrees", "degree"},
-      {"square", "square"}, {"sq", "square"}, {"cubic", "cubic"}, {"percent", "%"}, {"percentage", "%"}, {"pct", "%"}};
+  static constexpr unit units[] = {{"dollar", "dollar"},  {"dollars", "dollar"},
+                                   {"cent", "cent"},      {"cents", "cent"},
+                                   {"unit", "unit"},      {"units", "unit"},
+                                   {"cm", "cm"},          {"mm", "mm"},
+                                   {"km", "km"},          {"m", "m"},
+                                   {"meter", "m"},        {"meters", "m"},
+                                   {"metre", "m"},        {"metres", "m"},
+                                   {"centimeter", "cm"},  {"centimeters", "cm"},
+                                   {"inch", "inch"},      {"inches", "inch"},
+                                   {"foot", "foot"},      {"feet", "foot"},
+                                   {"ft", "foot"},        {"yard", "yard"},
+                                   {"yards", "yard"},     {"mile", "mile"},
+                                   {"miles", "mile"},     {"mph", "mph"},
+                                   {"hour", "hour"},      {"hours", "hour"},
+                                   {"minute", "minute"},  {"minutes", "minute"},
+                                   {"second", "second"},  {"seconds", "second"},
+                                   {"day", "day"},        {"days", "day"},
+                                   {"week", "week"},      {"weeks", "week"},
+                                   {"month", "month"},    {"months", "month"},
+                                   {"year", "year"},      {"years", "year"},
+                                   {"gram", "gram"},      {"grams", "gram"},
+                                   {"kg", "kg"},          {"pound", "pound"},
+                                   {"pounds", "pound"},   {"ounce", "ounce"},
+                                   {"ounces", "ounce"},   {"liter", "liter"},
+                                   {"liters", "liter"},   {"litre", "liter"},
+                                   {"litres", "liter"},   {"gallon", "gallon"},
+                                   {"gallons", "gallon"}, {"degree", "degree"},
+                                   {"degrees", "degree"}, {"square", "square"},
+                                   {"sq", "square"},      {"cubic", "cubic"},
+                                   {"percent", "%"},      {"percentage", "%"},
+                                   {"pct", "%"}};
   for (const unit& u : units)
     if (u.word == w) return u.name;
   return {};
@@ -320,10 +375,10 @@ inline bool lex(std::string_view s, std::vector<token>& out) {
         tok t;
       };
       static constexpr cmd cmds[] = {
-          {"cdot", tok::times}, {"times", tok::times}, {"ast", tok::times}, {"div", tok::divide},
-          {"le", tok::le},      {"leq", tok::le},      {"leqslant", tok::le}, {"ge", tok::ge},
-          {"geq", tok::ge},     {"geqslant", tok::ge}, {"ne", tok::ne},     {"neq", tok::ne},
-          {"lt", tok::lt},      {"gt", tok::gt},       {"in", tok::in},     {"pm", tok::pm},
+          {"cdot", tok::times}, {"times", tok::times}, {"ast", tok::times},      {"div", tok::divide},
+          {"le", tok::le},      {"leq", tok::le},      {"leqslant", tok::le},    {"ge", tok::ge},
+          {"geq", tok::ge},     {"geqslant", tok::ge}, {"ne", tok::ne},          {"neq", tok::ne},
+          {"lt", tok::lt},      {"gt", tok::gt},       {"in", tok::in},          {"pm", tok::pm},
           {"mp", tok::mp},      {"cup", tok::cup},     {"infty", tok::infinity}, {"infinity", tok::infinity}};
       tok t = tok::command;
       for (const cmd& m : cmds)
@@ -338,26 +393,71 @@ inline bool lex(std::string_view s, std::vector<token>& out) {
     }
     tok t = tok::other;
     switch (c) {
-      case '+': t = tok::plus; break;
-      case '-': t = tok::minus; break;
-      case '*': t = tok::times; break;
-      case '/': t = tok::divide; break;
-      case '^': t = tok::caret; break;
-      case '(': t = tok::lparen; ++depth; break;
-      case ')': t = tok::rparen; --depth; break;
-      case '[': t = tok::lbrack; ++depth; break;
-      case ']': t = tok::rbrack; --depth; break;
-      case '{': t = tok::lbrace; ++depth; break;
-      case '}': t = tok::rbrace; --depth; break;
-      case ',': t = tok::comma; break;
-      case thousands_mark: t = tok::comma; break;
-      case ';': t = tok::semicolon; break;
-      case '=': t = tok::eq; break;
-      case '<': t = tok::lt; break;
-      case '>': t = tok::gt; break;
-      case '%': t = tok::percent; break;
-      case '&': t = tok::amp; break;
-      default: return false;
+      case '+':
+        t = tok::plus;
+        break;
+      case '-':
+        t = tok::minus;
+        break;
+      case '*':
+        t = tok::times;
+        break;
+      case '/':
+        t = tok::divide;
+        break;
+      case '^':
+        t = tok::caret;
+        break;
+      case '(':
+        t = tok::lparen;
+        ++depth;
+        break;
+      case ')':
+        t = tok::rparen;
+        --depth;
+        break;
+      case '[':
+        t = tok::lbrack;
+        ++depth;
+        break;
+      case ']':
+        t = tok::rbrack;
+        --depth;
+        break;
+      case '{':
+        t = tok::lbrace;
+        ++depth;
+        break;
+      case '}':
+        t = tok::rbrace;
+        --depth;
+        break;
+      case ',':
+        t = tok::comma;
+        break;
+      case thousands_mark:
+        t = tok::comma;
+        break;
+      case ';':
+        t = tok::semicolon;
+        break;
+      case '=':
+        t = tok::eq;
+        break;
+      case '<':
+        t = tok::lt;
+        break;
+      case '>':
+        t = tok::gt;
+        break;
+      case '%':
+        t = tok::percent;
+        break;
+      case '&':
+        t = tok::amp;
+        break;
+      default:
+        return false;
     }
     push(t, b, i + 1);
     ++i;
@@ -372,7 +472,7 @@ struct node {
   kind k = kind::scalar;
   // scalar
   value v;
-  bool big = false;      // beyond math_value's limits: compared by its source text's number only
+  bool big = false;  // beyond math_value's limits: compared by its source text's number only
   bool percent = false;
   std::string_view unit;
   std::string_view source;  // the scalar's text (without percent and unit)
@@ -397,7 +497,8 @@ class parser {
     while (true) {
       elems.push_back(element_with_pm());
       const tok t = peek().type;
-      if (t == tok::comma || t == tok::semicolon || (t == tok::word && (peek().text == "or" || peek().text == "and"))) {
+      if (t == tok::comma || t == tok::semicolon ||
+          (t == tok::word && (peek().text == "or" || peek().text == "and"))) {
         ++pos_;
         continue;
       }
@@ -555,14 +656,22 @@ class parser {
 
   static char relop(tok t) {
     switch (t) {
-      case tok::eq: return '=';
-      case tok::lt: return '<';
-      case tok::gt: return '>';
-      case tok::le: return 'l';
-      case tok::ge: return 'g';
-      case tok::ne: return 'n';
-      case tok::in: return 'i';
-      default: return 0;
+      case tok::eq:
+        return '=';
+      case tok::lt:
+        return '<';
+      case tok::gt:
+        return '>';
+      case tok::le:
+        return 'l';
+      case tok::ge:
+        return 'g';
+      case tok::ne:
+        return 'n';
+      case tok::in:
+        return 'i';
+      default:
+        return 0;
     }
   }
 
@@ -629,13 +738,15 @@ class parser {
   node sum() {
     depth_guard g(depth_);
     int sign = 1;
-    if (peek().type == tok::minus || peek().type == tok::plus || peek().type == tok::pm || peek().type == tok::mp) {
+    if (peek().type == tok::minus || peek().type == tok::plus || peek().type == tok::pm ||
+        peek().type == tok::mp) {
       sign = sign_of(peek().type);
       ++pos_;
     }
     node acc = term();
     if (sign < 0) acc = neg(acc);
-    while (peek().type == tok::plus || peek().type == tok::minus || peek().type == tok::pm || peek().type == tok::mp) {
+    while (peek().type == tok::plus || peek().type == tok::minus || peek().type == tok::pm ||
+           peek().type == tok::mp) {
       const int s = sign_of(peek().type);
       ++pos_;
       node rhs = term();
@@ -689,7 +800,8 @@ class parser {
         // A number right after a factor is no product ("10^12" is 10^1 then 2; "1 000").
         if (t.type == tok::number) throw math_unsupported{};
         // 2\frac{1}{2} is 2 + 1/2 (a mixed number); the term's sign applies to both parts.
-        const bool mixed = pos_ == start + 1 && t_[start].type == tok::number && mixed_fraction_follows(start);
+        const bool mixed =
+            pos_ == start + 1 && t_[start].type == tok::number && mixed_fraction_follows(start);
         node rhs = factor(false);
         acc = combine(acc, rhs, [&](const value& x, const value& y, value& out) {
           if (mixed) {
@@ -931,7 +1043,8 @@ class parser {
     if (name == "frac") {
       node a;
       node b;
-      if (peek().type == tok::number && peek().text.size() == 2 && is_digit(peek().text[0]) && is_digit(peek().text[1])) {
+      if (peek().type == tok::number && peek().text.size() == 2 && is_digit(peek().text[0]) &&
+          is_digit(peek().text[1])) {
         a = number(peek().text.substr(0, 1));  // \frac12
         b = number(peek().text.substr(1, 1));
         ++pos_;
@@ -939,13 +1052,15 @@ class parser {
         a = argument();
         b = argument();
       }
-      return combine(a, b, [&](const value& x, const value& y, value& out) { return divide(x, y, out, budget_); });
+      return combine(a, b,
+                     [&](const value& x, const value& y, value& out) { return divide(x, y, out, budget_); });
     }
     if (name == "sqrt") {
       std::int64_t k = 2;
       if (peek().type == tok::lbrack) {
         ++pos_;
-        if (peek().type != tok::number || peek().text.size() > 2 || peek().text.find('.') != std::string_view::npos)
+        if (peek().type != tok::number || peek().text.size() > 2 ||
+            peek().text.find('.') != std::string_view::npos)
           throw math_unsupported{};
         k = std::stoll(std::string(peek().text));
         ++pos_;
@@ -972,9 +1087,10 @@ class parser {
       return r;
     }
     static constexpr std::string_view greek[] = {
-        "pi", "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
-        "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi",
-        "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega"};
+        "pi",    "alpha",    "beta",    "gamma", "delta",  "epsilon", "varepsilon", "zeta",  "eta",
+        "theta", "vartheta", "iota",    "kappa", "lambda", "mu",      "nu",         "xi",    "rho",
+        "sigma", "tau",      "upsilon", "phi",   "varphi", "chi",     "psi",        "omega", "Gamma",
+        "Delta", "Theta",    "Lambda",  "Xi",    "Pi",     "Sigma",   "Phi",        "Psi",   "Omega"};
     for (std::string_view gname : greek)
       if (gname == name) return symbol(text_.substr(t.begin, t.end - t.begin));
     throw math_unsupported{};

@@ -17,9 +17,9 @@ namespace xplor::reward {
 
 /// Where a response's final answer is read.
 enum class answer_extractor {
-  boxed,                ///< the last outermost \boxed{} (MATH-style, DeepSeek-R1 and verl prompts)
-  boxed_or_answer_is,   ///< the box, else the text after the last "answer is"
-  gsm8k,                ///< the text after the last "####" (GSM8K's reference format)
+  boxed,               ///< the last outermost \boxed{} (MATH-style, DeepSeek-R1 and verl prompts)
+  boxed_or_answer_is,  ///< the box, else the text after the last "answer is"
+  gsm8k,               ///< the text after the last "####" (GSM8K's reference format)
 };
 
 /// Rewards per result; the defaults are the 1 / 0 of verl's and TRL's math rewards.
@@ -57,10 +57,9 @@ inline void math_reward(std::span<const std::string> responses, std::span<const 
                          responses.size(), " responses");
   xplor::detail::require(verdicts.empty() || verdicts.size() == responses.size(), fn, "verdicts has ",
                          verdicts.size(), " elements for ", responses.size(), " responses");
-  xplor::detail::require(std::isfinite(options.correct) && std::isfinite(options.incorrect) &&
-                             std::isfinite(options.no_answer),
-                         fn, "rewards (", options.correct, ", ", options.incorrect, ", ", options.no_answer,
-                         ") must be finite");
+  xplor::detail::require(
+      std::isfinite(options.correct) && std::isfinite(options.incorrect) && std::isfinite(options.no_answer),
+      fn, "rewards (", options.correct, ", ", options.incorrect, ", ", options.no_answer, ") must be finite");
   for (std::size_t i = 0; i < responses.size(); ++i) {
     const std::optional<std::string> answer = extract_answer(responses[i], options.extract);
     const verdict v = answer ? check_answer(*answer, golds[i]) : verdict{false, verdict_reason::no_answer};

@@ -20,7 +20,6 @@
 
 namespace xplor::reward {
 
-
 namespace detail {
 /// Whether an answer is plain text that SQuAD matching may decide: at least two letters, no
 /// digit, and none of the characters that carry math meaning (a hyphen only inside a word).

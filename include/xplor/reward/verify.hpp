@@ -593,15 +593,24 @@ enum class verdict_reason : std::uint8_t {
 
 inline const char* to_string(verdict_reason r) {
   switch (r) {
-    case verdict_reason::same_text: return "same_text";
-    case verdict_reason::same_value: return "same_value";
-    case verdict_reason::empty: return "empty";
-    case verdict_reason::different_value: return "different_value";
-    case verdict_reason::different_form: return "different_form";
-    case verdict_reason::different_unit: return "different_unit";
-    case verdict_reason::unsupported: return "unsupported";
-    case verdict_reason::too_large: return "too_large";
-    case verdict_reason::no_answer: return "no_answer";
+    case verdict_reason::same_text:
+      return "same_text";
+    case verdict_reason::same_value:
+      return "same_value";
+    case verdict_reason::empty:
+      return "empty";
+    case verdict_reason::different_value:
+      return "different_value";
+    case verdict_reason::different_form:
+      return "different_form";
+    case verdict_reason::different_unit:
+      return "different_unit";
+    case verdict_reason::unsupported:
+      return "unsupported";
+    case verdict_reason::too_large:
+      return "too_large";
+    case verdict_reason::no_answer:
+      return "no_answer";
   }
   return "?";
 }
@@ -692,7 +701,8 @@ inline verdict_reason compare_nodes(const math::node& a, const math::node& b, ma
       const std::optional<exact_number> x = plain_number(a.source, a.percent);
       if (x) {
         const std::optional<exact_number> y = plain_number(b.source, b.percent);
-        if (y) return numbers_equivalent(*x, *y) ? verdict_reason::same_value : verdict_reason::different_value;
+        if (y)
+          return numbers_equivalent(*x, *y) ? verdict_reason::same_value : verdict_reason::different_value;
       }
       if (a.big || b.big) return verdict_reason::too_large;
       if (a.percent == b.percent)
@@ -703,7 +713,8 @@ inline verdict_reason compare_nodes(const math::node& a, const math::node& b, ma
       if (math::equal(p.v, q.v, budget)) return verdict_reason::same_value;
       math::value hundredth;
       math::divide(p.v, math::value::integer(100), hundredth, budget);
-      return math::equal(hundredth, q.v, budget) ? verdict_reason::same_value : verdict_reason::different_value;
+      return math::equal(hundredth, q.v, budget) ? verdict_reason::same_value
+                                                 : verdict_reason::different_value;
     }
     case kind::infinity:
       return a.sign == b.sign ? verdict_reason::same_value : verdict_reason::different_value;
@@ -716,7 +727,8 @@ inline verdict_reason compare_nodes(const math::node& a, const math::node& b, ma
     case kind::relation: {
       if (a.ops != b.ops) return verdict_reason::different_form;
       const verdict_reason r = compare_in_order(a.items, b.items, budget);
-      if (r == verdict_reason::same_value || a.ops.size() != 1 || (a.ops[0] != '=' && a.ops[0] != 'n')) return r;
+      if (r == verdict_reason::same_value || a.ops.size() != 1 || (a.ops[0] != '=' && a.ops[0] != 'n'))
+        return r;
       const std::vector<math::node> swapped{b.items[1], b.items[0]};  // a = b is b = a
       const verdict_reason s = compare_in_order(a.items, swapped, budget);
       return s == verdict_reason::same_value ? s : r;
@@ -755,7 +767,8 @@ inline verdict_reason compare_nodes(const math::node& a, const math::node& b, ma
       };
       for (std::size_t i = 0; i < n; ++i) {
         std::fill(seen.begin(), seen.end(), 0);
-        if (!augment(augment, i)) return too_large ? verdict_reason::too_large : verdict_reason::different_value;
+        if (!augment(augment, i))
+          return too_large ? verdict_reason::too_large : verdict_reason::different_value;
       }
       return verdict_reason::same_value;
     }

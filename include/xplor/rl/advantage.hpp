@@ -83,7 +83,9 @@ XPLOR_HD inline void mean_std(const T* x, std::int64_t b, std::int64_t e, bool u
 }
 
 /// a / (sd + eps); a constant group with eps = 0 is 0 / 0, which TRL's nan_to_num makes 0.
-XPLOR_HD inline double divide_by_std(double a, double sd, float eps) { return sd + eps > 0.0 ? a / (sd + eps) : 0.0; }
+XPLOR_HD inline double divide_by_std(double a, double sd, float eps) {
+  return sd + eps > 0.0 ? a / (sd + eps) : 0.0;
+}
 
 /// Per-group kernel: mean and std of the group (double accumulation, two passes), the group's
 /// degenerate flag, and the advantages of its members before any batch scaling.
@@ -280,8 +282,8 @@ group_baseline make_group_baseline(std::span<const T> scores, const advantage_op
     detail::require(std::isfinite(static_cast<double>(scores[i])), fn, "scores[", i, "] = ", scores[i],
                     " is not finite");
   group_baseline b;
-  kernels::mean_std(scores.data(), 0, static_cast<std::int64_t>(scores.size()), options.std == std_kind::unbiased,
-                    b.mean, b.std);
+  kernels::mean_std(scores.data(), 0, static_cast<std::int64_t>(scores.size()),
+                    options.std == std_kind::unbiased, b.mean, b.std);
   b.scale = options.scale;
   b.eps = options.eps;
   return b;
@@ -337,7 +339,8 @@ struct discount_kernel {
 /// Episode e covers [episode_offsets[e], episode_offsets[e+1]) (host offsets).
 template <execution_tag Exec>
 void discounted_returns(Exec exec, span_for<Exec, const float> rewards,
-                        std::span<const std::int64_t> episode_offsets, float gamma, span_for<Exec, float> out) {
+                        std::span<const std::int64_t> episode_offsets, float gamma,
+                        span_for<Exec, float> out) {
   constexpr const char* fn = "xplor::rl::discounted_returns";
   detail::require(std::isfinite(gamma) && gamma >= 0.0f && gamma <= 1.0f, fn, "gamma = ", gamma,
                   " is outside [0, 1]");

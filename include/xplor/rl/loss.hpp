@@ -75,7 +75,8 @@ struct basic_policy_batch {
   span_in<Space, const float> old_logp = {};    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
   span_in<Space, const float> ref_logp = {};    // [T] log pi_ref; needed when beta != 0
   span_in<Space, const float> advantages = {};  // [T] per token (broadcast_to_tokens for per-sequence values)
-  span_in<Space, const float> mask = {};  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
+  span_in<Space, const float> mask =
+      {};  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
   span_in<Space, const float> entropies = {};  // [T] entropy per position; needed when entropy_coef != 0
   std::span<const std::int64_t> sequence_offsets = {};  // [S + 1], host
   std::span<const std::uint8_t> truncated = {};         // [S] host; empty: none truncated
@@ -497,8 +498,9 @@ struct broadcast_kernel {
 /// The loss and d loss / d logp [T] (written to `dlogp`, backend memory); `dentropy` (optional,
 /// [T]) receives d loss / d entropy_t for logits_gradient().
 template <execution_tag Exec>
-loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& batch, span_for<Exec, float> dlogp,
-                        const loss_options& options = {}, span_for<Exec, float> dentropy = {}) {
+loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& batch,
+                        span_for<Exec, float> dlogp, const loss_options& options = {},
+                        span_for<Exec, float> dentropy = {}) {
   constexpr const char* fn = "xplor::rl::policy_loss";
   const auto T = static_cast<std::int64_t>(batch.logp.size());
   const ragged_groups sequences(batch.sequence_offsets, T);
@@ -644,9 +646,9 @@ struct basic_padded_policy_batch {
   view2d<const float, Space> ref_logp = {};    // [B, L] log pi_ref; needed when beta != 0
   view2d<const float, Space> advantages = {};  // [B, L] per token; or empty with sequence_advantages
   span_in<Space, const float> sequence_advantages = {};  // [B] one advantage per sequence
-  view2d<const float, Space> mask = {};        // [B, L] in [0, 1]: required (it marks the padding)
-  view2d<const float, Space> entropies = {};   // [B, L]; needed when entropy_coef != 0
-  std::span<const std::uint8_t> truncated = {};  // [B] host; empty: none truncated
+  view2d<const float, Space> mask = {};                  // [B, L] in [0, 1]: required (it marks the padding)
+  view2d<const float, Space> entropies = {};             // [B, L]; needed when entropy_coef != 0
+  std::span<const std::uint8_t> truncated = {};          // [B] host; empty: none truncated
 };
 using padded_policy_batch = basic_padded_policy_batch<host_memory>;
 using device_padded_policy_batch = basic_padded_policy_batch<device_memory>;
@@ -675,7 +677,6 @@ struct broadcast_padded {
 };
 }  // namespace kernels
 
-
 /// The loss of a padded batch and d loss / d logp written into `dlogp` ([B, L], any layout
 /// without overlap; padding gets 0). The views are read through their strides, so a
 /// column-major [B, L] matrix gives the same loss as its row-major copy; shapes that differ
@@ -691,8 +692,9 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
   const std::int64_t T = B * L;
   auto same_shape = [&](auto v, const char* name, bool optional) {
     const bool empty = v.data() == nullptr && v.rows() == 0 && v.cols() == 0;
-    detail::require((optional && empty) || (v.rows() == B && v.cols() == L && (T == 0 || v.data() != nullptr)), fn,
-                    name, " is ", v.rows(), " x ", v.cols(), ", logp is ", B, " x ", L);
+    detail::require(
+        (optional && empty) || (v.rows() == B && v.cols() == L && (T == 0 || v.data() != nullptr)), fn, name,
+        " is ", v.rows(), " x ", v.cols(), ", logp is ", B, " x ", L);
     return !empty;
   };
   const bool has_old = same_shape(batch.old_logp, "old_logp", true);
@@ -706,7 +708,8 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
                   "give either advantages [B, L] or sequence_advantages [B], not ",
                   has_adv ? "both" : "neither");
   detail::require(has_adv || static_cast<std::int64_t>(batch.sequence_advantages.size()) == B, fn,
-                  "sequence_advantages has ", batch.sequence_advantages.size(), " elements for ", B, " sequences");
+                  "sequence_advantages has ", batch.sequence_advantages.size(), " elements for ", B,
+                  " sequences");
   detail::require_distinct_elements(dlogp, fn, "dlogp");
   if (has_dent) detail::require_distinct_elements(dentropy, fn, "dentropy");
 
@@ -715,7 +718,8 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
   float* base = scratch.data();
   auto slot = [&](int k) { return backend_span(exec, base + k * T, static_cast<std::size_t>(T)); };
   auto gather = [&](view2d_for<Exec, const float> v, int k) {
-    for_each_index(exec, T, kernels::gather_padded{xplor::detail::kernel_view(v), slot(k).data(), L > 0 ? L : 1});
+    for_each_index(exec, T,
+                   kernels::gather_padded{xplor::detail::kernel_view(v), slot(k).data(), L > 0 ? L : 1});
     return span_for<Exec, const float>(slot(k));
   };
   basic_policy_batch<memory_of<Exec>> flat;
@@ -736,10 +740,14 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
   for (std::int64_t b = 0; b <= B; ++b) offsets[static_cast<std::size_t>(b)] = b * L;
   flat.sequence_offsets = offsets;
   flat.truncated = batch.truncated;
-  const loss_result r = policy_loss(exec, flat, slot(6), options, has_dent ? slot(7) : span_for<Exec, float>());
-  for_each_index(exec, T, kernels::scatter_padded{slot(6).data(), xplor::detail::kernel_view(dlogp), L > 0 ? L : 1});
+  const loss_result r =
+      policy_loss(exec, flat, slot(6), options, has_dent ? slot(7) : span_for<Exec, float>());
+  for_each_index(exec, T,
+                 kernels::scatter_padded{slot(6).data(), xplor::detail::kernel_view(dlogp), L > 0 ? L : 1});
   if (has_dent)
-    for_each_index(exec, T, kernels::scatter_padded{slot(7).data(), xplor::detail::kernel_view(dentropy), L > 0 ? L : 1});
+    for_each_index(
+        exec, T,
+        kernels::scatter_padded{slot(7).data(), xplor::detail::kernel_view(dentropy), L > 0 ? L : 1});
   return r;
 }
 
@@ -751,7 +759,8 @@ void broadcast_to_tokens(Exec exec, span_for<Exec, const float> values, view2d_f
                   " elements for ", out.rows(), " rows");
   detail::require_distinct_elements(out, fn, "out");
   for_each_index(exec, out.size(),
-                 kernels::broadcast_padded{values.data(), xplor::detail::kernel_view(out), out.cols() > 0 ? out.cols() : 1});
+                 kernels::broadcast_padded{values.data(), xplor::detail::kernel_view(out),
+                                           out.cols() > 0 ? out.cols() : 1});
 }
 
 /// out[t] = values[s] for every token t of sequence s (per-sequence advantages to tokens).
@@ -807,9 +816,9 @@ struct logits_grad_row {
 /// Gradient of sum_t dlogp[t] log softmax(logits_t)[targets_t] + sum_t dentropy[t] H(logits_t)
 /// with respect to the logits [T, V], for frameworks that differentiate from the logits.
 template <execution_tag Exec>
-void logits_gradient(Exec exec, view2d_for<Exec, const float> logits, span_for<Exec, const std::int32_t> targets,
-                     span_for<Exec, const float> dlogp, span_for<Exec, const float> dentropy,
-                     view2d_for<Exec, float> out) {
+void logits_gradient(Exec exec, view2d_for<Exec, const float> logits,
+                     span_for<Exec, const std::int32_t> targets, span_for<Exec, const float> dlogp,
+                     span_for<Exec, const float> dentropy, view2d_for<Exec, float> out) {
   constexpr const char* fn = "xplor::rl::logits_gradient";
   detail::check_logits(exec, logits, fn, "logits");
   detail::require(out.rows() == logits.rows() && out.cols() == logits.cols(), fn, "out is ", out.rows(),
@@ -824,11 +833,11 @@ void logits_gradient(Exec exec, view2d_for<Exec, const float> logits, span_for<E
       transform_reduce(exec, logits.rows(), std::int64_t{-1}, xplor::detail::min_valid_code{},
                        kernels::bad_target{targets.data(), logits.cols()});
   detail::require(bad < 0, fn, "targets[", bad, "] is outside [0, ", logits.cols(), ")");
-  for_each_index(exec, logits.rows(),
-                 kernels::logits_grad_row{xplor::detail::kernel_view(logits), targets.data(), dlogp.data(),
-                                          dentropy.empty() ? nullptr : dentropy.data(),
-                                          xplor::detail::kernel_view(out)},
-                 logits.cols());
+  for_each_index(
+      exec, logits.rows(),
+      kernels::logits_grad_row{xplor::detail::kernel_view(logits), targets.data(), dlogp.data(),
+                               dentropy.empty() ? nullptr : dentropy.data(), xplor::detail::kernel_view(out)},
+      logits.cols());
 }
 
 }  // namespace xplor::rl

@@ -481,8 +481,9 @@ void sample_rows(Exec exec, view2d_for<Exec, const float> logits, const sampling
   auto idx = make_buffer<std::int32_t>(exec, static_cast<std::size_t>(R * V));
   for_each_index(
       exec, R,
-      kernels::sample_row_op{xplor::detail::kernel_view(logits), context_tokens.empty() ? nullptr : context_tokens.data(), ctx_off,
-                             config, params.logprobs == logprobs_mode::raw, keys.seed, keys.streams.data(),
+      kernels::sample_row_op{xplor::detail::kernel_view(logits),
+                             context_tokens.empty() ? nullptr : context_tokens.data(), ctx_off, config,
+                             params.logprobs == logprobs_mode::raw, keys.seed, keys.streams.data(),
                              keys.draws.data(), processed.data(), idx.data(), out.tokens.data(),
                              out.logprobs.data(), out.entropies.empty() ? nullptr : out.entropies.data()},
       V * 8);

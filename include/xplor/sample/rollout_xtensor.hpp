@@ -28,7 +28,7 @@ inline std::array<std::size_t, 3> padded_shape(const rollout_batch& b) {
 template <class T>
 xt::xtensor<T, 3> padded(const rollout_batch& b, const std::vector<T>& per_token, T pad) {
   xplor::detail::require(per_token.size() == b.tokens.size(), "xplor::sample::padded", "per_token has ",
-                  per_token.size(), " values for ", b.tokens.size(), " tokens");
+                         per_token.size(), " values for ", b.tokens.size(), " tokens");
   xt::xtensor<T, 3> out(padded_shape(b), pad);
   for (std::int64_t c = 0; c < b.num_completions(); ++c) {
     const auto prompt = static_cast<std::size_t>(b.prompt_index[static_cast<std::size_t>(c)]);

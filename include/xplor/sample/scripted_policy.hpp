@@ -21,7 +21,8 @@ class scripted_policy {
   using logits_fn = std::function<void(std::span<const std::int32_t> history, std::span<float> out)>;
 
   scripted_policy(std::int64_t vocab, logits_fn fn) : vocab_(vocab), fn_(std::move(fn)) {
-    xplor::detail::require(vocab > 0, "xplor::sample::scripted_policy", "vocab = ", vocab, " must be positive");
+    xplor::detail::require(vocab > 0, "xplor::sample::scripted_policy", "vocab = ", vocab,
+                           " must be positive");
   }
 
   std::int64_t vocab_size() const { return vocab_; }
@@ -52,8 +53,8 @@ class scripted_policy {
                      {static_cast<std::int64_t>(states.size()), vocab_});
   }
   view2d<const float> step(std::span<const state_id> states, std::span<const std::int32_t> tokens) {
-    xplor::detail::require(states.size() == tokens.size(), "xplor::sample::scripted_policy::step", "tokens has ",
-                    tokens.size(), " elements for ", states.size(), " states");
+    xplor::detail::require(states.size() == tokens.size(), "xplor::sample::scripted_policy::step",
+                           "tokens has ", tokens.size(), " elements for ", states.size(), " states");
     for (std::size_t i = 0; i < states.size(); ++i) {
       check(states[i]);
       histories_[states[i]].push_back(tokens[i]);
@@ -76,7 +77,7 @@ class scripted_policy {
  private:
   void check(state_id s) const {
     xplor::detail::require(s >= 0 && s < static_cast<state_id>(live_.size()) && live_[s],
-                    "xplor::sample::scripted_policy", "state ", s, " is not a live state");
+                           "xplor::sample::scripted_policy", "state ", s, " is not a live state");
   }
   std::int64_t vocab_;
   logits_fn fn_;

@@ -123,10 +123,10 @@ std::vector<search_result> collect_round(MakePolicy&& make_policy,
                                          std::uint64_t seed, const round_options& options = {}) {
   constexpr const char* fn = "xplor::search::collect_round";
   detail::check_search_params(params, fn);
-  xplor::detail::require(ids.size() == prompts.size(), fn, "ids has ", ids.size(), " elements for ", prompts.size(),
-                  " prompts");
-  xplor::detail::require(options.cached_per_prompt >= 0, fn, "cached_per_prompt = ", options.cached_per_prompt,
-                  " is negative");
+  xplor::detail::require(ids.size() == prompts.size(), fn, "ids has ", ids.size(), " elements for ",
+                         prompts.size(), " prompts");
+  xplor::detail::require(options.cached_per_prompt >= 0, fn,
+                         "cached_per_prompt = ", options.cached_per_prompt, " is negative");
   std::vector<std::uint8_t> use_cache(prompts.size());
   for (std::size_t i = 0; i < prompts.size(); ++i) use_cache[i] = cache.contains(ids[i]);
   std::vector<search_result> results(prompts.size());

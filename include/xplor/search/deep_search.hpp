@@ -71,9 +71,9 @@ struct search_params {
   double lambda_uct = 2.0;                    // lambda_puct of the local selection
   double backup_floor = 0.1;                  // backup_threshold
   double correct_score = 1.0, incorrect_score = -1.0, no_answer_score = -1.0;
-  frontier_params frontier{};          // its max_depth is replaced by max_depth above
-  double adv_temperature = 1.0;        // eps_q of the soft clip
-  double q_value_max = 1.0;            // q_max of the soft clip
+  frontier_params frontier{};    // its max_depth is replaced by max_depth above
+  double adv_temperature = 1.0;  // eps_q of the soft clip
+  double q_value_max = 1.0;      // q_max of the soft clip
   /// How segment values become advantages: q(s_j) - mean of the prompt's terminal scores
   /// (scale none, the code's default), or divided by (std + eps) with scale group (the code's
   /// norm_adv_by_std_in_grpo: population std, eps 1e-6). scale batch is not defined per search.
@@ -127,35 +127,40 @@ inline void check_search_params(const search_params& p, const char* fn) {
   xplor::detail::require(p.max_depth >= 1, fn, "max_depth = ", p.max_depth, " must be >= 1");
   xplor::detail::require(p.chunk_tokens >= 1, fn, "chunk_tokens = ", p.chunk_tokens, " must be >= 1");
   xplor::detail::require(p.max_response_tokens >= 0, fn, "max_response_tokens = ", p.max_response_tokens,
-                  " is negative");
-  xplor::detail::require(p.expansion_width >= 1, fn, "expansion_width = ", p.expansion_width, " must be >= 1");
-  xplor::detail::require(p.num_trajectories >= 1, fn, "num_trajectories = ", p.num_trajectories, " must be >= 1");
-  xplor::detail::require(std::isfinite(p.lambda_uct) && p.lambda_uct >= 0.0, fn, "lambda_uct = ", p.lambda_uct,
-                  " must be finite and >= 0");
-  xplor::detail::require(p.backup_floor >= 0.0 && p.backup_floor <= 1.0, fn, "backup_floor = ", p.backup_floor,
-                  " is outside [0, 1]");
+                         " is negative");
+  xplor::detail::require(p.expansion_width >= 1, fn, "expansion_width = ", p.expansion_width,
+                         " must be >= 1");
+  xplor::detail::require(p.num_trajectories >= 1, fn, "num_trajectories = ", p.num_trajectories,
+                         " must be >= 1");
+  xplor::detail::require(std::isfinite(p.lambda_uct) && p.lambda_uct >= 0.0, fn,
+                         "lambda_uct = ", p.lambda_uct, " must be finite and >= 0");
+  xplor::detail::require(p.backup_floor >= 0.0 && p.backup_floor <= 1.0, fn,
+                         "backup_floor = ", p.backup_floor, " is outside [0, 1]");
   xplor::detail::require(
       std::isfinite(p.correct_score) && std::isfinite(p.incorrect_score) && std::isfinite(p.no_answer_score),
       fn, "scores (", p.correct_score, ", ", p.incorrect_score, ", ", p.no_answer_score, ") must be finite");
   xplor::detail::require(std::isfinite(p.adv_temperature) && p.adv_temperature > 0.0, fn,
-                  "adv_temperature = ", p.adv_temperature, " must be positive");
-  xplor::detail::require(std::isfinite(p.q_value_max) && p.q_value_max > 0.0, fn, "q_value_max = ", p.q_value_max,
-                  " must be positive");
+                         "adv_temperature = ", p.adv_temperature, " must be positive");
+  xplor::detail::require(std::isfinite(p.q_value_max) && p.q_value_max > 0.0, fn,
+                         "q_value_max = ", p.q_value_max, " must be positive");
   xplor::detail::require(p.max_nodes >= 1, fn, "max_nodes = ", p.max_nodes, " must be >= 1");
-  xplor::detail::require(p.advantages.scale != rl::scale_rewards::batch, fn,
-                  "advantages.scale = batch is not defined for one prompt's search (use none or group)");
-  xplor::detail::require(std::isfinite(p.advantages.eps) && p.advantages.eps >= 0.0f, fn, "advantages.eps = ",
-                  p.advantages.eps, " must be finite and >= 0");
+  xplor::detail::require(
+      p.advantages.scale != rl::scale_rewards::batch, fn,
+      "advantages.scale = batch is not defined for one prompt's search (use none or group)");
+  xplor::detail::require(std::isfinite(p.advantages.eps) && p.advantages.eps >= 0.0f, fn,
+                         "advantages.eps = ", p.advantages.eps, " must be finite and >= 0");
   xplor::detail::require(p.sampling.repetition_penalty == 1.0f, fn,
-                  "sampling.repetition_penalty = ", p.sampling.repetition_penalty,
-                  " is not supported by the tree search (use 1)");
+                         "sampling.repetition_penalty = ", p.sampling.repetition_penalty,
+                         " is not supported by the tree search (use 1)");
   (void)sample::detail::check_params(p.sampling, fn);
 }
 
 /// The terminal reward of an outcome: correct_score, no_answer_score, or incorrect_score
 /// (incorrect and abstain).
 inline double score_of(outcome o, const search_params& p) {
-  return o == outcome::correct ? p.correct_score : o == outcome::no_answer ? p.no_answer_score : p.incorrect_score;
+  return o == outcome::correct     ? p.correct_score
+         : o == outcome::no_answer ? p.no_answer_score
+                                   : p.incorrect_score;
 }
 
 /// The response cap: max_response_tokens, or max_depth x chunk_tokens (the code's 16384 = 64 x 256).
@@ -191,7 +196,8 @@ struct state_table {
 /// The advantages of one prompt's trajectories: segment j of each gets
 /// rl::group_baseline(terminal scores, options).advantage(q(s_j)) (mean-only by default), and
 /// every token of the segment gets the segment's advantage.
-inline void assign_advantages(std::vector<search_trajectory>& trajectories, const rl::advantage_options& options) {
+inline void assign_advantages(std::vector<search_trajectory>& trajectories,
+                              const rl::advantage_options& options) {
   if (trajectories.empty()) return;
   std::vector<double> scores;
   for (const search_trajectory& tr : trajectories) scores.push_back(tr.score);
@@ -299,7 +305,9 @@ class searcher {
     return std::find(set.begin(), set.end(), t) != set.end();
   }
   double score_of(outcome o) const { return detail::score_of(o, p_); }
-  double mean_entropy_of(std::int32_t n) const { return path_entropy_[n] / static_cast<double>(path_tokens_[n]); }
+  double mean_entropy_of(std::int32_t n) const {
+    return path_entropy_[n] / static_cast<double>(path_tokens_[n]);
+  }
 
   /// The frontier rule (parameters) applied through tree.hpp's rescoring.
   void rescore_around(std::int32_t n) {
@@ -368,8 +376,8 @@ class searcher {
     const std::int64_t V = policy_.vocab_size();
     const sample::sampling_params& sp = p_.sampling;
     xplor::detail::require(static_cast<std::size_t>(t_.size()) + static_cast<std::size_t>(k) <= cap_, fn,
-                    "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t_.size(),
-                    " in use, over max_nodes = ", p_.max_nodes);
+                           "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t_.size(),
+                           " in use, over max_nodes = ", p_.max_nodes);
     const std::int32_t first_id = t_.size();
     const bool at_depth_limit = t_.depth(cur) + 1 >= p_.max_depth;
     // Tokens this chunk may take before the response reaches its cap (then the node is terminal).
@@ -424,12 +432,13 @@ class searcher {
         if (!rows_.empty() && next_states_.size() != rows_.size()) {
           subset_.resize(rows_.size() * static_cast<std::size_t>(V));
           for (std::size_t r = 0; r < rows_.size(); ++r) {
-            const auto at =
-                std::find(next_states_.begin(), next_states_.end(), kids_[rows_[r]].state) - next_states_.begin();
+            const auto at = std::find(next_states_.begin(), next_states_.end(), kids_[rows_[r]].state) -
+                            next_states_.begin();
             for (std::int64_t v = 0; v < V; ++v)
               subset_[r * static_cast<std::size_t>(V) + static_cast<std::size_t>(v)] = logits(at, v);
           }
-          logits = make_view(static_cast<const float*>(subset_.data()), {static_cast<std::int64_t>(rows_.size()), V});
+          logits = make_view(static_cast<const float*>(subset_.data()),
+                             {static_cast<std::int64_t>(rows_.size()), V});
         }
       }
     }
@@ -547,7 +556,8 @@ search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, 
   xplor::detail::require(!prompt.empty(), fn, "prompt is empty");
   const std::int64_t V = policy.vocab_size();
   const sample::sampling_params& sp = params.sampling;
-  xplor::detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V, ")");
+  xplor::detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V,
+                         ")");
   for (std::int32_t t : sp.stop_tokens)
     xplor::detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
   for (std::int32_t t : params.step_delimiters)
@@ -594,16 +604,14 @@ void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& 
 /// A verifier for a batch of prompts: (prompt index, response tokens, whether it ended with EOS
 /// or a stop token) -> outcome.
 template <class V>
-concept indexed_response_verifier =
-    std::invocable<V&, std::size_t, std::span<const std::int32_t>, bool> &&
-    std::same_as<std::invoke_result_t<V&, std::size_t, std::span<const std::int32_t>, bool>, outcome>;
+concept indexed_response_verifier = std::invocable < V&,
+        std::size_t, std::span<const std::int32_t>,
+bool > &&std::same_as<std::invoke_result_t<V&, std::size_t, std::span<const std::int32_t>, bool>, outcome>;
 
 template <class MakePolicy, indexed_response_verifier Verifier>
-requires decode_policy<std::invoke_result_t<MakePolicy&>>
-std::vector<search_result> deep_search_batch(MakePolicy&& make_policy,
-                                             std::span<const std::vector<std::int32_t>> prompts,
-                                             Verifier&& verifier, const search_params& params,
-                                             std::uint64_t seed, int threads = 1) {
+requires decode_policy<std::invoke_result_t<MakePolicy&>> std::vector<search_result> deep_search_batch(
+    MakePolicy&& make_policy, std::span<const std::vector<std::int32_t>> prompts, Verifier&& verifier,
+    const search_params& params, std::uint64_t seed, int threads = 1) {
   constexpr const char* fn = "xplor::search::deep_search_batch";
   detail::check_search_params(params, fn);
   std::vector<search_result> results(prompts.size());

@@ -31,7 +31,7 @@ class solution_cache {
   /// Keeps at most `max_per_problem` distinct solutions per problem (the first ones added).
   explicit solution_cache(std::size_t max_per_problem = 8) : max_per_problem_(max_per_problem) {
     xplor::detail::require(max_per_problem >= 1, "xplor::search::solution_cache",
-                    "max_per_problem = ", max_per_problem, " must be >= 1");
+                           "max_per_problem = ", max_per_problem, " must be >= 1");
   }
 
   /// Adds a verified correct solution of problem `id`; false when it is already there or the
@@ -42,7 +42,7 @@ class solution_cache {
     xplor::detail::require(!tokens.empty(), fn, "the solution of '", id, "' is empty");
     for (std::size_t i = 0; i < tokens.size(); ++i)
       xplor::detail::require(tokens[i] >= 0, fn, "token ", i, " of the solution of '", id, "' is ", tokens[i],
-                      " (< 0)");
+                             " (< 0)");
     std::vector<solution>& list = entries_[id];
     if (list.size() >= max_per_problem_) return false;
     for (const solution& s : list)
@@ -124,7 +124,8 @@ class solution_cache {
           // Non-negative JSON integers parse as unsigned; anything else is not a token.
           if (!t.is_number_unsigned() || t.get<std::uint64_t>() > INT32_MAX)
             bad("a token of '", shown, "' is not an integer in [0, 2^31): ",
-                xplor::detail::json_guard_brief(t.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+                xplor::detail::json_guard_brief(
+                    t.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
           tokens.push_back(static_cast<std::int32_t>(t.get<std::uint64_t>()));
         }
         staged.add(id, tokens);

@@ -67,7 +67,9 @@ class tree {
       ++visits_[n];
     }
   }
-  void backup(std::int32_t node, double v, double floor = 0.1) { backup(node, v, decayed_constrained_backup{floor}); }
+  void backup(std::int32_t node, double v, double floor = 0.1) {
+    backup(node, v, decayed_constrained_backup{floor});
+  }
   /// One visit without a value (the code's update(0) of candidates that were not chosen).
   void visit(std::int32_t node) {
     check_node(node, "xplor::search::tree::visit");
@@ -176,9 +178,8 @@ void rescore_after_backup(const tree& t, frontier_index& f, std::int32_t node, i
 /// The same with DeepSearch's frontier score F (frontier_score with `p`).
 inline void rescore_after_backup(const tree& t, frontier_index& f, std::int32_t node, int width,
                                  const frontier_params& p) {
-  rescore_after_backup(t, f, node, width, [&p](double qp, double q, double h, int d) {
-    return frontier_score(qp, q, h, d, p);
-  });
+  rescore_after_backup(t, f, node, width,
+                       [&p](double qp, double q, double h, int d) { return frontier_score(qp, q, h, d, p); });
 }
 
 }  // namespace xplor::search

@@ -132,8 +132,7 @@ class single_turn_task : public environment {
     }
     const bool correct = why.empty();
     if (!correct) inf["error"] = why;
-    return detail::single_turn_result(correct, correct ? correct_reward() : wrong_reward(),
-                                           std::move(inf));
+    return detail::single_turn_result(correct, correct ? correct_reward() : wrong_reward(), std::move(inf));
   }
 
  protected:

@@ -119,9 +119,10 @@ class guess_number final : public environment {
   reset_result reset(std::uint64_t seed) override {
     philox_stream gen(seed, stream);
     low_ = options_.low;
-    high_ = options_.random_range ? static_cast<int>(detail::uniform_int(gen, options_.random_high_min,
-                                                                              options_.random_high_max))
-                                  : options_.high;
+    high_ =
+        options_.random_range
+            ? static_cast<int>(detail::uniform_int(gen, options_.random_high_min, options_.random_high_max))
+            : options_.high;
     secret_ = static_cast<int>(detail::uniform_int(gen, low_, high_));
     turn_ = 0;
     started_ = true;
