@@ -1,14 +1,27 @@
 # Finds xplor's optional dependencies. The core target needs none of them; each backend target
 # exists only when its dependency was found (scripts/setup.sh installs them all on Debian).
 
+# One target per dependency, each saying what is missing and which Debian package brings it.
 find_package(Eigen3 3.3 QUIET NO_MODULE)
 find_package(xtensor QUIET)
 find_package(nlohmann_json 3 QUIET)
-if(TARGET Eigen3::Eigen AND TARGET xtensor AND TARGET nlohmann_json::nlohmann_json)
+set(XPLOR_HAVE_EIGEN OFF)
+set(XPLOR_HAVE_XTENSOR OFF)
+set(XPLOR_HAVE_JSON OFF)
+if(TARGET Eigen3::Eigen)
   set(XPLOR_HAVE_EIGEN ON)
 else()
-  set(XPLOR_HAVE_EIGEN OFF)
-  message(STATUS "xplor: Eigen3, xtensor or nlohmann_json not found; xplor::eigen is not defined")
+  message(STATUS "xplor: Eigen3 >= 3.3 not found (Debian: libeigen3-dev); xplor::eigen is not defined")
+endif()
+if(TARGET xtensor)
+  set(XPLOR_HAVE_XTENSOR ON)
+else()
+  message(STATUS "xplor: xtensor not found (Debian: xtensor-dev); xplor::xtensor is not defined")
+endif()
+if(TARGET nlohmann_json::nlohmann_json)
+  set(XPLOR_HAVE_JSON ON)
+else()
+  message(STATUS "xplor: nlohmann_json 3 not found (Debian: nlohmann-json3-dev); xplor::json is not defined")
 endif()
 
 # Thrust: prefer the CCCL of a CUDA toolkit (the one nvcc uses), else Debian's libthrust-dev.

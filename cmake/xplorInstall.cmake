@@ -8,10 +8,12 @@ set(XPLOR_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/xplor" CACHE STRING
 install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS xplor EXPORT xplorTargets)
 install(EXPORT xplorTargets NAMESPACE xplor:: DESTINATION ${XPLOR_INSTALL_CMAKEDIR})
-if(TARGET xplor_eigen)
-  install(TARGETS xplor_eigen EXPORT xplorEigenTargets)
-  install(EXPORT xplorEigenTargets NAMESPACE xplor:: DESTINATION ${XPLOR_INSTALL_CMAKEDIR})
-endif()
+foreach(dep eigen xtensor json)
+  if(TARGET xplor_${dep})
+    install(TARGETS xplor_${dep} EXPORT xplor_${dep}Targets)
+    install(EXPORT xplor_${dep}Targets NAMESPACE xplor:: DESTINATION ${XPLOR_INSTALL_CMAKEDIR})
+  endif()
+endforeach()
 
 configure_package_config_file(cmake/xplorConfig.cmake.in
   ${PROJECT_BINARY_DIR}/xplorConfig.cmake
