@@ -189,4 +189,14 @@ inline void rope_tables(const transformer_config& cfg, std::vector<float>& cos_o
     }
 }
 
+/// d loss / d logp of the weighted mean cross-entropy the forward pass returned, times
+/// loss_scale: -loss_scale * w_n / sum(w) per position (0 everywhere when no position counts).
+/// Shared by the CPU and the GPU model's backward(loss_scale).
+inline std::vector<float> cross_entropy_dlogp(std::span<const float> weights, float loss_weight, float loss_scale) {
+  std::vector<float> dlogp(weights.size(), 0.0f);
+  if (loss_weight > 0.0f)
+    for (std::size_t n = 0; n < weights.size(); ++n) dlogp[n] = -loss_scale * weights[n] / loss_weight;
+  return dlogp;
+}
+
 }  // namespace xplor::model

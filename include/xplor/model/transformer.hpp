@@ -224,10 +224,8 @@ class transformer {
   /// mean cross-entropy it returned). For gradient accumulation over k micro-batches, pass
   /// loss_scale = 1/k so the sum is the gradient of the mean.
   void backward(float loss_scale = 1.0f) {
-    const std::int64_t N = rows();
-    std::vector<float> dlogp(static_cast<std::size_t>(N), 0.0f);
-    if (loss_weight_ > 0.0f)
-      for (std::int64_t n = 0; n < N; ++n) dlogp[n] = -loss_scale * weights_[n] / loss_weight_;
+    const std::vector<float> dlogp = cross_entropy_dlogp(
+        std::span<const float>(weights_.data(), static_cast<std::size_t>(rows())), loss_weight_, loss_scale);
     backward(std::span<const float>(dlogp));
   }
 

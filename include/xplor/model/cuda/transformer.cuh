@@ -499,9 +499,8 @@ class transformer {
   void backward(float loss_scale = 1.0f) {
     const std::int64_t N = B_ * T_;
     detail::require(N > 0, "xplor::model::gpu::transformer::backward", "no forward pass to differentiate");
-    std::vector<float> dlogp(static_cast<std::size_t>(N), 0.0f);
-    if (loss_weight_ > 0.0f)
-      for (std::int64_t n = 0; n < N; ++n) dlogp[n] = -loss_scale * weights_h_[n] / loss_weight_;
+    const std::vector<float> dlogp = cross_entropy_dlogp(
+        std::span<const float>(weights_h_.data(), static_cast<std::size_t>(N)), loss_weight_, loss_scale);
     backward(std::span<const float>(dlogp));
   }
 
