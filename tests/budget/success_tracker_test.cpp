@@ -142,7 +142,7 @@ TEST_CASE("success_tracker rejects bad input", "[budget][tracker]") {
   CHECK_THROWS_WITH(kb::allocate_rollouts(broken, 8), Contains("estimates.p_hat has 2 entries"));
 }
 
-TEST_CASE("a batch's estimates feed allocate_rollouts; unseen prompts get the uniform share",
+TEST_CASE("a batch's estimates feed allocate_rollouts, unseen prompts get the uniform share",
           "[budget][tracker]") {
   kb::success_tracker t;
   t.record(10, std::vector<double>{1, 0, 1, 0, 1, 0, 1, 0});  // p = 0.5

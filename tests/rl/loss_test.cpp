@@ -494,3 +494,16 @@ TEST_CASE("padded batches: shapes and layouts that cannot be read are errors",
                                         xplor::make_view(out.data(), {3, 4})),
                     Catch::Contains("values has 2 elements for 3 rows"));
 }
+
+TEST_CASE("logits_gradient stays exact at huge logits (shifted-domain log-softmax)", "[rl][loss][logits]") {
+  // Two equal logits of 1e8: p = (0.5, 0.5). z - logsumexp(z) would round logsumexp to 1e8 and
+  // give p = (1, 1): a gradient of (0, -1) instead of (0.5, -0.5).
+  const std::vector<float> z{1e8f, 1e8f};
+  const std::vector<std::int32_t> target{0};
+  const std::vector<float> dl{1.0f}, de{};
+  std::vector<float> out(2);
+  logits_gradient(xplor::cpu, xplor::make_view(z.data(), {1, 2}), std::span<const std::int32_t>(target),
+                  std::span<const float>(dl), std::span<const float>(de), xplor::make_view(out.data(), {1, 2}));
+  CHECK(out[0] == Approx(0.5f));
+  CHECK(out[1] == Approx(-0.5f));
+}

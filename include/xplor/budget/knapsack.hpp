@@ -121,9 +121,9 @@ struct gain_walker {
 struct gain_model {
   std::span<const double> p;
   int n_min = 0, n_max = 0, L = 0;
-  bool zero = false;         // n_max <= 1: V(0) = V(1) = 0, every gain is 0
-  bool hull = false;         // n_min == 0, n_max >= 2: gains 0 -> 1 -> 2 -> 3 replaced by their hull
-  std::vector<double> head;  // reference gains (k = 0 scores 0): gain of the first extra rollout
+  bool zero = false;              // n_max <= 1: V(0) = V(1) = 0, every gain is 0
+  bool hull = false;              // n_min == 0, n_max >= 2: gains 0 -> 1 -> 2 -> 3 replaced by their hull
+  std::vector<double> head = {};  // reference gains (k = 0 scores 0): gain of the first extra rollout
 
   gain_model(std::span<const double> p_, int n_min_, int n_max_, bool reference_gain)
       : p(p_), n_min(n_min_), n_max(n_max_), L(n_max_ - n_min_) {
@@ -200,8 +200,8 @@ inline double kth_largest_gain(const gain_model& model, std::int64_t K) {
   const std::int64_t cap = std::max<std::int64_t>(std::int64_t{1} << 16, static_cast<std::int64_t>(M));
   std::uint64_t rng = 0x5eed'0b0d'9e7a'11c5ull;
   std::vector<int> c1(M), c2(M), c3(M), c4(M);
-  std::vector<std::int64_t> positions;
-  std::vector<double> sample;
+  std::vector<std::int64_t> positions = {};
+  std::vector<double> sample = {};
   while (W > cap) {
     const std::int64_t r = K - above;  // rank of the answer inside the band, 1 <= r <= W
     // Uniform sample of band positions, mapped to (task, position) by one sweep.
@@ -284,7 +284,7 @@ inline double kth_largest_gain(const gain_model& model, std::int64_t K) {
     W = 0, above = 0;
     for (std::size_t i = 0; i < M; ++i) W += e[i] - g[i], above += g[i];
   }
-  std::vector<double> band;
+  std::vector<double> band = {};
   band.reserve(static_cast<std::size_t>(W));
   for (std::size_t i = 0; i < M; ++i) {
     if (g[i] >= e[i]) continue;
@@ -350,7 +350,7 @@ inline std::vector<int> fast_extras(const gain_model& model, std::int64_t K) {
     taken += gt;
   }
   std::int64_t R = K - taken;  // 1 <= R <= sum eq: units to hand out among the tied gains
-  std::vector<std::size_t> tied;
+  std::vector<std::size_t> tied = {};
   for (std::size_t i = 0; i < M; ++i)
     if (eq[i] > 0) tied.push_back(i);
   // In dent mode a task with gt == 0 and tied gains ("flat" task) sits on the hull segment 0..3:

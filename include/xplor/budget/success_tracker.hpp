@@ -49,8 +49,8 @@ struct tracker_options {
 
 /// Estimates for one batch of prompts, ready for `allocate_rollouts`.
 struct batch_estimates {
-  std::vector<double> p_hat;               ///< [B] estimate; 0 where there is none (not read)
-  std::vector<std::uint8_t> has_estimate;  ///< [B] 1 once the prompt has >= min_rollouts rewards
+  std::vector<double> p_hat = {};               ///< [B] estimate; 0 where there is none (not read)
+  std::vector<std::uint8_t> has_estimate = {};  ///< [B] 1 once the prompt has >= min_rollouts rewards
 };
 
 /// Per-prompt success estimates keyed by prompt id.

@@ -32,7 +32,7 @@ struct equal_groups {
 /// construction: offsets[0] == 0, non-decreasing, and offsets.back() == the data length. The
 /// view does not own the offsets; keep them alive while the groups are used.
 struct ragged_groups {
-  std::span<const std::int64_t> offsets;
+  std::span<const std::int64_t> offsets = {};
 
   ragged_groups(std::span<const std::int64_t> offsets_, std::int64_t num_elements) : offsets(offsets_) {
     constexpr const char* fn = "xplor::ragged_groups";

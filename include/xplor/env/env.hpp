@@ -23,12 +23,12 @@ namespace xplor::env {
 using info_map = std::map<std::string, std::string>;
 
 struct reset_result {
-  std::string observation;
+  std::string observation = {};
   info_map info;
 };
 
 struct step_result {
-  std::string observation;
+  std::string observation = {};
   float reward = 0.0f;
   bool terminated = false;  // the MDP ended (no bootstrapping past it)
   bool truncated = false;   // stopped from outside the MDP (a turn limit)

@@ -58,11 +58,11 @@ struct reinforce_options {
 
 /// One turn of one episode.
 struct transition {
-  std::int64_t env_index = 0;  // sub-environment of the vector env
-  std::int64_t episode = 0;    // episode id in the batch (order of completion; ties by env index)
-  std::int64_t turn = 0;       // 0-based turn within the episode
-  std::string observation;     // what the policy saw
-  std::string action;          // the policy's whole response
+  std::int64_t env_index = 0;    // sub-environment of the vector env
+  std::int64_t episode = 0;      // episode id in the batch (order of completion; ties by env index)
+  std::int64_t turn = 0;         // 0-based turn within the episode
+  std::string observation = {};  // what the policy saw
+  std::string action = {};       // the policy's whole response
   float reward = 0.0f;
   bool terminated = false;
   bool truncated = false;
@@ -72,10 +72,10 @@ struct transition {
 /// [episode_offsets[e], episode_offsets[e+1])), turns in order; returns and advantages are per
 /// transition.
 struct reinforce_batch {
-  std::vector<transition> transitions;
+  std::vector<transition> transitions = {};
   std::vector<std::int64_t> episode_offsets{0};
-  std::vector<float> returns;              // G_t
-  std::vector<float> advantages;           // A_t (ReBN, or G_t when norm_return = false)
+  std::vector<float> returns = {};         // G_t
+  std::vector<float> advantages = {};      // A_t (ReBN, or G_t when norm_return = false)
   rl::advantage_report report;             // batch mean and std of the returns (zero without ReBN)
   std::int64_t discarded_transitions = 0;  // turns of incomplete episodes dropped at the end
   std::int64_t vector_steps = 0;           // vector_env::step calls made

@@ -12,7 +12,7 @@ namespace xplor::env {
 /// error message the agent sees.
 struct tool_result {
   bool ok = false;
-  std::string output;
+  std::string output = {};
 };
 
 /// A tool callable from a model response, e.g. `<tool name="calculator">1+2</tool>`.

@@ -34,15 +34,15 @@ struct vector_options {
 };
 
 struct vector_reset_result {
-  std::vector<std::string> observations;
-  std::vector<info_map> infos;
+  std::vector<std::string> observations = {};
+  std::vector<info_map> infos = {};
 };
 
 struct vector_step_result {
-  std::vector<std::string> observations;
-  std::vector<float> rewards;
+  std::vector<std::string> observations = {};
+  std::vector<float> rewards = {};
   std::vector<std::uint8_t> terminated, truncated;
-  std::vector<info_map> infos;
+  std::vector<info_map> infos = {};
 };
 
 namespace detail {

@@ -81,7 +81,7 @@ struct tool_call {
   enum class kind { none, valid, malformed };
   kind status = kind::none;
   std::string_view name, input;  // valid calls: views into the response
-  std::string error;             // malformed calls: what is wrong
+  std::string error = {};        // malformed calls: what is wrong
 };
 
 /// Finds the tool call in `response`. Format (strict):
@@ -386,8 +386,8 @@ struct prompt_variation_options {
   /// vocabulary variation); each entry of `vocabularies` is an alternative of the same size,
   /// word i standing for canonical word i. An episode draws uniformly among the canonical words
   /// and the alternatives (P = 1/(n+1) each, the paper's mixing rule).
-  std::vector<std::string> canonical;
-  std::vector<std::vector<std::string>> vocabularies;
+  std::vector<std::string> canonical = {};
+  std::vector<std::vector<std::string>> vocabularies = {};
   std::size_t held_out_vocabularies = 0;
   prompt_split split = prompt_split::train;
   /// Translate the episode's words in the response back to the canonical ones before the task
@@ -612,11 +612,11 @@ class episode_tracking_wrapper : public wrapper {
 
 /// Which wrappers wrap() applies; each is optional (tool use when `tools` is non-empty).
 struct wrapper_stack {
-  std::optional<prompt_variation_options> prompt_variation;
-  std::vector<std::shared_ptr<const tool>> tools;
+  std::optional<prompt_variation_options> prompt_variation = {};
+  std::vector<std::shared_ptr<const tool>> tools = {};
   tool_use_options tool_use;
-  std::optional<observation_options> observation;
-  std::optional<episode_tracking_options> episode_tracking;
+  std::optional<observation_options> observation = {};
+  std::optional<episode_tracking_options> episode_tracking = {};
 };
 
 /// Wraps `env` in the order of the file comment: prompt variation (innermost), tool use,

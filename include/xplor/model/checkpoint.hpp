@@ -241,7 +241,7 @@ inline void save_checkpoint(const std::filesystem::path& path, const transformer
                            "' collides with a config field");
     metadata[k] = v;
   }
-  std::vector<tensor_view_in> tensors;
+  std::vector<tensor_view_in> tensors = {};
   auto add_all = [&](const std::string& prefix, std::span<const float> buffer) {
     for (const tensor_slot& t : model.layout().tensors)
       tensors.push_back(

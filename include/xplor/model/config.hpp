@@ -76,8 +76,8 @@ inline bool operator==(const transformer_config& a, const transformer_config& b)
 
 /// One named tensor of the parameter buffer.
 struct tensor_slot {
-  std::string name;
-  std::vector<std::int64_t> shape;
+  std::string name = {};
+  std::vector<std::int64_t> shape = {};
   std::int64_t offset = 0;  // in floats, into the parameter buffer
   std::int64_t size = 0;    // product of shape
   bool decay = false;       // AdamW weight decay applies (matrices, not norms or biases)
@@ -97,11 +97,11 @@ struct layer_offsets {
 /// The parameter table: names follow PyTorch module paths, so tools/torch_reference.py can load
 /// a checkpoint into an equivalent nn.Module with load_state_dict (docs/model.md lists them).
 struct parameter_layout {
-  std::vector<tensor_slot> tensors;
+  std::vector<tensor_slot> tensors = {};
   std::int64_t total = 0;
   std::int64_t embed = -1;      // (V, C)  embed.weight
   std::int64_t pos_embed = -1;  // (T, C)  pos_embed.weight, learned positions only
-  std::vector<layer_offsets> layers;
+  std::vector<layer_offsets> layers = {};
   std::int64_t final_norm_w = -1, final_norm_b = -1;  // (C)
   std::int64_t lm_head = -1;                          // (V, C), untied only
 
@@ -192,7 +192,8 @@ inline void rope_tables(const transformer_config& cfg, std::vector<float>& cos_o
 /// d loss / d logp of the weighted mean cross-entropy the forward pass returned, times
 /// loss_scale: -loss_scale * w_n / sum(w) per position (0 everywhere when no position counts).
 /// Shared by the CPU and the GPU model's backward(loss_scale).
-inline std::vector<float> cross_entropy_dlogp(std::span<const float> weights, float loss_weight, float loss_scale) {
+inline std::vector<float> cross_entropy_dlogp(std::span<const float> weights, float loss_weight,
+                                              float loss_scale) {
   std::vector<float> dlogp(weights.size(), 0.0f);
   if (loss_weight > 0.0f)
     for (std::size_t n = 0; n < weights.size(); ++n) dlogp[n] = -loss_scale * weights[n] / loss_weight;

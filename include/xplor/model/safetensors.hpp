@@ -34,15 +34,15 @@ namespace xplor::model {
 
 /// A tensor to write: a row-major fp32 array of `shape` (product of the dims == data.size()).
 struct tensor_view_in {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  std::span<const float> data;
+  std::string name = {};
+  std::vector<std::int64_t> shape = {};
+  std::span<const float> data = {};
 };
 
 /// A tensor read from a file: row-major fp32 data of `shape`.
 struct loaded_tensor {
-  std::vector<std::int64_t> shape;
-  std::vector<float> data;
+  std::vector<std::int64_t> shape = {};
+  std::vector<float> data = {};
 };
 
 /// Everything a safetensors file holds: the "__metadata__" strings and the tensors by name.
@@ -284,7 +284,7 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
 
   // Parse, noting keys repeated in the top-level object (nlohmann keeps only one of them).
   std::set<std::string> keys;
-  std::string repeated;
+  std::string repeated = {};
   json header;
   try {
     header = json::parse(header_text, [&](int depth, json::parse_event_t event, json& parsed) {
@@ -308,7 +308,7 @@ inline safetensors_contents read_safetensors(const std::filesystem::path& path) 
     std::int64_t begin, end;
     const std::string* name;
   };
-  std::vector<extent> extents;
+  std::vector<extent> extents = {};
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
       if (!entry.is_object())

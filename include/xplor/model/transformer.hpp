@@ -38,12 +38,12 @@ inline constexpr std::int32_t ignore_target = -1;
 
 /// One forward pass's input: B sequences of T positions, row-major [B, T].
 struct forward_batch {
-  std::span<const std::int32_t> tokens;   // [B*T] token ids, or latent_slot
-  std::int64_t batch = 1;                 // B
-  std::int64_t seq_len = 0;               // T <= max_seq_len
-  std::span<const std::int32_t> targets;  // [B*T] next-token ids or ignore_target; empty: no loss
-  std::span<const float> loss_mask;       // [B*T] per-token weights >= 0; empty: 1 for every target
-  view2d<const float> latents;            // [number of latent_slot positions, C], in row-major order
+  std::span<const std::int32_t> tokens = {};   // [B*T] token ids, or latent_slot
+  std::int64_t batch = 1;                      // B
+  std::int64_t seq_len = 0;                    // T <= max_seq_len
+  std::span<const std::int32_t> targets = {};  // [B*T] next-token ids or ignore_target; empty: no loss
+  std::span<const float> loss_mask = {};       // [B*T] per-token weights >= 0; empty: 1 for every target
+  view2d<const float> latents;                 // [number of latent_slot positions, C], in row-major order
 };
 
 /// Interventions during the forward pass. after_block(l, residual) sees the residual stream
@@ -51,7 +51,7 @@ struct forward_batch {
 /// the hook as an additive edit (identity Jacobian), exact for steering vectors and the
 /// straight-through estimator for replacements.
 struct forward_hooks {
-  std::function<void(int layer, view2d<float> residual)> after_block;
+  std::function<void(int layer, view2d<float> residual)> after_block = {};
 };
 
 namespace dense {

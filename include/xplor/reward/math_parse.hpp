@@ -37,9 +37,9 @@ inline bool is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c 
 /// `\dfrac` `\tfrac` `\cfrac` to `\frac`, `\%` to `%`, unicode minus/pi/infinity/relations to
 /// LaTeX; marks `\text{}`-like content and `{,}` thousands separators; drops one trailing period.
 inline std::string prenormalize(std::string_view s) {
-  std::string out;
+  std::string out = {};
   out.reserve(s.size() + 8);
-  std::vector<char> braces;  // per open '{': 1 copied, 0 a \text-like group's (closes with text_close)
+  std::vector<char> braces = {};  // per open '{': 1 copied, 0 a \text-like group's (closes with text_close)
   const std::size_t n = s.size();
   auto space = [&] {
     if (!out.empty() && out.back() != ' ') out.push_back(' ');
@@ -481,8 +481,8 @@ struct node {
   char open = 0;
   char close = 0;
   std::size_t cols = 0;
-  std::vector<node> items;  // bracket/set items, relation operands, matrix cells row-major
-  std::vector<char> ops;
+  std::vector<node> items = {};  // bracket/set items, relation operands, matrix cells row-major
+  std::vector<char> ops = {};
 };
 
 /// Recursive descent over the tokens; `pm_sign` picks the branch of a `\pm`.

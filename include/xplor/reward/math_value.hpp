@@ -128,7 +128,7 @@ inline monomial multiply(const monomial& a, const monomial& b, i128& coeff) {
 
 /// Sum of coeff * monomial, sorted by monomial, no zero coefficients: a canonical form.
 struct polynomial {
-  std::vector<std::pair<monomial, i128>> terms;
+  std::vector<std::pair<monomial, i128>> terms = {};
 
   static polynomial constant(i128 c) {
     polynomial p;
@@ -406,7 +406,7 @@ inline value root(const value& v, std::int64_t k, work_budget& budget) {
 
 /// Interned symbol names (shared by both answers of one comparison, so ids agree).
 struct symbol_table {
-  std::vector<std::string> names;
+  std::vector<std::string> names = {};
   std::uint16_t id(std::string_view name) {
     for (std::size_t k = 0; k < names.size(); ++k)
       if (names[k] == name) return static_cast<std::uint16_t>(k);

@@ -116,7 +116,7 @@ struct classify_options {
   bool invalid_question_is_miss = true;
   /// Called for each gold answer in turn when no rule matched, until one returns true; empty:
   /// unmatched answers are incorrect (TruthRL's exact-match-only `_ternary_EM`).
-  judge_fn judge;
+  judge_fn judge = {};
 };
 
 /// Classifies a response against its gold answers (aliases), in this order:

@@ -66,7 +66,7 @@ inline std::size_t box_brace_at(std::string_view text, std::size_t i) {
 ///   braces: `\boxed{\{1, 2\}}` gives `\{1, 2\}`.
 /// - The content is returned as written (not trimmed, not normalised). One forward pass.
 inline std::optional<std::string> extract_boxed(std::string_view text) {
-  std::optional<std::string> last;
+  std::optional<std::string> last = {};
   std::size_t i = 0;
   while (i < text.size()) {
     const std::size_t open = text[i] == '\\' ? detail::box_brace_at(text, i) : std::string_view::npos;
@@ -154,14 +154,14 @@ inline std::string squad_normalize(std::string_view text) {
   };
   auto is_ws = [](char c) { return detail::is_space(c) || (c >= '\x1c' && c <= '\x1f'); };
   // 1. lower-case and drop punctuation.
-  std::string stripped;
+  std::string stripped = {};
   stripped.reserve(text.size());
   for (char c : text) {
     c = detail::to_lower(c);
     if (!is_punct(c)) stripped.push_back(c);
   }
   // 2. articles (maximal runs of word characters equal to a/an/the) become a space; 3. collapse.
-  std::string out;
+  std::string out = {};
   out.reserve(stripped.size());
   bool pending_space = false;
   std::size_t i = 0;
@@ -205,9 +205,9 @@ inline std::string squad_normalize(std::string_view text) {
 /// - one trailing `.` is removed.
 /// Case is kept (math is case-sensitive); other commands are copied as they are.
 inline std::string normalize_answer(std::string_view text) {
-  std::string out;
+  std::string out = {};
   out.reserve(text.size());
-  std::vector<char> braces;  // per open '{': 1 = copied to the output, 0 = an unwrapped command's
+  std::vector<char> braces = {};  // per open '{': 1 = copied to the output, 0 = an unwrapped command's
   const std::size_t n = text.size();
   std::size_t i = 0;
   while (i < n) {
@@ -286,7 +286,7 @@ namespace detail {
 /// zero. `percent` records a trailing '%' (applied by the comparison, see answers_equivalent).
 struct exact_number {
   bool negative = false;
-  std::string num;
+  std::string num = {};
   std::string den = "1";
   std::int64_t exp = 0;
   bool percent = false;
@@ -476,7 +476,7 @@ inline std::uint64_t to_u64(const std::string& digits) {
 
 /// Limbs (base 1e9, least significant first) of a decimal digit string.
 inline std::vector<std::uint64_t> to_limbs(const std::string& digits) {
-  std::vector<std::uint64_t> limbs;
+  std::vector<std::uint64_t> limbs = {};
   limbs.reserve(digits.size() / 9 + 1);
   std::size_t end = digits.size();
   while (end > 0) {
@@ -511,7 +511,7 @@ inline std::string multiply_digits(const std::string& a, const std::string& b, s
       ++k;
     }
   }
-  std::string out;
+  std::string out = {};
   out.reserve(r.size() * 9);
   for (std::size_t k = r.size(); k-- > 0;) {
     char chunk[9];
@@ -626,7 +626,7 @@ namespace detail {
 /// The text an unparsed answer is compared by: prenormalized, \text{} marks dropped, spaces
 /// dropped except one between two letters or digits ("1 000" stays apart from "1000").
 inline std::string text_key(std::string_view pre) {
-  std::string out;
+  std::string out = {};
   out.reserve(pre.size());
   bool pending = false;
   auto alnum = [](char c) { return math::is_digit(c) || math::is_letter(c); };
@@ -660,7 +660,7 @@ inline std::optional<exact_number> plain_number(std::string_view source, bool pe
 }
 
 inline std::string canonical_units(std::string_view unit) {
-  std::string out;
+  std::string out = {};
   std::size_t i = 0;
   while (i < unit.size()) {
     if (!math::is_letter(unit[i])) {
@@ -815,7 +815,7 @@ inline verdict check_answer(std::string_view predicted, std::string_view referen
   math::symbol_table symbols;
   math::work_budget budget;
   bool limit = false;
-  std::vector<math::token> tokens;
+  std::vector<math::token> tokens = {};
   auto read = [&](const std::string& s) -> std::optional<math::node> {
     if (!math::lex(s, tokens)) return std::nullopt;
     try {

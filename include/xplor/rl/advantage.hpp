@@ -43,7 +43,7 @@ struct advantage_options {
   /// A group whose std is <= this is "degenerate" (no learning signal; DAPO dynamic sampling
   /// drops it). TRL counts torch.isclose(std, 0), i.e. std <= 1e-8.
   float degenerate_threshold = 1e-8f;
-  allreduce_fn allreduce;  // batch statistics across ranks (scale = batch, reinforce_pp)
+  allreduce_fn allreduce = {};  // batch statistics across ranks (scale = batch, reinforce_pp)
 };
 
 /// verl's GRPO: unbiased std, eps 1e-6, a group of one gets mean 0 and std 1.
@@ -361,7 +361,7 @@ inline void discounted_returns(std::span<const float> rewards, std::span<const s
 struct rebn_options {
   float eps = 1e-9f;
   std_kind std = std_kind::population;
-  allreduce_fn allreduce;
+  allreduce_fn allreduce = {};
 };
 
 /// A = (G - mean(G)) / (std(G) + eps) over all returns of the batch (every turn of every episode).

@@ -51,17 +51,17 @@ inline loss_type loss_type_from_name(std::string_view name) {
 /// Defaults are TRL GRPOConfig's (loss_type dapo, epsilon 0.2, beta 0).
 struct loss_options {
   loss_type type = loss_type::dapo;
-  float epsilon = 0.2f;               // lower clip epsilon_low
-  std::optional<float> epsilon_high;  // upper clip; = epsilon unless set (DAPO: 0.28)
-  std::optional<float> delta;         // cap on the unclipped ratio (two-sided GRPO), > 1 + epsilon
-  std::optional<float> dual_clip;     // verl clip_ratio_c (> 1): for A < 0, l = min(l, -c A)
+  float epsilon = 0.2f;                    // lower clip epsilon_low
+  std::optional<float> epsilon_high = {};  // upper clip; = epsilon unless set (DAPO: 0.28)
+  std::optional<float> delta = {};         // cap on the unclipped ratio (two-sided GRPO), > 1 + epsilon
+  std::optional<float> dual_clip = {};     // verl clip_ratio_c (> 1): for A < 0, l = min(l, -c A)
   ratio_level importance_sampling_level = ratio_level::token;
-  float beta = 0.0f;                         // KL coefficient; 0 needs no reference log-probs
-  kl_estimator kl = kl_estimator::k3;        // TRL and verl low_var_kl
-  float entropy_coef = 0.0f;                 // loss -= entropy_coef * aggregated entropy
-  std::int64_t max_completion_length = 0;    // dr_grpo's constant
-  bool mask_truncated_completions = false;   // DAPO: truncated completions leave the loss
-  std::optional<double> num_items_in_batch;  // dapo: global active tokens / processes
+  float beta = 0.0f;                              // KL coefficient; 0 needs no reference log-probs
+  kl_estimator kl = kl_estimator::k3;             // TRL and verl low_var_kl
+  float entropy_coef = 0.0f;                      // loss -= entropy_coef * aggregated entropy
+  std::int64_t max_completion_length = 0;         // dr_grpo's constant
+  bool mask_truncated_completions = false;        // DAPO: truncated completions leave the loss
+  std::optional<double> num_items_in_batch = {};  // dapo: global active tokens / processes
 };
 
 /// One batch of sampled completions, flattened token-major: sequence s owns tokens
@@ -796,13 +796,16 @@ struct logits_grad_row {
   XPLOR_HD void operator()(std::int64_t t) const {
     const std::int64_t V = logits.cols();
     const xplor::detail::logits_row row{&logits(t, 0), V, logits.stride(1)};
-    const float lse = xplor::detail::row_logsumexp(row);
+    // log p in the shifted domain, (z - m) - log sum exp(z - m): exact at any logit scale
+    // (z - logsumexp(z) loses everything when |z| ~ 1e8).
+    const float m = xplor::detail::row_max(row);
+    const float log_s = std::log(xplor::detail::row_shifted_sum(row, m));
     const float g = dlogp[t];
     const float de = dentropy != nullptr ? dentropy[t] : 0.0f;
     float h = 0.0f;
     if (de != 0.0f) h = xplor::detail::row_entropy(row);
     for (std::int64_t k = 0; k < V; ++k) {
-      const float lp = row[k] - lse;
+      const float lp = xplor::detail::row_log_softmax_at(row, k, m, log_s);
       const float p = std::exp(lp);
       float d = -g * p;
       if (de != 0.0f && p > 0.0f) d -= de * p * (lp + h);

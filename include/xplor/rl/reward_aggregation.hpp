@@ -27,8 +27,8 @@ struct aggregate_options {
 };
 
 struct aggregate_result {
-  std::vector<float> rewards;     // per sample: the weighted sum (of rewards, or of z-scores)
-  std::vector<float> advantages;  // per sample
+  std::vector<float> rewards = {};     // per sample: the weighted sum (of rewards, or of z-scores)
+  std::vector<float> advantages = {};  // per sample
   /// Fraction of samples whose scaling std is zero (TRL `frac_reward_zero_std`, per sample): the
   /// group's std for sum_then_normalize, the batch's for normalize_then_sum.
   double frac_zero_std = 0.0;

@@ -267,7 +267,7 @@ struct brorl_preset {
 /// equal). Recompute the advantages on the kept groups so that the batch z-score of REINFORCE++
 /// sees only them (docs/brorl.md).
 inline std::vector<std::int64_t> keep_nondegenerate_groups(std::span<const std::uint8_t> degenerate) {
-  std::vector<std::int64_t> kept;
+  std::vector<std::int64_t> kept = {};
   kept.reserve(degenerate.size());
   for (std::size_t g = 0; g < degenerate.size(); ++g)
     if (degenerate[g] == 0) kept.push_back(static_cast<std::int64_t>(g));

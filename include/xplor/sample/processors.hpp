@@ -37,8 +37,8 @@ struct sampling_params {
   float min_p = 0.0f;               // 0: off
   float repetition_penalty = 1.0f;  // 1: off (CTRL, Keskar et al. 2019; HF semantics)
   int max_completion_length = 256;
-  std::int32_t eos_token = -1;            // -1: none; drawing it ends the completion ("eos")
-  std::vector<std::int32_t> stop_tokens;  // drawing one ends the completion ("stop")
+  std::int32_t eos_token = -1;                 // -1: none; drawing it ends the completion ("eos")
+  std::vector<std::int32_t> stop_tokens = {};  // drawing one ends the completion ("stop")
   logprobs_mode logprobs = logprobs_mode::processed;
 };
 

@@ -25,12 +25,12 @@ enum class finish_reason : std::uint8_t { eos, stop, length };
 /// sampling_params::logprobs), the processed log-probability, the raw one and the entropy of the
 /// processed distribution.
 struct rollout_batch {
-  std::vector<std::int32_t> tokens;
+  std::vector<std::int32_t> tokens = {};
   std::vector<float> logprobs, processed_logprobs, raw_logprobs, entropies;
   std::vector<std::int64_t> offsets{0};
   std::vector<std::int64_t> group_offsets{0};
   std::vector<std::int32_t> prompt_index, sample_index;
-  std::vector<finish_reason> finish;
+  std::vector<finish_reason> finish = {};
 
   std::int64_t num_completions() const { return static_cast<std::int64_t>(finish.size()); }
   std::int64_t length(std::int64_t c) const { return offsets[c + 1] - offsets[c]; }
@@ -93,7 +93,7 @@ rollout_batch generate(Policy& policy, std::span<const std::vector<std::int32_t>
   };
   std::vector<std::uint64_t> streams, draws;
   std::vector<std::int32_t> drawn, ctx_tokens;
-  std::vector<std::int64_t> ctx_offsets;
+  std::vector<std::int64_t> ctx_offsets = {};
   std::vector<float> processed_lp, raw_lp, entropy;
   sampling_params processed_params = params;
   processed_params.logprobs = logprobs_mode::processed;

@@ -28,7 +28,7 @@ template <decode_policy Policy>
 std::vector<float> response_logprobs(Policy& policy, std::span<const std::int32_t> prompt,
                                      std::span<const std::int32_t> response, float temperature) {
   using state_id = typename Policy::state_id;
-  std::vector<float> out;
+  std::vector<float> out = {};
   out.reserve(response.size());
   std::vector<float> row(static_cast<std::size_t>(policy.vocab_size()));
   state_id s = policy.begin(prompt);

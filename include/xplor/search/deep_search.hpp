@@ -62,14 +62,14 @@ bool > &&std::same_as<std::invoke_result_t<V&, std::span<const std::int32_t>, bo
 /// Defaults are the reference code's (round0.sh, mcts.py) except the chunk length, which the
 /// code derives as max_response_length / max_depth = 16384 / 64 = 256.
 struct search_params {
-  int max_depth = 64;                         // d_T: a node at this depth is terminal
-  int chunk_tokens = 256;                     // tokens per node (step_response_length)
-  int max_response_tokens = 0;                // response cap; 0: max_depth x chunk_tokens
-  std::vector<std::int32_t> step_delimiters;  // non-empty: a node also ends after one of these
-  int expansion_width = 8;                    // children per expanded node
-  int num_trajectories = 8;                   // terminate_num = rollout.n
-  double lambda_uct = 2.0;                    // lambda_puct of the local selection
-  double backup_floor = 0.1;                  // backup_threshold
+  int max_depth = 64;                              // d_T: a node at this depth is terminal
+  int chunk_tokens = 256;                          // tokens per node (step_response_length)
+  int max_response_tokens = 0;                     // response cap; 0: max_depth x chunk_tokens
+  std::vector<std::int32_t> step_delimiters = {};  // non-empty: a node also ends after one of these
+  int expansion_width = 8;                         // children per expanded node
+  int num_trajectories = 8;                        // terminate_num = rollout.n
+  double lambda_uct = 2.0;                         // lambda_puct of the local selection
+  double backup_floor = 0.1;                       // backup_threshold
   double correct_score = 1.0, incorrect_score = -1.0, no_answer_score = -1.0;
   frontier_params frontier{};    // its max_depth is replaced by max_depth above
   double adv_temperature = 1.0;  // eps_q of the soft clip
@@ -100,21 +100,21 @@ struct search_params {
 /// One collected trajectory: the response as segments (tree nodes) with their values and
 /// advantages, per token ready for the policy loss.
 struct search_trajectory {
-  std::vector<std::int32_t> tokens;           // the response (the prompt excluded)
-  std::vector<float> logprobs;                // per token, as sampled (sampling.logprobs)
-  std::vector<float> token_advantages;        // per token: its segment's advantage
-  std::vector<std::int64_t> segment_offsets;  // segment j = tokens [offsets[j], offsets[j+1])
-  std::vector<std::int32_t> nodes;            // the tree node of each segment
-  std::vector<double> segment_q;              // soft-clipped values; the last is the raw score
-  std::vector<double> segment_advantages;     // q(s_j) - mu (/ (std + 1e-6) with the std flag)
+  std::vector<std::int32_t> tokens = {};           // the response (the prompt excluded)
+  std::vector<float> logprobs = {};                // per token, as sampled (sampling.logprobs)
+  std::vector<float> token_advantages = {};        // per token: its segment's advantage
+  std::vector<std::int64_t> segment_offsets = {};  // segment j = tokens [offsets[j], offsets[j+1])
+  std::vector<std::int32_t> nodes = {};            // the tree node of each segment
+  std::vector<double> segment_q = {};              // soft-clipped values; the last is the raw score
+  std::vector<double> segment_advantages = {};     // q(s_j) - mu (/ (std + 1e-6) with the std flag)
   outcome result = outcome::no_answer;
   double score = 0.0;         // the terminal reward
   double mean_entropy = 0.0;  // Hbar over the whole response, the guidance's key
 };
 
 struct search_result {
-  std::vector<search_trajectory> trajectories;  // in the order they were collected
-  std::int32_t nodes = 0;                       // tree size, the root included
+  std::vector<search_trajectory> trajectories = {};  // in the order they were collected
+  std::int32_t nodes = 0;                            // tree size, the root included
   std::int64_t tokens_generated = 0;
   int expansions = 0;       // nodes whose children were generated
   bool exhausted = false;   // stopped early: no node left to expand
@@ -173,8 +173,8 @@ template <decode_policy Policy>
 struct state_table {
   using state_id = typename Policy::state_id;
   Policy& policy;
-  std::vector<state_id> id;
-  std::vector<std::uint8_t> live;
+  std::vector<state_id> id = {};
+  std::vector<std::uint8_t> live = {};
   explicit state_table(Policy& p, std::size_t n) : policy(p), id(n), live(n, 0) {}
   state_table(const state_table&) = delete;
   state_table& operator=(const state_table&) = delete;
@@ -199,7 +199,7 @@ struct state_table {
 inline void assign_advantages(std::vector<search_trajectory>& trajectories,
                               const rl::advantage_options& options) {
   if (trajectories.empty()) return;
-  std::vector<double> scores;
+  std::vector<double> scores = {};
   for (const search_trajectory& tr : trajectories) scores.push_back(tr.score);
   const rl::group_baseline baseline = rl::make_group_baseline(std::span<const double>(scores), options);
   for (search_trajectory& tr : trajectories) {
@@ -588,7 +588,7 @@ void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& 
     }
   };
   const std::size_t workers = std::min(static_cast<std::size_t>(threads), n);
-  std::vector<std::thread> pool;
+  std::vector<std::thread> pool = {};
   for (std::size_t w = 1; w < workers; ++w) pool.emplace_back(work);
   if (n > 0) work();
   for (auto& th : pool) th.join();

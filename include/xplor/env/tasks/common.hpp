@@ -62,8 +62,8 @@ inline std::optional<std::int64_t> parse_plain_integer(std::string_view s) {
 /// One `key<value>` token of a task id's parameter list (see docs/env_tasks.md): "d3" is
 /// {"d", "3"}.
 struct id_param {
-  std::string key;
-  std::string value;
+  std::string key = {};
+  std::string value = {};
 };
 
 /// Splits a parameter list "d3-n2-ops+-*" into tokens at '-': each token is a run of lowercase
@@ -71,7 +71,7 @@ struct id_param {
 /// value may hold '-'). Throws xplor::error naming `fn` and `id` for an empty or keyless token.
 inline std::vector<id_param> split_id_params(std::string_view params, std::string_view fn,
                                              std::string_view id) {
-  std::vector<id_param> out;
+  std::vector<id_param> out = {};
   while (!params.empty()) {
     std::size_t k = 0;
     while (k < params.size() && params[k] >= 'a' && params[k] <= 'z') ++k;

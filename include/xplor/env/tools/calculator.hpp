@@ -64,9 +64,9 @@ struct rational {
 
 struct calc_result {
   bool ok = false;
-  rational value;     // the exact value when ok
-  std::string text;   // the formatted value when ok (see format_rational)
-  std::string error;  // the error message when !ok
+  rational value;          // the exact value when ok
+  std::string text = {};   // the formatted value when ok (see format_rational)
+  std::string error = {};  // the error message when !ok
 };
 
 namespace detail {
@@ -134,7 +134,7 @@ inline bool power(rational x, std::int64_t e, rational& out) {
 }
 
 struct parse_error {
-  std::string message;
+  std::string message = {};
 };
 
 class parser {
