@@ -503,7 +503,8 @@ TEST_CASE("logits_gradient stays exact at huge logits (shifted-domain log-softma
   const std::vector<float> dl{1.0f}, de{};
   std::vector<float> out(2);
   logits_gradient(xplor::cpu, xplor::make_view(z.data(), {1, 2}), std::span<const std::int32_t>(target),
-                  std::span<const float>(dl), std::span<const float>(de), xplor::make_view(out.data(), {1, 2}));
+                  std::span<const float>(dl), std::span<const float>(de),
+                  xplor::make_view(out.data(), {1, 2}));
   CHECK(out[0] == Approx(0.5f));
   CHECK(out[1] == Approx(-0.5f));
 }
