@@ -7,7 +7,9 @@
 // (splitmix64), so every program sees the same pairs.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -148,8 +150,7 @@ inline std::vector<labelled_pair> math_corpus(std::size_t n, std::uint64_t seed 
                   "}"};
           add(forms[g.range(0, 2)], gold, "radical", true);
         } else {
-          const std::string forms[] = {"-" + gold,
-                                       six_decimals(a * __builtin_sqrt(static_cast<double>(r)) / c),
+          const std::string forms[] = {"-" + gold, six_decimals(a * std::sqrt(static_cast<double>(r)) / c),
                                        (c == 1 ? "" : "\\frac{") + str(a) + "\\sqrt{" + str(r + 1) + "}" +
                                            (c == 1 ? "" : "}{" + str(c) + "}")};
           add(forms[g.range(0, 2)], gold, "radical", false);
