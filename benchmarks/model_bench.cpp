@@ -6,6 +6,7 @@
 // Run with OMP_NUM_THREADS=1 and =2 (scripts/run_benchmarks.sh does both).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <random>
@@ -38,6 +39,30 @@ double gemm_flops_per_second(std::int64_t N, std::int64_t C, std::int64_t F) {
     best = std::max(best, 2.0 * double(N * C * F) * iters / elapsed);
   }
   return best;
+}
+
+/// y = x W^T for n rows through the weight-streaming kernel (arg 1) or Eigen's packed product over
+/// the same tiles (arg 0, "baseline"): W is GPT-2 small's MLP up-projection (768 -> 3072, 9 MiB,
+/// from L3) or its unembedding (768 -> 50257, 147 MiB, from memory).
+void linear_rows(benchmark::State& state) {
+  const std::int64_t n = state.range(0), in = 768, out = state.range(1);
+  const bool stream = state.range(2) != 0;
+  const row_matrix X = row_matrix::Random(n, in), W = row_matrix::Random(out, in);
+  row_matrix Y(n, out);
+  for (auto _ : state) {
+    if (stream)
+      dense::linear_forward_rows(X.data(), W.data(), Y.data(), n, in, out);
+    else
+      dense::tiles(n, out, in, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
+        Y.block(r0, c0, nr, nc).noalias() = X.middleRows(r0, nr) * W.middleRows(c0, nc).transpose();
+      });
+    benchmark::DoNotOptimize(Y.data());
+  }
+  state.counters["GFLOPs"] = benchmark::Counter(
+      2.0 * double(n * in * out) * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["weight_GBps"] = benchmark::Counter(
+      4.0 * double(in * out) * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+  if (!stream) state.SetLabel("baseline");
 }
 
 void train_step(benchmark::State& state, transformer_config c, std::int64_t B, std::int64_t T) {
@@ -73,7 +98,7 @@ void train_step_small(benchmark::State& state) {
   train_step(state, c, 16, 128);
 }
 
-void train_step_gpt2_small(benchmark::State& state) {
+transformer_config gpt2_small() {
   transformer_config c;  // GPT-2 small: 124M parameters with tied embeddings
   c.vocab_size = 50257;
   c.d_model = 768;
@@ -84,8 +109,47 @@ void train_step_gpt2_small(benchmark::State& state) {
   c.norm = norm_kind::layernorm;
   c.positions = position_kind::learned;
   c.mlp = mlp_kind::gelu;
-  train_step(state, c, 4, 64);
+  return c;
 }
+
+void train_step_gpt2_small(benchmark::State& state) { train_step(state, gpt2_small(), 4, 64); }
+
+/// GPT-2 small decoding as tools/torch_decode_bench.py times it in PyTorch: `streams` completions
+/// of 128 tokens after 64-token prompts (one prompt forked, or separate prompts), the time from the
+/// first prefill to the last step's logits; tokens/s counts the generated tokens.
+void decode_gpt2(benchmark::State& state, int streams, bool forked) {
+  const transformer model(gpt2_small(), 1);
+  constexpr int prompt_len = 64, new_tokens = 128;
+  std::mt19937 rng(2);
+  std::vector<std::vector<std::int32_t>> prompts(forked ? 1 : streams, std::vector<std::int32_t>(prompt_len));
+  for (auto& p : prompts)
+    for (auto& t : p) t = static_cast<std::int32_t>(rng() % 50257);
+  std::vector<std::int32_t> next(static_cast<std::size_t>(streams));
+  for (auto _ : state) {
+    kv_decoder dec(model);
+    std::vector<kv_decoder::state_id> ids;
+    if (forked) {
+      const auto root = dec.begin(prompts[0]);
+      ids = streams == 1 ? std::vector{root} : dec.fork(root, streams);
+    } else {
+      ids = dec.begin(prompts);  // one batched prefill
+    }
+    auto logits = dec.logits(ids);
+    for (int t = 0; t < new_tokens; ++t) {
+      for (int i = 0; i < streams; ++i)  // greedy: the same work as sampling, no randomness to match
+        next[i] = static_cast<std::int32_t>(
+            std::max_element(logits.data() + i * logits.cols(), logits.data() + (i + 1) * logits.cols()) -
+            (logits.data() + i * logits.cols()));
+      logits = dec.step(ids, next);
+    }
+    benchmark::DoNotOptimize(logits.data());
+  }
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(double(state.iterations()) * streams * new_tokens, benchmark::Counter::kIsRate);
+}
+void decode_gpt2_one(benchmark::State& state) { decode_gpt2(state, 1, true); }
+void decode_gpt2_forks(benchmark::State& state) { decode_gpt2(state, 16, true); }
+void decode_gpt2_prompts(benchmark::State& state) { decode_gpt2(state, 16, false); }
 
 transformer_config decode_config() {
   transformer_config c;
@@ -148,12 +212,26 @@ void decode_512_separate(benchmark::State& state) { decode_forks(state, false); 
 
 }  // namespace
 
+BENCHMARK(linear_rows)
+    ->Name("linear_forward")
+    ->ArgNames({"rows", "out", "stream"})
+    ->ArgsProduct({{1, 4, 16, 64, 256}, {3072, 50257}, {0, 1}})
+    ->UseRealTime();
 BENCHMARK(train_step_small)
     ->Name("train_step/d128_L4_T128_B16")
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(train_step_gpt2_small)
     ->Name("train_step/gpt2_small_T64_B4")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(decode_gpt2_one)->Name("decode_gpt2_small/1_state")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(decode_gpt2_forks)
+    ->Name("decode_gpt2_small/16_forks")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(decode_gpt2_prompts)
+    ->Name("decode_gpt2_small/16_prompts")
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(decode_recompute)

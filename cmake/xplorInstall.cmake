@@ -22,5 +22,5 @@ configure_package_config_file(cmake/xplorConfig.cmake.in
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/xplorConfigVersion.cmake
   COMPATIBILITY SameMajorVersion ARCH_INDEPENDENT)
 install(FILES ${PROJECT_BINARY_DIR}/xplorConfig.cmake ${PROJECT_BINARY_DIR}/xplorConfigVersion.cmake
-              cmake/xplorThrust.cmake
+              cmake/xplorThrust.cmake cmake/xplorOptimize.cmake
         DESTINATION ${XPLOR_INSTALL_CMAKEDIR})

@@ -9,11 +9,22 @@ if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
   set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
 endif()
 
+# The CPU that xplor's own tests, examples and benchmarks are compiled for (xplor_optimize's ARCH):
+# native by default, so Eigen and the compiler use the machine's AVX2/FMA/AVX-512 units;
+# -DXPLOR_ARCH=portable for binaries that must run on any x86-64 (SSE2 only, about 2.5x slower
+# matrix products), or any -march value (x86-64-v3, ...).
+set(XPLOR_ARCH "native" CACHE STRING "-march for xplor's own targets: native, portable or a -march value")
+
 # xplor_project_target(<target>): warnings (errors when XPLOR_WARNINGS_AS_ERRORS), sanitizers
-# when XPLOR_SANITIZE, OpenMP for the CPU backend when available.
+# when XPLOR_SANITIZE, OpenMP for the CPU backend when available, xplor_optimize(ARCH XPLOR_ARCH).
 function(xplor_project_target target)
+  xplor_optimize(${target} ARCH ${XPLOR_ARCH})
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion>)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+    # GCC 12 warns inside its own AVX-512 intrinsics when Eigen inlines them (GCC bug 105593).
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wno-maybe-uninitialized>)
+  endif()
   if(XPLOR_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
   endif()

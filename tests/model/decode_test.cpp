@@ -101,6 +101,81 @@ TEST_CASE("forked decoding equals independent decoding", "[model][decode]") {
   }
 }
 
+TEST_CASE("a state's step logits are the same bits alone, batched, forked or separate", "[model][decode]") {
+  // d_model 40 and d_ff 72 exercise the kernels' vector tails; 6 layers of RoPE and SwiGLU.
+  transformer_config c = small(norm_kind::layernorm, position_kind::rope, mlp_kind::swiglu, false);
+  c.d_model = 40, c.n_heads = 5, c.d_ff = 72, c.vocab_size = 53, c.max_seq_len = 40;
+  const transformer m(c, 9);
+  const auto prompt = random_tokens(9, 53, 4);
+  std::vector<std::vector<std::int32_t>> conts;
+  for (int i = 0; i < 7; ++i) conts.push_back(random_tokens(6, 53, 100 + i));
+  auto bits_of = [](xplor::view2d<const float> l, std::int64_t row) {
+    return std::vector<float>(l.data() + row * l.cols(), l.data() + (row + 1) * l.cols());
+  };
+  // Seven forks stepped together.
+  kv_decoder forked(m);
+  const auto kids = forked.fork(forked.begin(prompt), 7);
+  std::vector<std::vector<std::vector<float>>> together(7);
+  for (int t = 0; t < 6; ++t) {
+    std::vector<std::int32_t> toks;
+    for (int i = 0; i < 7; ++i) toks.push_back(conts[i][t]);
+    const auto l = forked.step(kids, toks);
+    for (int i = 0; i < 7; ++i) together[i].push_back(bits_of(l, i));
+  }
+  // Each continuation alone in its own decoder, from a separate begin(prompt): the same bits.
+  for (int i = 0; i < 7; ++i) {
+    kv_decoder solo(m);
+    const auto s = solo.begin(prompt);
+    for (int t = 0; t < 6; ++t) {
+      const auto l = solo.step(std::span(&s, 1), std::span(conts[i]).subspan(t, 1));
+      REQUIRE(bits_of(l, 0) == together[i][t]);
+    }
+  }
+  // Separate states stepped in a batch of another order: the same bits again.
+  kv_decoder separate(m);
+  std::vector<kv_decoder::state_id> ids;
+  for (int i = 6; i >= 0; --i) ids.push_back(separate.begin(prompt));
+  for (int t = 0; t < 6; ++t) {
+    std::vector<std::int32_t> toks;
+    for (int i = 6; i >= 0; --i) toks.push_back(conts[i][t]);
+    const auto l = separate.step(ids, toks);
+    for (int i = 0; i < 7; ++i) REQUIRE(bits_of(l, 6 - i) == together[i][t]);
+  }
+}
+
+TEST_CASE("a batched begin prefills every prompt in one pass", "[model][decode]") {
+  const transformer m(small(norm_kind::rmsnorm, position_kind::learned, mlp_kind::gelu, true), 5);
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (int i = 0; i < 5; ++i) prompts.push_back(random_tokens(3 + 4 * i, 17, 20 + i));
+  kv_decoder batched(m);
+  const auto ids = batched.begin(prompts);
+  REQUIRE(ids.size() == 5);
+  const auto l = batched.logits(ids);
+  for (int i = 0; i < 5; ++i) {
+    kv_decoder solo(m);
+    const auto s = solo.begin(prompts[i]);
+    CHECK(batched.length(ids[i]) == static_cast<std::int64_t>(prompts[i].size()));
+    REQUIRE(rel_err(&l(i, 0), solo.logits(std::span(&s, 1)).data(), 17) <= 1e-5);
+    // And the states continue like begin()'s.
+    const std::int32_t tok = 4;
+    const auto next = solo.step(std::span(&s, 1), std::span(&tok, 1));
+    std::vector<float> expect(next.data(), next.data() + 17);
+    const auto got = batched.step(std::span(&ids[i], 1), std::span(&tok, 1));
+    REQUIRE(rel_err(got.data(), expect.data(), 17) <= 1e-5);
+  }
+  CHECK(batched.begin(std::span<const std::vector<std::int32_t>>{}).empty());
+  // One bad prompt: a clear error naming it, and no state started.
+  const auto live = batched.live_states();
+  std::vector<std::vector<std::int32_t>> bad{{1, 2}, {}, {3}};
+  CHECK_THROWS_WITH(batched.begin(bad), Catch::Contains("prompts[1] is empty"));
+  bad[1] = {1, 17};
+  CHECK_THROWS_WITH(batched.begin(bad),
+                    Catch::Contains("prompts[1][1] = 17 is outside [0, vocab_size = 17)"));
+  bad[1] = std::vector<std::int32_t>(25, 1);
+  CHECK_THROWS_WITH(batched.begin(bad), Catch::Contains("prompts[1] has 25 tokens, max_seq_len = 24"));
+  CHECK(batched.live_states() == live);
+}
+
 TEST_CASE("n forks hold the prompt once plus their own tokens", "[model][decode]") {
   auto c = small(norm_kind::rmsnorm, position_kind::rope, mlp_kind::swiglu, true);
   transformer m(c, 5);

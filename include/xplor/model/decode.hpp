@@ -5,11 +5,14 @@
 // states with batched matrix products and per-state attention over each state's segment chain.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
 #include <span>
+#include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -32,16 +35,15 @@ class kv_decoder {
 
   /// A new state holding `prompt` (1 <= size <= max_seq_len), prefilled in one pass.
   state_id begin(std::span<const std::int32_t> prompt) {
-    constexpr const char* fn = "xplor::model::kv_decoder::begin";
-    xplor::detail::require(!prompt.empty(), fn, "prompt is empty");
-    xplor::detail::require(static_cast<std::int64_t>(prompt.size()) <= m_->config().max_seq_len, fn,
-                           "prompt has ", prompt.size(), " tokens, max_seq_len = ", m_->config().max_seq_len);
-    check_tokens(prompt, fn, "prompt");
-    const state_id id = new_state(std::make_shared<segment>(nullptr, 0, m_->config().n_layers));
-    std::vector<row> rows(prompt.size());
-    for (std::size_t i = 0; i < prompt.size(); ++i) rows[i] = {id, static_cast<std::int64_t>(i)};
-    run(rows, prompt, {}, /*want_logits=*/false);
-    return id;
+    return prefill(std::span(&prompt, 1), false, "xplor::model::kv_decoder::begin")[0];
+  }
+
+  /// New states holding prompts[i], all prefilled in one batched forward pass (the same states
+  /// as begin() on each prompt; the bits of a prompt's cache may differ in the last place, as
+  /// matrix products of other sizes sum in other orders).
+  std::vector<state_id> begin(std::span<const std::vector<std::int32_t>> prompts) {
+    std::vector<std::span<const std::int32_t>> spans(prompts.begin(), prompts.end());
+    return prefill(spans, true, "xplor::model::kv_decoder::begin");
   }
 
   /// n new states continuing `s`; they share its cache up to its current length.
@@ -142,10 +144,14 @@ class kv_decoder {
     state_id s;
     std::int64_t position;
   };
-  /// One segment's visible rows for a row being decoded.
-  struct visible_run {
+  /// The rows of one run() that see a segment: members_[first, first + size).
+  struct group {
     const segment* seg;
-    std::int64_t count;
+    std::int64_t first, size, max_count, depth;  // depth: ancestors of the segment
+  };
+  /// A row seeing the first `count` rows of a group's segment, placed at `offset` in its scores.
+  struct member {
+    std::int64_t group, row, count, offset;
   };
 
   void check_live(state_id s, const char* fn) const {
@@ -172,6 +178,30 @@ class kv_decoder {
     return id;
   }
 
+  std::vector<state_id> prefill(std::span<const std::span<const std::int32_t>> prompts, bool batch,
+                                const char* fn) {
+    std::vector<row> rows;
+    std::vector<std::int32_t> tokens;
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+      const std::string arg = batch ? "prompts[" + std::to_string(p) + "]" : "prompt";
+      xplor::detail::require(!prompts[p].empty(), fn, arg, " is empty");
+      xplor::detail::require(static_cast<std::int64_t>(prompts[p].size()) <= m_->config().max_seq_len, fn,
+                             arg, " has ", prompts[p].size(),
+                             " tokens, max_seq_len = ", m_->config().max_seq_len);
+      check_tokens(prompts[p], fn, arg.c_str());
+    }
+    std::vector<state_id> ids;
+    ids.reserve(prompts.size());
+    for (const auto& prompt : prompts) {
+      ids.push_back(new_state(std::make_shared<segment>(nullptr, 0, m_->config().n_layers)));
+      for (std::size_t i = 0; i < prompt.size(); ++i)
+        rows.push_back({ids.back(), static_cast<std::int64_t>(i)});
+      tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+    }
+    run(rows, tokens, {}, /*want_logits=*/false);
+    return ids;
+  }
+
   view2d<const float> step_rows(std::span<const state_id> ids, std::span<const std::int32_t> tokens,
                                 view2d<const float> embeddings, const char* fn) {
     std::vector<row> rows(ids.size());
@@ -195,8 +225,7 @@ class kv_decoder {
            bool want_logits) {
     const transformer& m = *m_;
     const transformer_config& c = m.config();
-    const std::int64_t n = static_cast<std::int64_t>(rows.size()), C = c.d_model, F = c.d_ff, H = c.n_heads,
-                       D = c.head_dim();
+    const std::int64_t n = static_cast<std::int64_t>(rows.size()), C = c.d_model, F = c.d_ff;
     if (n == 0) return;
     positions_.resize(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) positions_[i] = static_cast<std::int32_t>(rows[i].position);
@@ -209,27 +238,14 @@ class kv_decoder {
     b_.resize(c.mlp == mlp_kind::swiglu ? a_.size() : 0);
     act_.resize(a_.size());
     m.embed_rows(tokens.data(), positions_.data(), embeddings, n, x_.data());
-    // Each row's visible runs, own segment first (its rows up to and including this one), then
-    // the visible prefix of every ancestor. The same for all layers.
-    chain_.clear();
-    chain_begin_.assign(1, 0);
-    scores_.resize(static_cast<std::size_t>(n * H * c.max_seq_len));
-    for (std::int64_t i = 0; i < n; ++i) {
-      const segment* g = states_[rows[i].s].seg.get();
-      const std::int64_t earlier =
-          rows[i].position - states_[rows[i].s].length;  // rows of this state before i
-      chain_.push_back({g, g->rows + earlier + 1});
-      for (std::int64_t visible = g->parent_rows; g->parent != nullptr; visible = g->parent_rows) {
-        g = g->parent.get();
-        chain_.push_back({g, visible});
-      }
-      chain_begin_.push_back(static_cast<std::int64_t>(chain_.size()));
-    }
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    // Steps multiply row by row (a state's bits do not depend on the batch); a prefill's many
+    // rows go through the packed product.
+    const dense::product mode = want_logits ? dense::product::per_row : dense::product::by_size;
+    plan_attention(rows);
     for (int l = 0; l < c.n_layers; ++l) {
       const layer_offsets& o = m.layout().layers[l];
       m.norm_rows(x_.data(), o.attn_norm_w, o.attn_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
-      dense::linear_forward(norm_.data(), m.p(o.qkv), qkv_.data(), n, C, 3 * C);
+      dense::linear_forward(norm_.data(), m.p(o.qkv), qkv_.data(), n, C, 3 * C, false, mode);
       m.rope_rows(qkv_.data(), positions_.data(), n, 1.0f);
       for (std::int64_t i = 0; i < n; ++i) {  // append keys and values
         segment& g = *states_[rows[i].s].seg;
@@ -237,43 +253,10 @@ class kv_decoder {
         g.k[l].insert(g.k[l].end(), r + C, r + 2 * C);
         g.v[l].insert(g.v[l].end(), r + 2 * C, r + 3 * C);
       }
-      // Attention of each (row, head) over the row's visible keys.
-      for_each_index(
-          cpu, n * H,
-          [&](std::int64_t rh) {
-            const std::int64_t i = rh / H, h = rh % H;
-            const float* q = qkv_.data() + i * 3 * C + h * D;
-            float* scores = scores_.data() + rh * c.max_seq_len;
-            float mx = -std::numeric_limits<float>::infinity();
-            std::int64_t t = 0;
-            for (std::int64_t r = chain_begin_[i]; r < chain_begin_[i + 1]; ++r) {
-              const float* k = chain_[r].seg->k[l].data();
-              for (std::int64_t j = 0; j < chain_[r].count; ++j, ++t) {
-                const float* kr = k + j * C + h * D;
-                float dot = 0.0f;
-                for (std::int64_t d = 0; d < D; ++d) dot += q[d] * kr[d];
-                scores[t] = dot * scale;
-                mx = std::max(mx, scores[t]);
-              }
-            }
-            float sum = 0.0f;
-            for (std::int64_t j = 0; j < t; ++j) sum += (scores[j] = std::exp(scores[j] - mx));
-            float* y = att_y_.data() + i * C + h * D;
-            std::fill(y, y + D, 0.0f);
-            t = 0;
-            for (std::int64_t r = chain_begin_[i]; r < chain_begin_[i + 1]; ++r) {
-              const float* v = chain_[r].seg->v[l].data();
-              for (std::int64_t j = 0; j < chain_[r].count; ++j, ++t) {
-                const float w = scores[t] / sum;
-                const float* vr = v + j * C + h * D;
-                for (std::int64_t d = 0; d < D; ++d) y[d] += w * vr[d];
-              }
-            }
-          },
-          D * c.max_seq_len);
-      dense::linear_forward(att_y_.data(), m.p(o.attn_out), x_.data(), n, C, C, /*accumulate=*/true);
+      attend(l, n);
+      dense::linear_forward(att_y_.data(), m.p(o.attn_out), x_.data(), n, C, C, /*accumulate=*/true, mode);
       m.norm_rows(x_.data(), o.mlp_norm_w, o.mlp_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
-      m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n);
+      m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n, mode);
     }
     for (std::int64_t i = 0; i < n; ++i) {
       states_[rows[i].s].seg->rows += 1;
@@ -288,10 +271,116 @@ class kv_decoder {
     if (want_logits) hidden_.assign(norm_.begin(), norm_.begin() + n * C);
   }
 
+  /// Groups the rows by the segments they see (the plan is the same for every layer): each
+  /// segment's keys and values are then read once per head for all rows that see it (forks of
+  /// one prompt share its prefix reads; a prefill is one causal block). Groups are ordered root
+  /// first, and each row's scores are laid out in position order, so a row's sums run over its
+  /// keys in position order whatever segments hold them.
+  void plan_attention(std::span<const row> rows) {
+    members_.clear();
+    groups_.clear();
+    group_of_.clear();
+    visible_.assign(rows.size(), 0);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      // The row's runs from its own segment (its rows up to and including this one) up to the
+      // root; members are added root first.
+      const std::size_t first = members_.size();
+      const segment* g = states_[rows[i].s].seg.get();
+      const std::int64_t earlier =
+          rows[i].position - states_[rows[i].s].length;  // this state's rows before i
+      for (std::int64_t count = g->rows + earlier + 1;; count = g->parent_rows, g = g->parent.get()) {
+        auto [it, added] = group_of_.try_emplace(g, static_cast<std::int64_t>(groups_.size()));
+        if (added) groups_.push_back({g, 0, 0, 0, 0});
+        members_.push_back({it->second, static_cast<std::int64_t>(i), count, 0});
+        if (g->parent == nullptr) break;
+      }
+      std::reverse(members_.begin() + static_cast<std::ptrdiff_t>(first), members_.end());
+      for (std::size_t k = first; k < members_.size(); ++k) {
+        members_[k].offset = visible_[i];
+        visible_[i] += members_[k].count;
+        groups_[members_[k].group].depth = static_cast<std::int64_t>(k - first);
+      }
+    }
+    // Renumber the groups by depth (stable), then bucket the members by group.
+    std::vector<std::int64_t> order(groups_.size()), rank(groups_.size());
+    for (std::size_t g = 0; g < order.size(); ++g) order[g] = static_cast<std::int64_t>(g);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int64_t a, std::int64_t b) { return groups_[a].depth < groups_[b].depth; });
+    std::vector<group> sorted(groups_.size());
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      rank[order[k]] = static_cast<std::int64_t>(k);
+      sorted[k] = groups_[order[k]];
+    }
+    groups_.swap(sorted);
+    for (member& mb : members_) mb.group = rank[mb.group];
+    std::stable_sort(members_.begin(), members_.end(),
+                     [](const member& a, const member& b) { return a.group < b.group; });
+    max_members_ = max_count_ = 0;
+    for (std::size_t k = 0; k < members_.size(); ++k) {
+      group& gr = groups_[members_[k].group];
+      if (gr.size++ == 0) gr.first = static_cast<std::int64_t>(k);
+      gr.max_count = std::max(gr.max_count, members_[k].count);
+      max_members_ = std::max(max_members_, gr.size);
+      max_count_ = std::max(max_count_, gr.max_count);
+    }
+    max_visible_ = *std::max_element(visible_.begin(), visible_.end());
+  }
+
+  /// att_y_ = softmax(q k^T / sqrt(D)) v for every row and head of layer l, per plan_attention.
+  void attend(int l, std::int64_t n) {
+    const transformer_config& c = m_->config();
+    const std::int64_t C = c.d_model, H = c.n_heads, D = c.head_dim(), T = max_visible_;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    scores_.resize(static_cast<std::size_t>(n * H * T));
+    const std::int64_t per_head = max_members_ * (D + max_count_);
+    scratch_.resize(static_cast<std::size_t>(H * per_head));
+    std::fill(att_y_.begin(), att_y_.begin() + n * C, 0.0f);
+    // One task per head. Every score is one fixed-order dot product and every output sums its
+    // keys in chain order, so a state's logits do not depend on the other states in the batch
+    // (forked or separate, stepped alone or together: the same bits).
+    dense::thread_independent_for(H, double(n) * double(T) * double(2 * C), [&](std::int64_t h) {
+      float* q = scratch_.data() + h * per_head;
+      float* s = q + max_members_ * D;
+      for (const group& g : groups_) {
+        const member* mem = members_.data() + g.first;
+        for (std::int64_t r = 0; r < g.size; ++r)
+          std::copy_n(qkv_.data() + mem[r].row * 3 * C + h * D, D, q + r * D);
+        dense::dot_products(q, D, g.seg->k[l].data() + h * D, C, D, s, g.max_count, g.size, g.max_count);
+        for (std::int64_t r = 0; r < g.size; ++r) {
+          float* out = scores_.data() + (mem[r].row * H + h) * T + mem[r].offset;
+          for (std::int64_t j = 0; j < mem[r].count; ++j) out[j] = s[r * g.max_count + j] * scale;
+        }
+      }
+      for (std::int64_t i = 0; i < n; ++i) {  // softmax over each row's visible keys
+        float* p = scores_.data() + (i * H + h) * T;
+        const std::int64_t t = visible_[i];
+        const float mx = *std::max_element(p, p + t);
+        float sum = 0.0f;
+        for (std::int64_t j = 0; j < t; ++j) sum += (p[j] = std::exp(p[j] - mx));
+        const float inv = 1.0f / sum;
+        for (std::int64_t j = 0; j < t; ++j) p[j] *= inv;
+      }
+      // y += p v over each group's keys, key by key (a value row is read once for all members).
+      for (const group& g : groups_) {
+        const member* mem = members_.data() + g.first;
+        const float* v = g.seg->v[l].data() + h * D;
+        for (std::int64_t j = 0; j < g.max_count; ++j, v += C)
+          for (std::int64_t r = 0; r < g.size; ++r) {
+            if (j >= mem[r].count) continue;
+            const float p = scores_[(mem[r].row * H + h) * T + mem[r].offset + j];
+            float* out = att_y_.data() + mem[r].row * C + h * D;
+            for (std::int64_t d = 0; d < D; ++d) out[d] += p * v[d];
+          }
+      }
+    });
+  }
+
   view2d<const float> unembed(std::int64_t n) {
     const std::int64_t C = m_->config().d_model, V = m_->config().vocab_size;
     logits_.resize(static_cast<std::size_t>(n * V));
-    if (n > 0) dense::linear_forward(hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C, V);
+    if (n > 0)
+      dense::linear_forward(hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C, V, false,
+                            dense::product::per_row);
     return make_view(static_cast<const float*>(logits_.data()), {n, V});
   }
 
@@ -300,9 +389,12 @@ class kv_decoder {
   std::vector<state_id> free_;
   // Workspaces reused across calls.
   std::vector<std::int32_t> positions_, latent_tokens_;
-  std::vector<visible_run> chain_;
-  std::vector<std::int64_t> chain_begin_;
-  std::vector<float> x_, norm_, att_y_, stats_, qkv_, a_, b_, act_, hidden_, logits_, scores_;
+  std::vector<group> groups_;
+  std::vector<member> members_;
+  std::unordered_map<const segment*, std::int64_t> group_of_;
+  std::vector<std::int64_t> visible_;  // keys each row sees
+  std::int64_t max_members_ = 0, max_count_ = 0, max_visible_ = 0;
+  std::vector<float> x_, norm_, att_y_, stats_, qkv_, a_, b_, act_, hidden_, logits_, scores_, scratch_;
 };
 
 static_assert(decode_policy<kv_decoder>);

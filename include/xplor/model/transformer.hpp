@@ -24,6 +24,7 @@
 #include "xplor/core/random.hpp"
 #include "xplor/core/view.hpp"
 #include "xplor/model/config.hpp"
+#include "xplor/model/dense.hpp"
 #include "xplor/model/layers.hpp"
 
 namespace xplor::model {
@@ -53,81 +54,6 @@ struct forward_batch {
 struct forward_hooks {
   std::function<void(int layer, view2d<float> residual)> after_block = {};
 };
-
-namespace dense {
-using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using matrix_map = Eigen::Map<row_matrix>;
-using const_matrix_map = Eigen::Map<const row_matrix>;
-using strided_map = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
-using const_strided_map = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
-
-inline matrix_map mat(float* p, std::int64_t rows, std::int64_t cols) { return {p, rows, cols}; }
-inline const_matrix_map mat(const float* p, std::int64_t rows, std::int64_t cols) { return {p, rows, cols}; }
-
-/// Eigen's GEMM runs on one thread below this many multiply-adds (twice its kMinTaskSize).
-inline constexpr double eigen_parallel_work = 100000.0;
-
-/// f(i) for i in [0, n), `work` multiply-adds in all, such that every Eigen product inside f
-/// runs on one thread whatever the thread count: Eigen's own parallel GEMM chooses its depth
-/// blocking (so the order in which a dot product is summed) from its thread count, which made
-/// the model's bits, and the flagship's checkpoints, depend on OMP_NUM_THREADS. Eigen does not
-/// parallelise inside an OpenMP region of several threads, so work it would split runs in one
-/// (even for n = 1); smaller work runs serially, where Eigen stays on one thread by itself.
-template <class F>
-void thread_independent_for(std::int64_t n, double work, F f) {
-#if XPLOR_HAS_OPENMP
-  if (work >= eigen_parallel_work && n > 0 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-#pragma omp parallel for schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) f(i);
-    return;
-  }
-#else
-  (void)work;
-#endif
-  for (std::int64_t i = 0; i < n; ++i) f(i);
-}
-
-/// f(r0, nr, c0, nc) over fixed tiles of at most 128 x 128 of a [rows, cols] product output with
-/// `depth` multiply-adds per element: a product split into these tiles is summed the same way on
-/// any thread count, and small-row products (decoding) still split over their columns.
-template <class F>
-void tiles(std::int64_t rows, std::int64_t cols, std::int64_t depth, F f) {
-  constexpr std::int64_t tile = 128;
-  const std::int64_t tr = (rows + tile - 1) / tile, tc = (cols + tile - 1) / tile;
-  thread_independent_for(tr * tc, double(rows) * double(cols) * double(depth), [&](std::int64_t t) {
-    const std::int64_t r0 = t / tc * tile, c0 = t % tc * tile;
-    f(r0, std::min(tile, rows - r0), c0, std::min(tile, cols - c0));
-  });
-}
-
-/// y[N, out] (+)= x[N, in] W^T for W (out, in).
-inline void linear_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
-                           std::int64_t out, bool accumulate = false) {
-  tiles(n, out, in, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
-    auto Y = mat(y, n, out).block(r0, c0, nr, nc);
-    const auto X = mat(x, n, in).middleRows(r0, nr);
-    const auto W = mat(w, out, in).middleRows(c0, nc);
-    if (accumulate)
-      Y.noalias() += X * W.transpose();
-    else
-      Y.noalias() = X * W.transpose();
-  });
-}
-
-/// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x.
-inline void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
-                            std::int64_t n, std::int64_t in, std::int64_t out) {
-  tiles(n, in, out, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
-    mat(dx, n, in).block(r0, c0, nr, nc).noalias() +=
-        mat(dy, n, out).middleRows(r0, nr) * mat(w, out, in).middleCols(c0, nc);
-  });
-  tiles(out, in, n, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
-    mat(dw, out, in).block(r0, c0, nr, nc).noalias() +=
-        mat(dy, n, out).middleCols(r0, nr).transpose() * mat(x, n, in).middleCols(c0, nc);
-  });
-}
-
-}  // namespace dense
 
 class transformer {
  public:
@@ -474,18 +400,18 @@ class transformer {
   }
 
   /// norm2 -> MLP -> out (+)= MLP output, for n rows. a, b, act are [n, F] workspaces.
-  void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out,
-                   std::int64_t n) const {
+  void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out, std::int64_t n,
+                   dense::product mode = dense::product::by_size) const {
     const layer_offsets& o = layout_.layers[l];
     const std::int64_t C = cfg_.d_model, F = cfg_.d_ff;
     if (cfg_.mlp == mlp_kind::swiglu) {
-      dense::linear_forward(x_norm, p(o.mlp_gate), a, n, C, F);
-      dense::linear_forward(x_norm, p(o.mlp_up), b, n, C, F);
+      dense::linear_forward(x_norm, p(o.mlp_gate), a, n, C, F, false, mode);
+      dense::linear_forward(x_norm, p(o.mlp_up), b, n, C, F, false, mode);
     } else {
-      dense::linear_forward(x_norm, p(o.mlp_up), a, n, C, F);
+      dense::linear_forward(x_norm, p(o.mlp_up), a, n, C, F, false, mode);
     }
     mlp_activation(a, b, act, n * F);
-    dense::linear_forward(act, p(o.mlp_down), out, n, F, C, /*accumulate=*/true);
+    dense::linear_forward(act, p(o.mlp_down), out, n, F, C, /*accumulate=*/true, mode);
   }
 
   /// Causal self-attention of one (sequence b, head h): att = softmax(q k^T / sqrt(D)) masked,
