@@ -51,7 +51,7 @@ void linear_rows(benchmark::State& state) {
   row_matrix Y(n, out);
   for (auto _ : state) {
     if (stream)
-      dense::linear_forward_rows(X.data(), W.data(), Y.data(), n, in, out);
+      dense::linear_forward(X.data(), W.data(), Y.data(), n, in, out);
     else
       dense::tiles(n, out, in, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
         Y.block(r0, c0, nr, nc).noalias() = X.middleRows(r0, nr) * W.middleRows(c0, nc).transpose();
@@ -215,7 +215,7 @@ void decode_512_separate(benchmark::State& state) { decode_forks(state, false); 
 BENCHMARK(linear_rows)
     ->Name("linear_forward")
     ->ArgNames({"rows", "out", "stream"})
-    ->ArgsProduct({{1, 4, 16, 64, 256}, {3072, 50257}, {0, 1}})
+    ->ArgsProduct({{1, 4, 16, 64, 256}, {64, 3072, 50257}, {0, 1}})
     ->UseRealTime();
 BENCHMARK(train_step_small)
     ->Name("train_step/d128_L4_T128_B16")

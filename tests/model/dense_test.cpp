@@ -24,9 +24,9 @@ std::vector<float> random_vector(std::int64_t n, std::uint32_t seed) {
 TEST_CASE("dense: a hand-computed product, plain and accumulated", "[model][dense]") {
   const std::vector<float> x{1, 2, 3}, w{1, 0, -1, 0.5f, 0.5f, 0.5f};
   std::vector<float> y(2, 0.0f);
-  dense::linear_forward_rows(x.data(), w.data(), y.data(), 1, 3, 2);
+  dense::linear_forward(x.data(), w.data(), y.data(), 1, 3, 2);
   CHECK(y == std::vector<float>{-2.0f, 3.0f});
-  dense::linear_forward_rows(x.data(), w.data(), y.data(), 1, 3, 2, /*accumulate=*/true);
+  dense::linear_forward(x.data(), w.data(), y.data(), 1, 3, 2, /*accumulate=*/true);
   CHECK(y == std::vector<float>{-4.0f, 6.0f});
 }
 
@@ -39,7 +39,7 @@ TEST_CASE("dense: the streaming kernel against a double-precision product on ran
         const auto x = random_vector(n * in, seed++), w = random_vector(out * in, seed++);
         auto y = random_vector(n * out, seed++);
         const auto y0 = y;
-        dense::linear_forward_rows(x.data(), w.data(), y.data(), n, in, out, /*accumulate=*/true);
+        dense::linear_forward(x.data(), w.data(), y.data(), n, in, out, /*accumulate=*/true);
         for (std::int64_t i = 0; i < n; ++i)
           for (std::int64_t j = 0; j < out; ++j) {
             double ref = y0[i * out + j];
@@ -67,13 +67,14 @@ TEST_CASE("dense: an element's bits do not depend on the block it is computed in
   CHECK(strided == all);
 }
 
-TEST_CASE("dense: per_row products agree with the packed product at any size", "[model][dense]") {
+TEST_CASE("dense: linear_forward agrees with Eigen's packed product at any size", "[model][dense]") {
   for (std::int64_t n : {1, 33, 130}) {
     const std::int64_t in = 96, out = 200;
     const auto x = random_vector(n * in, 5), w = random_vector(out * in, 6);
-    std::vector<float> packed(n * out), streamed(n * out);
-    dense::linear_forward(x.data(), w.data(), packed.data(), n, in, out, false, dense::product::by_size);
-    dense::linear_forward(x.data(), w.data(), streamed.data(), n, in, out, false, dense::product::per_row);
-    for (std::size_t k = 0; k < packed.size(); ++k) REQUIRE(streamed[k] == Approx(packed[k]).margin(1e-5));
+    std::vector<float> streamed(n * out);
+    dense::linear_forward(x.data(), w.data(), streamed.data(), n, in, out);
+    const dense::row_matrix packed = dense::mat(x.data(), n, in) * dense::mat(w.data(), out, in).transpose();
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < out; ++j) REQUIRE(streamed[i * out + j] == Approx(packed(i, j)).margin(1e-5));
   }
 }

@@ -238,14 +238,11 @@ class kv_decoder {
     b_.resize(c.mlp == mlp_kind::swiglu ? a_.size() : 0);
     act_.resize(a_.size());
     m.embed_rows(tokens.data(), positions_.data(), embeddings, n, x_.data());
-    // Steps multiply row by row (a state's bits do not depend on the batch); a prefill's many
-    // rows go through the packed product.
-    const dense::product mode = want_logits ? dense::product::per_row : dense::product::by_size;
     plan_attention(rows);
     for (int l = 0; l < c.n_layers; ++l) {
       const layer_offsets& o = m.layout().layers[l];
       m.norm_rows(x_.data(), o.attn_norm_w, o.attn_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
-      dense::linear_forward(norm_.data(), m.p(o.qkv), qkv_.data(), n, C, 3 * C, false, mode);
+      dense::linear_forward(norm_.data(), m.p(o.qkv), qkv_.data(), n, C, 3 * C);
       m.rope_rows(qkv_.data(), positions_.data(), n, 1.0f);
       for (std::int64_t i = 0; i < n; ++i) {  // append keys and values
         segment& g = *states_[rows[i].s].seg;
@@ -254,9 +251,9 @@ class kv_decoder {
         g.v[l].insert(g.v[l].end(), r + 2 * C, r + 3 * C);
       }
       attend(l, n);
-      dense::linear_forward(att_y_.data(), m.p(o.attn_out), x_.data(), n, C, C, /*accumulate=*/true, mode);
+      dense::linear_forward(att_y_.data(), m.p(o.attn_out), x_.data(), n, C, C, /*accumulate=*/true);
       m.norm_rows(x_.data(), o.mlp_norm_w, o.mlp_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
-      m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n, mode);
+      m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n);
     }
     for (std::int64_t i = 0; i < n; ++i) {
       states_[rows[i].s].seg->rows += 1;
@@ -379,8 +376,7 @@ class kv_decoder {
     const std::int64_t C = m_->config().d_model, V = m_->config().vocab_size;
     logits_.resize(static_cast<std::size_t>(n * V));
     if (n > 0)
-      dense::linear_forward(hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C, V, false,
-                            dense::product::per_row);
+      dense::linear_forward(hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C, V);
     return make_view(static_cast<const float*>(logits_.data()), {n, V});
   }
 

@@ -211,6 +211,7 @@ class transformer {
     std::vector<std::vector<float>> norm1, mean1, rstd1, qkv, att, att_y, mid, norm2, mean2, rstd2, mlp_a,
         mlp_b, mlp_act;
     std::vector<float> final_norm, final_mean, final_rstd, logits, lse, target_logp, dlogits;
+    std::vector<float> transposed;                                         // linear_backward's copies
     std::vector<float> dx, dnorm, dmid, dqkv, datt_y, dmlp, dmlp_b, datt;  // backward scratch
   };
 
@@ -400,18 +401,18 @@ class transformer {
   }
 
   /// norm2 -> MLP -> out (+)= MLP output, for n rows. a, b, act are [n, F] workspaces.
-  void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out, std::int64_t n,
-                   dense::product mode = dense::product::by_size) const {
+  void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out,
+                   std::int64_t n) const {
     const layer_offsets& o = layout_.layers[l];
     const std::int64_t C = cfg_.d_model, F = cfg_.d_ff;
     if (cfg_.mlp == mlp_kind::swiglu) {
-      dense::linear_forward(x_norm, p(o.mlp_gate), a, n, C, F, false, mode);
-      dense::linear_forward(x_norm, p(o.mlp_up), b, n, C, F, false, mode);
+      dense::linear_forward(x_norm, p(o.mlp_gate), a, n, C, F);
+      dense::linear_forward(x_norm, p(o.mlp_up), b, n, C, F);
     } else {
-      dense::linear_forward(x_norm, p(o.mlp_up), a, n, C, F, false, mode);
+      dense::linear_forward(x_norm, p(o.mlp_up), a, n, C, F);
     }
     mlp_activation(a, b, act, n * F);
-    dense::linear_forward(act, p(o.mlp_down), out, n, F, C, /*accumulate=*/true, mode);
+    dense::linear_forward(act, p(o.mlp_down), out, n, F, C, /*accumulate=*/true);
   }
 
   /// Causal self-attention of one (sequence b, head h): att = softmax(q k^T / sqrt(D)) masked,
