@@ -41,9 +41,21 @@ double gemm_flops_per_second(std::int64_t N, std::int64_t C, std::int64_t F) {
   return best;
 }
 
-/// y = x W^T for n rows through the weight-streaming kernel (arg 1) or Eigen's packed product over
-/// the same tiles (arg 0, "baseline"): W is GPT-2 small's MLP up-projection (768 -> 3072, 9 MiB,
-/// from L3) or its unembedding (768 -> 50257, 147 MiB, from memory).
+/// xplor's previous forward product, the baseline: Eigen's packed product over fixed tiles of up
+/// to 128 x 128 outputs (so that the bits did not depend on the thread count).
+template <class F>
+void tiles(std::int64_t rows, std::int64_t cols, std::int64_t depth, F f) {
+  constexpr std::int64_t tile = 128;
+  const std::int64_t tr = (rows + tile - 1) / tile, tc = (cols + tile - 1) / tile;
+  dense::thread_independent_for(tr * tc, double(rows) * double(cols) * double(depth), [&](std::int64_t t) {
+    const std::int64_t r0 = t / tc * tile, c0 = t % tc * tile;
+    f(r0, std::min(tile, rows - r0), c0, std::min(tile, cols - c0));
+  });
+}
+
+/// y = x W^T for n rows through xplor's dot-product kernel (arg 1) or the Eigen baseline (arg 0): W is GPT-2
+/// small's MLP up-projection (768 -> 3072, 9 MiB, from L3) or its unembedding (768 -> 50257, 147 MiB, from
+/// memory).
 void linear_rows(benchmark::State& state) {
   const std::int64_t n = state.range(0), in = 768, out = state.range(1);
   const bool stream = state.range(2) != 0;
@@ -53,7 +65,7 @@ void linear_rows(benchmark::State& state) {
     if (stream)
       dense::linear_forward(X.data(), W.data(), Y.data(), n, in, out);
     else
-      dense::tiles(n, out, in, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
+      tiles(n, out, in, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
         Y.block(r0, c0, nr, nc).noalias() = X.middleRows(r0, nr) * W.middleRows(c0, nc).transpose();
       });
     benchmark::DoNotOptimize(Y.data());

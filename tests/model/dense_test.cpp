@@ -75,6 +75,7 @@ TEST_CASE("dense: linear_forward agrees with Eigen's packed product at any size"
     dense::linear_forward(x.data(), w.data(), streamed.data(), n, in, out);
     const dense::row_matrix packed = dense::mat(x.data(), n, in) * dense::mat(w.data(), out, in).transpose();
     for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j < out; ++j) REQUIRE(streamed[i * out + j] == Approx(packed(i, j)).margin(1e-5));
+      for (std::int64_t j = 0; j < out; ++j)
+        REQUIRE(streamed[i * out + j] == Approx(packed(i, j)).margin(1e-5));
   }
 }

@@ -375,8 +375,7 @@ class kv_decoder {
   view2d<const float> unembed(std::int64_t n) {
     const std::int64_t C = m_->config().d_model, V = m_->config().vocab_size;
     logits_.resize(static_cast<std::size_t>(n * V));
-    if (n > 0)
-      dense::linear_forward(hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C, V);
+    if (n > 0) dense::linear_forward(hidden_.data(), m_->p(m_->layout().unembed()), logits_.data(), n, C, V);
     return make_view(static_cast<const float*>(logits_.data()), {n, V});
   }
 

@@ -51,19 +51,6 @@ void thread_independent_for(std::int64_t n, double work, F f) {
   for (std::int64_t i = 0; i < n; ++i) f(i);
 }
 
-/// f(r0, nr, c0, nc) over fixed tiles of at most 128 x 128 of a [rows, cols] product output with
-/// `depth` multiply-adds per element: a product split into these tiles is summed the same way on
-/// any thread count, and small-row products (decoding) still split over their columns.
-template <class F>
-void tiles(std::int64_t rows, std::int64_t cols, std::int64_t depth, F f) {
-  constexpr std::int64_t tile = 128;
-  const std::int64_t tr = (rows + tile - 1) / tile, tc = (cols + tile - 1) / tile;
-  thread_independent_for(tr * tc, double(rows) * double(cols) * double(depth), [&](std::int64_t t) {
-    const std::int64_t r0 = t / tc * tile, c0 = t % tc * tile;
-    f(r0, std::min(tile, rows - r0), c0, std::min(tile, cols - c0));
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 // The forward product. Eigen packs the whole weight matrix into its panel layout on every call,
 // which for the few rows of a decoding step costs more than the product; here each weight row is
