@@ -98,6 +98,17 @@ struct lanes {
     return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
   }
 };
+#elif defined(__CUDACC__) || !(defined(__GNUC__) || defined(__clang__))
+struct lanes {  // scalar: nvcc's host pass (the CPU model in the GPU tests) and other compilers
+  using v = float;
+  static constexpr int n = 1;
+  static v zero() { return 0.0f; }
+  static v splat(float x) { return x; }
+  static v load(const float* p) { return *p; }
+  static v fma(v a, v b, v c) { return a * b + c; }
+  static void store(float* p, v a) { *p = a; }
+  static float sum(v a) { return a; }
+};
 #else
 struct lanes {  // GCC/Clang vector extension: SSE2 on x86-64, NEON on ARM; a*b+c is not fused
   typedef float v __attribute__((vector_size(16)));
@@ -133,7 +144,9 @@ void dots(const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, st
 #endif
     }
     // The weights come from memory once per call: fetch the rows a few blocks ahead meanwhile.
+#if defined(__GNUC__) || defined(__clang__)
     for (int j = 0; j < RJ; ++j) __builtin_prefetch(w + (4 * RJ + j) * ldw + k);
+#endif
     for (int i = 0; i < RI; ++i) {
       typename L::v xv = L::load(x + i * ldx + k);
 #if !defined(__CUDACC__) && (defined(__AVX512F__) || defined(__AVX2__))
