@@ -68,7 +68,7 @@ struct lanes {
   static v load(const float* p) { return _mm512_loadu_ps(p); }
   static v fma(v a, v b, v c) { return _mm512_fmadd_ps(a, b, c); }
   static void store(float* p, v a) { _mm512_storeu_ps(p, a); }
-  /// (lane i + lane i+8), then i + i+4, i + i+2, i + i+1: the scalar tree of reduce() below.
+  /// The lanes as a balanced tree: lane i + lane i+8, then i + i+4, i + i+2, i + i+1.
   static float sum(v a) {
     // Halves by copy: GCC 12 flags the AVX-512 extract intrinsics as uninitialized (bug 105593).
     __m256 lo, hi;
@@ -92,7 +92,7 @@ struct lanes {
   static v load(const float* p) { return _mm256_loadu_ps(p); }
   static v fma(v a, v b, v c) { return _mm256_fmadd_ps(a, b, c); }
   static void store(float* p, v a) { _mm256_storeu_ps(p, a); }
-  static float sum(v a) {  // the scalar tree of reduce() below
+  static float sum(v a) {  // lane i + lane i+4, then i + i+2, i + i+1
     const __m128 q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     const __m128 d = _mm_add_ps(q, _mm_movehl_ps(q, q));
     return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
@@ -122,7 +122,7 @@ struct lanes {  // GCC/Clang vector extension: SSE2 on x86-64, NEON on ARM; a*b+
   }
   static v fma(v a, v b, v c) { return a * b + c; }
   static void store(float* p, v a) { std::memcpy(p, &a, sizeof a); }
-  static float sum(v a) { return (a[0] + a[2]) + (a[1] + a[3]); }  // the tree of the wider sums
+  static float sum(v a) { return (a[0] + a[2]) + (a[1] + a[3]); }  // the same tree on 4 lanes
 };
 #endif
 
