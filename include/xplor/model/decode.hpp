@@ -38,9 +38,8 @@ class kv_decoder {
     return prefill(std::span(&prompt, 1), false, "xplor::model::kv_decoder::begin")[0];
   }
 
-  /// New states holding prompts[i], all prefilled in one batched forward pass (the same states
-  /// as begin() on each prompt; the bits of a prompt's cache may differ in the last place, as
-  /// matrix products of other sizes sum in other orders).
+  /// New states holding prompts[i], all prefilled in one batched forward pass: the same states,
+  /// bit for bit, as begin() on each prompt (every product and score is summed per row).
   std::vector<state_id> begin(std::span<const std::vector<std::int32_t>> prompts) {
     std::vector<std::span<const std::int32_t>> spans(prompts.begin(), prompts.end());
     return prefill(spans, true, "xplor::model::kv_decoder::begin");

@@ -282,8 +282,11 @@ inline void outer_products(const float* a, std::int64_t ai, std::int64_t ak, con
   thread_independent_for(panels, double(M) * double(N) * double(K), [&](std::int64_t t) {
     const std::int64_t j0 = t * nr, cols = std::min<std::int64_t>(nr, N - j0);
     thread_local std::vector<float> panel;
-    panel.assign(static_cast<std::size_t>(K * nr), 0.0f);
-    for (std::int64_t k = 0; k < K; ++k) std::copy_n(b + k * ldb + j0, cols, panel.data() + k * nr);
+    panel.resize(static_cast<std::size_t>(K * nr));
+    for (std::int64_t k = 0; k < K; ++k) {  // the last panel's missing columns are zeros
+      std::copy_n(b + k * ldb + j0, cols, panel.data() + k * nr);
+      std::fill(panel.data() + k * nr + cols, panel.data() + (k + 1) * nr, 0.0f);
+    }
     for (std::int64_t i = 0; i < M; i += mr)
       rows_block(static_cast<int>(std::min<std::int64_t>(mr, M - i)), a + i * ai, ai, ak, panel.data(), K,
                  c + i * ldc + j0, ldc, cols);
