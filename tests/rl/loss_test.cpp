@@ -53,7 +53,24 @@ TEST_CASE("loss aggregation: TRL worked numbers (docs/methods.md 6.5)", "[rl][lo
   CHECK(g[2] == Approx(-1.0 / (4.0 * 2.0)));
   CHECK(loss_type_from_name("token-mean") == loss_type::dapo);
   CHECK(loss_type_from_name("seq-mean-token-mean") == loss_type::grpo);
-  CHECK(loss_type_from_name("seq-mean-token-sum-norm") == loss_type::dr_grpo);
+  CHECK(loss_type_from_name("seq-mean-token-sum-norm") == loss_type::seq_mean_token_sum_norm);
+  // verl 0.9's seq-mean-token-sum-norm: the mean over sequences of their token sums, divided by
+  // loss_scale_factor (verl 0.8 divided the plain sum, without the sequence mean); token-sum is
+  // the plain sum.
+  s.adv.assign(6, -1.0f);
+  loss_options norm;
+  norm.type = loss_type::seq_mean_token_sum_norm;
+  norm.loss_scale_factor = 8.0;
+  g.assign(6, 0.0f);
+  CHECK(policy_loss(xplor::cpu, s.batch(), std::span(g), norm).loss == Approx(6.0 / (2.0 * 8.0)));
+  CHECK(g[0] == Approx(1.0 / 16.0));
+  loss_options sum;
+  sum.type = loss_type_from_name("token-sum");
+  CHECK(policy_loss(xplor::cpu, s.batch(), std::span(g), sum).loss == Approx(6.0));
+  CHECK(g[3] == Approx(1.0));
+  norm.loss_scale_factor.reset();
+  CHECK_THROWS_WITH(policy_loss(xplor::cpu, s.batch(), std::span(g), norm),
+                    Catch::Contains("loss_scale_factor"));
   CHECK_THROWS_WITH(loss_type_from_name("cispo"), Catch::Contains("unknown loss type 'cispo'"));
 }
 

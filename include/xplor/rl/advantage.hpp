@@ -28,7 +28,16 @@ enum class scale_rewards { group, batch, none };
 enum class std_kind { unbiased, population };
 /// A group of one response: TRL gets std = NaN and turns A into 0; verl uses mean 0, std 1.
 enum class single_response { zero_advantage, mean0_std1 };
-enum class estimator { grpo, rloo, reinforce_pp };
+/// Outcome estimators (one reward per response, docs/rl.md has each formula and source):
+///   grpo          (r - mean_g) / (std_g + eps), per options.scale              TRL, verl grpo
+///   rloo          r - mean of the other responses of the group                  verl rloo
+///   reinforce_pp  r - mean_g, then a z-score over the batch's responses         ProRL / BroRL
+///   opo           r - sum_g(len r) / sum_g(len), lengths given                  verl opo (arXiv 2505.23585)
+///   pass_at_k     the group's best response gets r_max - r_second (/ (std_g + eps)), others 0
+///                                                                               verl grpo_passk (arXiv
+///                                                                               2503.19595)
+///   gpg           alpha (r - mean_g), alpha = n / (responses with r != 0)      verl gpg (arXiv 2504.02546)
+enum class estimator { grpo, rloo, reinforce_pp, opo, pass_at_k, gpg };
 
 /// All-reduce of batch statistics across ranks: receives this rank's (sum, sum of squares, count)
 /// and must replace them by the totals over all ranks (MPI_Allreduce, NCCL, torch.distributed).
@@ -61,7 +70,11 @@ struct advantage_report {
   std::int64_t degenerate_groups = 0;
   double batch_mean = 0.0;
   double batch_std = 0.0;
+  /// TRL's frac_reward_zero_std: with scale = batch TRL tests the batch's std (1 or 0), otherwise
+  /// the fraction of degenerate groups.
+  bool batch_scaled = false;
   double frac_zero_std() const {
+    if (batch_scaled) return batch_std <= 1e-8 ? 1.0 : 0.0;
     return num_groups > 0 ? double(degenerate_groups) / double(num_groups) : 0.0;
   }
 };
@@ -93,6 +106,8 @@ template <class Groups>
 struct group_kernel {
   Groups groups;  // equal_groups, or offsets on the backend
   const float* rewards;
+  const float* lengths;  // opo's response lengths; null otherwise
+  double gpg_scale;      // gpg's alpha
   float* out;
   std::uint8_t* degenerate;  // may be null
   estimator kind;
@@ -109,6 +124,27 @@ struct group_kernel {
     double sd = 0.0;
     mean_std(rewards, b, e, unbiased, mean, sd);
     if (degenerate != nullptr) degenerate[g] = n == 1 || sd <= threshold;
+    if (kind == estimator::pass_at_k) {  // n >= 2 (checked): only the first best response learns
+      std::int64_t best = b;
+      for (std::int64_t i = b + 1; i < e; ++i)
+        if (rewards[i] > rewards[best]) best = i;
+      double second = -3.4e38;
+      for (std::int64_t i = b; i < e; ++i)
+        if (i != best && rewards[i] > second) second = rewards[i];
+      for (std::int64_t i = b; i < e; ++i) out[i] = 0.0f;
+      double a = rewards[best] - second;
+      if (scale == scale_rewards::group) a = divide_by_std(a, sd, eps);
+      out[best] = static_cast<float>(a);
+      return;
+    }
+    if (kind == estimator::opo && n > 1) {  // length-weighted baseline
+      double num = 0.0, den = 0.0;
+      for (std::int64_t i = b; i < e; ++i) {
+        num += double(lengths[i]) * rewards[i];
+        den += lengths[i];
+      }
+      mean = num / den;
+    }
     if (n == 1) {
       if (!mean0_std1) {
         out[b] = 0.0f;
@@ -121,6 +157,7 @@ struct group_kernel {
       double a = rewards[i] - mean;
       if (kind == estimator::rloo && n > 1) a *= double(n) / double(n - 1);  // r_i - mean of the others
       if (kind == estimator::grpo && scale == scale_rewards::group) a = divide_by_std(a, sd, eps);
+      if (kind == estimator::gpg) a *= gpg_scale;
       out[i] = static_cast<float>(a);
     }
   }
@@ -149,6 +186,15 @@ struct add_moments {
 struct value_moments {
   const float* x;
   XPLOR_HD moments operator()(std::int64_t i) const { return {double(x[i]), double(x[i]) * x[i], 1.0}; }
+};
+struct nonzero_reward {
+  const float* x;
+  XPLOR_HD std::int64_t operator()(std::int64_t i) const { return x[i] != 0.0f ? 1 : 0; }
+};
+/// Index i when lengths[i] is not positive (or NaN), else -1.
+struct nonpositive_at {
+  const float* x;
+  XPLOR_HD std::int64_t operator()(std::int64_t i) const { return x[i] > 0.0f ? -1 : i; }
 };
 struct count_flags {
   const std::uint8_t* flags;
@@ -212,7 +258,8 @@ template <execution_tag Exec, group_layout Groups>
 advantage_report compute_advantages(Exec exec, estimator kind, span_for<Exec, const float> rewards,
                                     const Groups& groups, span_for<Exec, float> out,
                                     const advantage_options& options = {},
-                                    span_for<Exec, std::uint8_t> degenerate = {}) {
+                                    span_for<Exec, std::uint8_t> degenerate = {},
+                                    span_for<Exec, const float> lengths = {}) {
   constexpr const char* fn = "xplor::rl::compute_advantages";
   kernels::check_options(options, fn);
   const std::int64_t n = static_cast<std::int64_t>(rewards.size());
@@ -222,15 +269,35 @@ advantage_report compute_advantages(Exec exec, estimator kind, span_for<Exec, co
   detail::require(degenerate.empty() || static_cast<std::int64_t>(degenerate.size()) == groups.num_groups(),
                   fn, "degenerate has ", degenerate.size(), " elements for ", groups.num_groups(), " groups");
   check_finite(exec, rewards, fn, "rewards");
+  detail::require(kind == estimator::opo || lengths.empty(), fn, "lengths are for estimator opo only");
+  if (kind == estimator::opo) {
+    detail::require(lengths.size() == rewards.size(), fn, "opo needs lengths: ", lengths.size(), " for ", n,
+                    " rewards");
+    const std::int64_t bad = transform_reduce(exec, n, std::int64_t{-1}, detail::min_valid_code{},
+                                              kernels::nonpositive_at{lengths.data()});
+    detail::require(bad < 0, fn, "lengths[", bad, "] must be positive");
+  }
+  if (kind == estimator::pass_at_k)
+    for (std::int64_t g = 0; g < groups.num_groups(); ++g)
+      detail::require(groups.end(g) - groups.begin(g) >= 2, fn,
+                      "pass_at_k needs two responses per group; group ", g, " has ",
+                      groups.end(g) - groups.begin(g));
+  // GPG's alpha: the batch size over the responses with a nonzero reward (verl: n / max(1, m)).
+  double gpg_scale = 1.0;
+  if (kind == estimator::gpg) {
+    const std::int64_t nonzero = transform_reduce(exec, n, std::int64_t{0}, kernels::plus_i64{},
+                                                  kernels::nonzero_reward{rewards.data()});
+    gpg_scale = double(n) / double(nonzero > 1 ? nonzero : 1);
+  }
 
   auto run = [&](auto bounds) {
-    for_each_index(
-        exec, groups.num_groups(),
-        kernels::group_kernel<decltype(bounds)>{
-            bounds, rewards.data(), out.data(), degenerate.empty() ? nullptr : degenerate.data(), kind,
-            options.scale, options.std == std_kind::unbiased,
-            options.group_of_one == single_response::mean0_std1, options.eps, options.degenerate_threshold},
-        n / std::max<std::int64_t>(1, groups.num_groups()));
+    for_each_index(exec, groups.num_groups(),
+                   kernels::group_kernel<decltype(bounds)>{
+                       bounds, rewards.data(), lengths.empty() ? nullptr : lengths.data(), gpg_scale,
+                       out.data(), degenerate.empty() ? nullptr : degenerate.data(), kind, options.scale,
+                       options.std == std_kind::unbiased, options.group_of_one == single_response::mean0_std1,
+                       options.eps, options.degenerate_threshold},
+                   n / std::max<std::int64_t>(1, groups.num_groups()));
   };
   if constexpr (std::is_same_v<Groups, equal_groups>) {
     run(kernels::equal_bounds{groups.size});
@@ -249,6 +316,7 @@ advantage_report compute_advantages(Exec exec, estimator kind, span_for<Exec, co
     const auto [mean, sd] = kernels::batch_moments(exec, rewards.data(), n, unbiased, options.allreduce);
     report.batch_mean = mean;
     report.batch_std = sd;
+    report.batch_scaled = true;
     for_each_index(exec, n, kernels::affine_normalize{out.data(), 0.0, sd, options.eps});
   } else if (kind == estimator::reinforce_pp) {
     const auto [mean, sd] = kernels::batch_moments(exec, out.data(), n, unbiased, options.allreduce);

@@ -22,90 +22,36 @@
 #include "xplor/core/exec.hpp"
 #include "xplor/core/groups.hpp"
 #include "xplor/core/numerics.hpp"
+#include "xplor/core/select.hpp"
 #include "xplor/core/view.hpp"
+#include "xplor/rl/loss_options.hpp"
+#include "xplor/rl/loss_terms.hpp"
 
 namespace xplor::rl {
-
-/// How per-token losses l (mask m, S sequences) become one number (TRL 6.4):
-///   grpo:   mean_i [ sum_t m l / max(1, sum_t m) ]          (verl seq-mean-token-mean)
-///   bnpo:   sum m l / max(1, sum m)                           (local tokens)
-///   dr_grpo: sum m l / (S * max_completion_length)           (verl seq-mean-token-sum-norm)
-///   dapo:   sum m l / num_items_in_batch (default: the local active tokens; verl token-mean)
-///   seq_mean_token_sum: mean_i [ sum_t m l ]                  (verl seq-mean-token-sum)
-enum class loss_type { grpo, bnpo, dr_grpo, dapo, seq_mean_token_sum };
-enum class kl_estimator { k1, k2, k3 };
-/// TRL importance_sampling_level: per-token ratio, or GSPO's exp(mean_t(logp - old_logp)).
-enum class ratio_level { token, sequence };
-
-/// TRL names ("grpo", "bnpo", "dr_grpo", "dapo") and verl loss_agg_mode names ("token-mean",
-/// "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm").
-inline loss_type loss_type_from_name(std::string_view name) {
-  if (name == "grpo" || name == "seq-mean-token-mean") return loss_type::grpo;
-  if (name == "bnpo") return loss_type::bnpo;
-  if (name == "dr_grpo" || name == "seq-mean-token-sum-norm") return loss_type::dr_grpo;
-  if (name == "dapo" || name == "token-mean") return loss_type::dapo;
-  if (name == "seq-mean-token-sum") return loss_type::seq_mean_token_sum;
-  detail::fail("xplor::rl::loss_type_from_name", "unknown loss type '", name, "'");
-}
-
-/// Defaults are TRL GRPOConfig's (loss_type dapo, epsilon 0.2, beta 0).
-struct loss_options {
-  loss_type type = loss_type::dapo;
-  float epsilon = 0.2f;                    // lower clip epsilon_low
-  std::optional<float> epsilon_high = {};  // upper clip; = epsilon unless set (DAPO: 0.28)
-  std::optional<float> delta = {};         // cap on the unclipped ratio (two-sided GRPO), > 1 + epsilon
-  std::optional<float> dual_clip = {};     // verl clip_ratio_c (> 1): for A < 0, l = min(l, -c A)
-  ratio_level importance_sampling_level = ratio_level::token;
-  float beta = 0.0f;                              // KL coefficient; 0 needs no reference log-probs
-  kl_estimator kl = kl_estimator::k3;             // TRL and verl low_var_kl
-  float entropy_coef = 0.0f;                      // loss -= entropy_coef * aggregated entropy
-  std::int64_t max_completion_length = 0;         // dr_grpo's constant
-  bool mask_truncated_completions = false;        // DAPO: truncated completions leave the loss
-  std::optional<double> num_items_in_batch = {};  // dapo: global active tokens / processes
-};
-
-/// One batch of sampled completions, flattened token-major: sequence s owns tokens
-/// [sequence_offsets[s], sequence_offsets[s+1]). Token arrays live in the backend's memory;
-/// offsets and truncated flags are host memory.
-/// `Space` says where the token arrays live: policy_batch (host_memory) for xplor::cpu,
-/// device_policy_batch (device_memory, device_span) for xplor::device.
-template <class Space>
-struct basic_policy_batch {
-  span_in<Space, const float> logp = {};        // [T] log pi_theta(token)
-  span_in<Space, const float> old_logp = {};    // [T] log pi_old; empty: on-policy (ratio 1, gradient flows)
-  span_in<Space, const float> ref_logp = {};    // [T] log pi_ref; needed when beta != 0
-  span_in<Space, const float> advantages = {};  // [T] per token (broadcast_to_tokens for per-sequence values)
-  span_in<Space, const float> mask =
-      {};  // [T] completion mask in [0, 1] (fractions weight a token); empty: all 1
-  span_in<Space, const float> entropies = {};  // [T] entropy per position; needed when entropy_coef != 0
-  std::span<const std::int64_t> sequence_offsets = {};  // [S + 1], host
-  std::span<const std::uint8_t> truncated = {};         // [S] host; empty: none truncated
-};
-using policy_batch = basic_policy_batch<host_memory>;
-using device_policy_batch = basic_policy_batch<device_memory>;
-
-struct loss_result {
-  double loss = 0.0;                // the aggregated objective (policy + beta KL - entropy_coef H)
-  double policy_loss = 0.0;         // its clipped-surrogate part
-  double kl = 0.0;                  // mean KL estimate over active tokens
-  double entropy = 0.0;             // mean entropy over active tokens (when given)
-  double clip_low_fraction = 0.0;   // active tokens with A < 0 and ratio < 1 - epsilon (TRL)
-  double clip_high_fraction = 0.0;  // active tokens with A > 0 and ratio > 1 + epsilon_high
-  double mean_ratio = 0.0;
-  double active_tokens = 0.0;
-};
 
 namespace kernels {
 
 struct loss_sums {
   double loss = 0, policy = 0, kl = 0, entropy = 0, clip_low = 0, clip_high = 0, ratio = 0, active = 0;
   double nonfinite = 0;  // sequences with a NaN or infinite input (the loss pass checks them)
+  double kl_term = 0, entropy_term = 0, log_ratio = 0;  // weighted KL and entropy, sum of m (logp - old)
+  double clipped_tokens = 0;                            // verl pg_clipfrac's count (token-level clip tests)
 };
 struct add_loss_sums {
   XPLOR_HD loss_sums operator()(const loss_sums& a, const loss_sums& b) const {
-    return {a.loss + b.loss,       a.policy + b.policy,     a.kl + b.kl,
-            a.entropy + b.entropy, a.clip_low + b.clip_low, a.clip_high + b.clip_high,
-            a.ratio + b.ratio,     a.active + b.active,     a.nonfinite + b.nonfinite};
+    return {a.loss + b.loss,
+            a.policy + b.policy,
+            a.kl + b.kl,
+            a.entropy + b.entropy,
+            a.clip_low + b.clip_low,
+            a.clip_high + b.clip_high,
+            a.ratio + b.ratio,
+            a.active + b.active,
+            a.nonfinite + b.nonfinite,
+            a.kl_term + b.kl_term,
+            a.entropy_term + b.entropy_term,
+            a.log_ratio + b.log_ratio,
+            a.clipped_tokens + b.clipped_tokens};
   }
 };
 
@@ -474,8 +420,24 @@ struct sequence_loss {
       const float g = d_seq_rho * seq_rho / denom;
       for (std::int64_t k = b; k < e; ++k) dlogp[k] += g * mask_at(k);
     }
-    out[s] = {
-        sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], active, probe != probe ? 1.0 : 0.0};
+    const float clipped_tokens = sums[4] + sums[5];
+    if (sequence_ratio && e > b) {  // TRL counts a sequence-level ratio's clipping once per sequence
+      sums[4] = adv[b] < 0.0f && seq_rho < lo ? 1.0f : 0.0f;
+      sums[5] = adv[b] > 0.0f && seq_rho > hi ? 1.0f : 0.0f;
+    }
+    out[s] = {sums[0],
+              sums[1],
+              sums[2],
+              sums[3],
+              sums[4],
+              sums[5],
+              sums[6],
+              active,
+              probe != probe ? 1.0 : 0.0,
+              double(w) * sums[2],
+              double(w) * sums[3],
+              log_ratio_sum,
+              clipped_tokens};
   }
 };
 
@@ -493,6 +455,206 @@ struct broadcast_kernel {
   }
 };
 
+/// Index t when x[t] < 0, else -1 (reduced with min_valid_code).
+struct negative_at {
+  const float* x;
+  XPLOR_HD std::int64_t operator()(std::int64_t t) const { return x[t] < 0.0f ? t : -1; }
+};
+
+inline void check_extended_options(const loss_options& o, const char* fn) {
+  auto positive = [&](float v, const char* name) {
+    detail::require(std::isfinite(v) && v > 0.0f, fn, name, " = ", v, " must be finite and positive");
+  };
+  if (o.log_ratio_clamp) positive(*o.log_ratio_clamp, "log_ratio_clamp");
+  if (o.sequence_log_ratio_max)
+    detail::require(std::isfinite(*o.sequence_log_ratio_max), fn,
+                    "sequence_log_ratio_max = ", *o.sequence_log_ratio_max, " is not finite");
+  positive(o.sapo_tau_pos, "sapo_tau_pos");
+  positive(o.sapo_tau_neg, "sapo_tau_neg");
+  positive(o.clip_cov_ratio, "clip_cov_ratio");
+  positive(o.kl_cov_ratio, "kl_cov_ratio");
+  detail::require(
+      std::isfinite(o.clip_cov_lb) && std::isfinite(o.clip_cov_ub) && o.clip_cov_lb < o.clip_cov_ub, fn,
+      "clip_cov_lb = ", o.clip_cov_lb, " must be below clip_cov_ub = ", o.clip_cov_ub);
+  detail::require(std::isfinite(o.kl_cov_coef), fn, "kl_cov_coef = ", o.kl_cov_coef, " is not finite");
+  detail::require(o.top_entropy_quantile > 0.0f && o.top_entropy_quantile <= 1.0f, fn,
+                  "top_entropy_quantile = ", o.top_entropy_quantile, " is outside (0, 1]");
+  if (o.off_policy_mask_threshold)
+    detail::require(std::isfinite(*o.off_policy_mask_threshold), fn,
+                    "off_policy_mask_threshold = ", *o.off_policy_mask_threshold, " is not finite");
+  auto positive_d = [&](const std::optional<double>& v, const char* name) {
+    detail::require(!v || (std::isfinite(*v) && *v > 0.0), fn, name, " = ", v.value_or(0.0),
+                    " must be finite and positive");
+  };
+  positive_d(o.num_sequences_in_batch, "num_sequences_in_batch");
+  positive_d(o.loss_scale_factor, "loss_scale_factor");
+  detail::require(std::isfinite(o.dp_size) && o.dp_size >= 1.0, fn, "dp_size = ", o.dp_size, " must be >= 1");
+}
+
+/// The vectorised kernel above covers TRL's clipped surrogate with a token-level ratio, no dual
+/// clip, the KL term off or plain (k1/k2/k3 without bias correction or clamps), entropy
+/// aggregated like the loss, and TRL's aggregations; everything else takes the general kernel of
+/// loss_terms.hpp. Both give
+/// the same numbers where both apply (loss_test.cpp compares them).
+template <class Batch>
+bool vectorised_path_applies(const loss_options& o, const Batch& batch, bool no_token_loss) {
+  const bool plain_kl = o.beta == 0.0f || (!o.kl_bias_correction && !o.kl_clamp && !o.kl_straight_through &&
+                                           o.kl != kl_estimator::abs);
+  return o.mode == policy_loss_mode::clip && !o.policy_type && !o.log_ratio_clamp &&
+         !o.sequence_log_ratio_max && !o.sequence_ratio_token_gradient && !o.dual_clip && plain_kl &&
+         (o.entropy_coef == 0.0f || o.entropy_agg == entropy_aggregation::loss_type) &&
+         o.top_entropy_quantile >= 1.0f && !o.off_policy_mask_threshold && !o.exclude_empty_sequences &&
+         !o.num_sequences_in_batch && o.dp_size == 1.0 && batch.is_weights.empty() && no_token_loss;
+}
+
+/// torch.lerp(a, b, w) as ATen computes it (the two halves of w take different forms).
+inline double torch_lerp(double a, double b, double w) {
+  return w < 0.5 ? a + w * (b - a) : b - (b - a) * (1.0 - w);
+}
+
+/// The general path of policy_loss: token flags (TRL's top-entropy set, the covariance
+/// selections), the batch-wide normalisers, then general_sequence_loss over the sequences.
+template <execution_tag Exec>
+loss_result general_policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& batch,
+                                span_for<Exec, float> dlogp, const loss_options& options,
+                                span_for<Exec, float> dentropy, span_for<Exec, float> token_loss,
+                                const std::int64_t* offsets, const std::uint8_t* trunc) {
+  const auto T = static_cast<std::int64_t>(batch.logp.size());
+  const auto S = static_cast<std::int64_t>(batch.sequence_offsets.size()) - 1;
+  const float lo = 1.0f - options.epsilon, hi = 1.0f + options.epsilon_high.value_or(options.epsilon);
+  auto m_buf = make_buffer<float>(exec, static_cast<std::size_t>(T));
+  const float* m = m_buf.data();
+  for_each_index(
+      exec, S, effective_mask{batch.mask.empty() ? nullptr : batch.mask.data(), offsets, trunc, m_buf.data()},
+      T / (S > 0 ? S : 1));
+
+  const bool cov = options.mode == policy_loss_mode::clip_cov || options.mode == policy_loss_mode::kl_cov;
+  const bool top_entropy = options.top_entropy_quantile < 1.0f;
+  auto flag_buf = make_buffer<std::uint8_t>(exec, static_cast<std::size_t>(cov || top_entropy ? T : 0));
+  std::uint8_t* flags = cov || top_entropy ? flag_buf.data() : nullptr;
+  if (top_entropy) {
+    // TRL: torch.quantile(entropies of the active tokens, 1 - top_entropy_quantile), linear
+    // interpolation between the order statistics around (n - 1) q.
+    const entropy_key key{m, batch.entropies.data()};
+    const std::int64_t n = transform_reduce(exec, T, std::int64_t{0}, xplor::detail::plus_count{},
+                                            xplor::detail::count_keys_at_least<entropy_key>{key, 1});
+    double threshold = 0.0;
+    if (n > 0) {
+      const double pos = double(1.0f - options.top_entropy_quantile) * double(n - 1);
+      const auto below = static_cast<std::int64_t>(std::floor(pos));
+      const std::int64_t above = std::min<std::int64_t>(below + 1, n - 1);
+      const double v_below = xplor::detail::rank_key_value(kth_largest_key(exec, T, key, n - below));
+      const double v_above = xplor::detail::rank_key_value(kth_largest_key(exec, T, key, n - above));
+      threshold = torch_lerp(v_below, v_above, pos - double(below));
+    }
+    for_each_index(exec, T, mark_entropy{m, batch.entropies.data(), threshold, flags});
+  } else if (cov) {
+    for_each_index(exec, T, fill_flags{flags, flag_entropy});
+  }
+  if (cov) {
+    const bool clip_cov = options.mode == policy_loss_mode::clip_cov;
+    const cov_moments mom =
+        transform_reduce(exec, T, cov_moments{}, add_cov_moments{},
+                         token_cov_moments{m, batch.advantages.data(), batch.logp.data(), clip_cov});
+    // verl: masked_mean (sum / (sum m + 1e-8)) for Clip-Cov, a plain mean over m > 0 for KL-Cov.
+    const double n = clip_cov ? mom.weight + 1e-8 : mom.weight;
+    const cov_key key{m,
+                      batch.advantages.data(),
+                      batch.logp.data(),
+                      batch.old_logp.empty() ? batch.logp.data() : batch.old_logp.data(),
+                      n > 0.0 ? mom.adv / n : 0.0,
+                      n > 0.0 ? mom.logp / n : 0.0,
+                      clip_cov,
+                      lo,
+                      hi,
+                      options.clip_cov_lb,
+                      options.clip_cov_ub,
+                      options.clip_cov_seed};
+    const std::int64_t candidates =
+        transform_reduce(exec, T, std::int64_t{0}, xplor::detail::plus_count{}, count_nonzero_keys{key});
+    // Clip-Cov: max(int(ratio * sum m), 1) tokens; KL-Cov: max(1, int(valid tokens * ratio)).
+    const double base = clip_cov ? mom.weight : double(candidates);
+    const auto k = std::max<std::int64_t>(
+        1,
+        static_cast<std::int64_t>(double(clip_cov ? options.clip_cov_ratio : options.kl_cov_ratio) * base));
+    if (candidates > 0) {
+      const std::uint64_t threshold = candidates <= k ? 1 : kth_largest_key(exec, T, key, k);
+      for_each_index(exec, T, mark_cov{key, threshold, flags});
+    }
+  }
+
+  const active_pair act =
+      transform_reduce(exec, S, active_pair{}, add_active_pair{}, sequence_active{m, offsets});
+  auto make_agg = [&](loss_type type) {
+    aggregation a{};
+    a.type = type;
+    a.verl_denominators = options.exclude_empty_sequences;
+    const double seqs = options.exclude_empty_sequences ? act.nonempty : double(S);
+    a.sequences = options.num_sequences_in_batch.value_or((seqs > 0.0 ? seqs : 1.0) / options.dp_size);
+    a.tokens = options.num_items_in_batch.value_or((act.active > 1.0 ? act.active : 1.0) / options.dp_size);
+    if (type == loss_type::bnpo) a.tokens = act.active > 1.0 ? act.active : 1.0;
+    a.fixed = type == loss_type::dr_grpo ? double(S) * double(options.max_completion_length)
+                                         : options.loss_scale_factor.value_or(1.0);
+    a.dp = options.dp_size;
+    return a;
+  };
+  double entropy_tokens = act.active;
+  if (flags != nullptr && top_entropy)
+    entropy_tokens = transform_reduce(exec, T, 0.0, plus_double{}, entropy_set_weight{m, flags});
+  if (entropy_tokens < 1.0) entropy_tokens = 1.0;
+
+  auto scratch = make_buffer<term_sums>(exec, static_cast<std::size_t>(S));
+  for_each_index(
+      exec, S,
+      general_sequence_loss{batch.logp.data(),
+                            batch.old_logp.empty() ? nullptr : batch.old_logp.data(),
+                            options.beta != 0.0f ? batch.ref_logp.data() : nullptr,
+                            batch.advantages.data(),
+                            batch.mask.empty() ? nullptr : batch.mask.data(),
+                            batch.entropies.empty() ? nullptr : batch.entropies.data(),
+                            batch.is_weights.empty() ? nullptr : batch.is_weights.data(),
+                            options.off_policy_mask_threshold
+                                ? (batch.sampling_logp.empty()
+                                       ? (batch.old_logp.empty() ? batch.logp.data() : batch.old_logp.data())
+                                       : batch.sampling_logp.data())
+                                : nullptr,
+                            flags,
+                            offsets,
+                            trunc,
+                            dlogp.data(),
+                            dentropy.empty() ? nullptr : dentropy.data(),
+                            token_loss.empty() ? nullptr : token_loss.data(),
+                            scratch.data(),
+                            resolve_terms(options),
+                            make_agg(options.policy_type.value_or(options.type)),
+                            make_agg(options.type),
+                            entropy_tokens,
+                            double(S > 0 ? S : 1),
+                            lo,
+                            hi},
+      T / (S > 0 ? S : 1));
+  const term_sums total =
+      transform_reduce(exec, S, term_sums{}, add_term_sums{}, read_term_sums{scratch.data()});
+  loss_result r;
+  r.loss = total.loss;
+  r.policy_loss = total.policy;
+  const double n = total.active > 0.0 ? total.active : 1.0;
+  r.kl = total.kl / n;
+  r.kl_loss = total.kl_term;
+  r.entropy = total.entropy / n;
+  r.entropy_loss = total.entropy_term;
+  const double clip_n =
+      options.importance_sampling_level == ratio_level::sequence ? double(S > 0 ? S : 1) : n;
+  r.clip_low_fraction = total.clip_low / clip_n;
+  r.clip_high_fraction = total.clip_high / clip_n;
+  r.pg_clipfrac = total.pg_clipfrac / n;
+  r.pg_clipfrac_lower = total.pg_clipfrac_lower / n;
+  r.ppo_kl = total.ppo_kl / n;
+  r.mean_ratio = total.ratio / n;
+  r.active_tokens = total.active;
+  return r;
+}
+
 }  // namespace kernels
 
 /// The loss and d loss / d logp [T] (written to `dlogp`, backend memory); `dentropy` (optional,
@@ -500,7 +662,7 @@ struct broadcast_kernel {
 template <execution_tag Exec>
 loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& batch,
                         span_for<Exec, float> dlogp, const loss_options& options = {},
-                        span_for<Exec, float> dentropy = {}) {
+                        span_for<Exec, float> dentropy = {}, span_for<Exec, float> token_loss = {}) {
   constexpr const char* fn = "xplor::rl::policy_loss";
   const auto T = static_cast<std::int64_t>(batch.logp.size());
   const ragged_groups sequences(batch.sequence_offsets, T);
@@ -514,6 +676,10 @@ loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& ba
   same_size(batch.advantages, "advantages", false);
   same_size(batch.mask, "mask", true);
   same_size(batch.entropies, "entropies", true);
+  same_size(batch.is_weights, "is_weights", true);
+  same_size(batch.sampling_logp, "sampling_logp", true);
+  detail::require(token_loss.empty() || static_cast<std::int64_t>(token_loss.size()) == T, fn,
+                  "token_loss has ", token_loss.size(), " elements for ", T, " tokens");
   detail::require(static_cast<std::int64_t>(dlogp.size()) == T, fn, "dlogp has ", dlogp.size(),
                   " elements for ", T, " tokens");
   detail::require(dentropy.empty() || static_cast<std::int64_t>(dentropy.size()) == T, fn, "dentropy has ",
@@ -521,9 +687,21 @@ loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& ba
   detail::require(batch.truncated.empty() || static_cast<std::int64_t>(batch.truncated.size()) == S, fn,
                   "truncated has ", batch.truncated.size(), " elements for ", S, " sequences");
   const float hi_eps = options.epsilon_high.value_or(options.epsilon);
-  detail::require(std::isfinite(options.epsilon) && options.epsilon > 0.0f && options.epsilon < 1.0f, fn,
-                  "epsilon = ", options.epsilon, " is outside (0, 1)");
-  detail::require(std::isfinite(hi_eps) && hi_eps > 0.0f, fn, "epsilon_high = ", hi_eps, " must be positive");
+  detail::require(std::isfinite(options.epsilon) && options.epsilon > 0.0f && options.epsilon <= 1.0f, fn,
+                  "epsilon = ", options.epsilon, " is outside (0, 1]");
+  // CISPO caps the ratio at 1 + epsilon_high, which TRL sets below 1 + epsilon for some runs.
+  detail::require(
+      std::isfinite(hi_eps) &&
+          (options.mode == policy_loss_mode::cispo ? 1.0f + hi_eps > 1.0f - options.epsilon : hi_eps > 0.0f),
+      fn, "epsilon_high = ", hi_eps,
+      options.mode == policy_loss_mode::cispo ? " leaves no ratio in [1 - epsilon, 1 + epsilon_high]"
+                                              : " must be positive");
+  kernels::check_extended_options(options, fn);
+  detail::require(options.top_entropy_quantile >= 1.0f || !batch.entropies.empty(), fn,
+                  "top_entropy_quantile = ", options.top_entropy_quantile, " needs entropies");
+  detail::require(
+      options.type != loss_type::seq_mean_token_sum_norm || options.loss_scale_factor, fn,
+      "loss_type seq_mean_token_sum_norm needs loss_scale_factor (verl's default is the padded length)");
   detail::require(!options.delta || (std::isfinite(*options.delta) && *options.delta > 1.0f + hi_eps), fn,
                   "delta = ", options.delta.value_or(0.0f),
                   " must exceed 1 + epsilon_high = ", 1.0f + hi_eps);
@@ -563,10 +741,23 @@ loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& ba
     if (!batch.entropies.empty()) check_finite(exec, batch.entropies, fn, "entropies");
   };
 
+  if (!batch.is_weights.empty()) {
+    check_finite(exec, batch.is_weights, fn, "is_weights");
+    const std::int64_t bad = transform_reduce(exec, T, std::int64_t{-1}, detail::min_valid_code{},
+                                              kernels::negative_at{batch.is_weights.data()});
+    detail::require(bad < 0, fn, "is_weights[", bad, "] is negative");
+  }
+
   const auto offsets = stage(exec, batch.sequence_offsets);
   const auto truncated = stage(exec, batch.truncated);
   const std::uint8_t* trunc =
       options.mask_truncated_completions && !batch.truncated.empty() ? truncated.data() : nullptr;
+  if (!kernels::vectorised_path_applies(options, batch, token_loss.empty())) {
+    check_inputs();
+    if (!batch.sampling_logp.empty()) check_finite(exec, batch.sampling_logp, fn, "sampling_logp");
+    return kernels::general_policy_loss(exec, batch, dlogp, options, dentropy, token_loss, offsets.data(),
+                                        trunc);
+  }
   const float* mask = batch.mask.empty() ? nullptr : batch.mask.data();
   // bnpo and dapo normalise by the batch's active tokens: one pass over the mask first.
   const bool count_tokens =
@@ -587,6 +778,12 @@ loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& ba
       break;
     case loss_type::seq_mean_token_sum:
       norm = double(S > 0 ? S : 1);
+      break;
+    case loss_type::seq_mean_token_sum_norm:
+      norm = double(S > 0 ? S : 1) * *options.loss_scale_factor;
+      break;
+    case loss_type::token_sum:
+      norm = 1.0;
       break;
     case loss_type::grpo:
       break;
@@ -628,8 +825,15 @@ loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& ba
   const double n = total.active > 0.0 ? total.active : 1.0;
   r.kl = total.kl / n;
   r.entropy = total.entropy / n;
-  r.clip_low_fraction = total.clip_low / n;
-  r.clip_high_fraction = total.clip_high / n;
+  const double clip_n =
+      options.importance_sampling_level == ratio_level::sequence ? double(S > 0 ? S : 1) : n;
+  r.clip_low_fraction = total.clip_low / clip_n;
+  r.clip_high_fraction = total.clip_high / clip_n;
+  // Without a dual clip (this path's condition) verl's pg_clipfrac counts the tokens of both clip tests.
+  r.pg_clipfrac = total.clipped_tokens / n;
+  r.ppo_kl = -total.log_ratio / n;
+  r.kl_loss = total.kl_term;
+  r.entropy_loss = options.entropy_agg == entropy_aggregation::token_mean ? r.entropy : total.entropy_term;
   r.mean_ratio = total.ratio / n;
   r.active_tokens = total.active;
   return r;
@@ -649,6 +853,8 @@ struct basic_padded_policy_batch {
   view2d<const float, Space> mask = {};                  // [B, L] in [0, 1]: required (it marks the padding)
   view2d<const float, Space> entropies = {};             // [B, L]; needed when entropy_coef != 0
   std::span<const std::uint8_t> truncated = {};          // [B] host; empty: none truncated
+  view2d<const float, Space> is_weights = {};            // [B, L] importance weights of the policy term
+  view2d<const float, Space> sampling_logp = {};         // [B, L] the sampler's log-probs (off-policy mask)
 };
 using padded_policy_batch = basic_padded_policy_batch<host_memory>;
 using device_padded_policy_batch = basic_padded_policy_batch<device_memory>;
@@ -685,7 +891,7 @@ struct broadcast_padded {
 template <execution_tag Exec>
 loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exec>>& batch,
                         view2d_for<Exec, float> dlogp, const loss_options& options = {},
-                        view2d_for<Exec, float> dentropy = {}) {
+                        view2d_for<Exec, float> dentropy = {}, view2d_for<Exec, float> token_loss = {}) {
   constexpr const char* fn = "xplor::rl::policy_loss(padded)";
   const std::int64_t B = batch.logp.rows();
   const std::int64_t L = batch.logp.cols();
@@ -704,6 +910,9 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
   const bool has_ent = same_shape(batch.entropies, "entropies", true);
   same_shape(dlogp, "dlogp", false);
   const bool has_dent = same_shape(dentropy, "dentropy", true);
+  const bool has_isw = same_shape(batch.is_weights, "is_weights", true);
+  const bool has_samp = same_shape(batch.sampling_logp, "sampling_logp", true);
+  const bool has_tl = same_shape(token_loss, "token_loss", true);
   detail::require(has_adv != !batch.sequence_advantages.empty(), fn,
                   "give either advantages [B, L] or sequence_advantages [B], not ",
                   has_adv ? "both" : "neither");
@@ -712,9 +921,11 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
                   " sequences");
   detail::require_distinct_elements(dlogp, fn, "dlogp");
   if (has_dent) detail::require_distinct_elements(dentropy, fn, "dentropy");
+  if (has_tl) detail::require_distinct_elements(token_loss, fn, "token_loss");
 
-  // Row-major scratch on the backend: logp, old, ref, advantages, mask, entropies, dlogp, dentropy.
-  auto scratch = make_buffer<float>(exec, static_cast<std::size_t>(8 * T));
+  // Row-major scratch on the backend: logp, old, ref, advantages, mask, entropies, dlogp,
+  // dentropy, is_weights, sampling_logp, token_loss.
+  auto scratch = make_buffer<float>(exec, static_cast<std::size_t>(11 * T));
   float* base = scratch.data();
   auto slot = [&](int k) { return backend_span(exec, base + k * T, static_cast<std::size_t>(T)); };
   auto gather = [&](view2d_for<Exec, const float> v, int k) {
@@ -736,18 +947,28 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
   }
   flat.mask = gather(batch.mask, 4);
   if (has_ent) flat.entropies = gather(batch.entropies, 5);
+  if (has_isw) flat.is_weights = gather(batch.is_weights, 8);
+  if (has_samp) flat.sampling_logp = gather(batch.sampling_logp, 9);
   std::vector<std::int64_t> offsets(static_cast<std::size_t>(B + 1));
   for (std::int64_t b = 0; b <= B; ++b) offsets[static_cast<std::size_t>(b)] = b * L;
   flat.sequence_offsets = offsets;
   flat.truncated = batch.truncated;
-  const loss_result r =
-      policy_loss(exec, flat, slot(6), options, has_dent ? slot(7) : span_for<Exec, float>());
+  // verl's seq-mean-token-sum-norm divides by the padded length unless told otherwise.
+  loss_options o = options;
+  if (o.type == loss_type::seq_mean_token_sum_norm && !o.loss_scale_factor)
+    o.loss_scale_factor = double(L > 0 ? L : 1);
+  const loss_result r = policy_loss(exec, flat, slot(6), o, has_dent ? slot(7) : span_for<Exec, float>(),
+                                    has_tl ? slot(10) : span_for<Exec, float>());
   for_each_index(exec, T,
                  kernels::scatter_padded{slot(6).data(), xplor::detail::kernel_view(dlogp), L > 0 ? L : 1});
   if (has_dent)
     for_each_index(
         exec, T,
         kernels::scatter_padded{slot(7).data(), xplor::detail::kernel_view(dentropy), L > 0 ? L : 1});
+  if (has_tl)
+    for_each_index(
+        exec, T,
+        kernels::scatter_padded{slot(10).data(), xplor::detail::kernel_view(token_loss), L > 0 ? L : 1});
   return r;
 }
 
