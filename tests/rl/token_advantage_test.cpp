@@ -60,6 +60,12 @@ TEST_CASE("REINFORCE++ token returns, ReMax and spreading outcome advantages", "
   reinforce_pp_token_advantages(xplor::cpu, std::span<const float>(r), std::span<const float>(m), offsets,
                                 1.0f, std::span(adv), std::span(ret));
   require_near(ret, {1, 1, 1, 2, 2, 0});
+  // A masked position inside a response (an observation span) passes the return through.
+  const std::vector<float> gap_m{1, 0, 1, 1, 1, 1}, gap_r{0, 5, 1, 0, 0, 1};
+  std::vector<float> gap_adv(6), gap_ret(6);
+  reinforce_pp_token_advantages(xplor::cpu, std::span<const float>(gap_r), std::span<const float>(gap_m),
+                                offsets, 0.5f, std::span(gap_adv), std::span(gap_ret));
+  require_near(gap_ret, {0.5, 0, 1, 0.25, 0.5, 1});
   // Whitened over the 5 masked tokens: mean 1.4, Bessel variance 0.3; padding times the mask.
   const double sd = std::sqrt(0.3 + 1e-8);
   require_near(adv, {-0.4 / sd, -0.4 / sd, -0.4 / sd, 0.6 / sd, 0.6 / sd, 0.0}, 1e-5);
@@ -95,10 +101,10 @@ TEST_CASE("OPO, pass@k and GPG outcome advantages", "[rl][advantage]") {
   CHECK_THROWS_WITH(
       compute_advantages(xplor::cpu, estimator::opo, std::span<const float>(r), g, std::span(a)),
       Catch::Contains("opo needs lengths"));
-  const std::vector<float> bad_len{2, 0, 6};
+  const std::vector<float> bad_len{2, -1, 6};
   CHECK_THROWS_WITH(compute_advantages(xplor::cpu, estimator::opo, std::span<const float>(r), g, std::span(a),
                                        verl_options(), {}, std::span<const float>(bad_len)),
-                    Catch::Contains("lengths[1] must be positive"));
+                    Catch::Contains("lengths[1] must be finite and >= 0"));
 
   const std::vector<std::int64_t> off4{0, 4};
   const std::vector<float> rk{0.0f, 1.0f, 0.0f, 0.5f};

@@ -143,7 +143,7 @@ struct group_kernel {
         num += double(lengths[i]) * rewards[i];
         den += lengths[i];
       }
-      mean = num / den;
+      mean = den > 0.0 ? num / den : 0.0;  // all responses empty: verl divides 0 by 0
     }
     if (n == 1) {
       if (!mean0_std1) {
@@ -191,10 +191,10 @@ struct nonzero_reward {
   const float* x;
   XPLOR_HD std::int64_t operator()(std::int64_t i) const { return x[i] != 0.0f ? 1 : 0; }
 };
-/// Index i when lengths[i] is not positive (or NaN), else -1.
-struct nonpositive_at {
+/// Index i when lengths[i] is negative, infinite or NaN, else -1.
+struct bad_length_at {
   const float* x;
-  XPLOR_HD std::int64_t operator()(std::int64_t i) const { return x[i] > 0.0f ? -1 : i; }
+  XPLOR_HD std::int64_t operator()(std::int64_t i) const { return x[i] >= 0.0f && x[i] <= 3.4e38f ? -1 : i; }
 };
 struct count_flags {
   const std::uint8_t* flags;
@@ -274,8 +274,8 @@ advantage_report compute_advantages(Exec exec, estimator kind, span_for<Exec, co
     detail::require(lengths.size() == rewards.size(), fn, "opo needs lengths: ", lengths.size(), " for ", n,
                     " rewards");
     const std::int64_t bad = transform_reduce(exec, n, std::int64_t{-1}, detail::min_valid_code{},
-                                              kernels::nonpositive_at{lengths.data()});
-    detail::require(bad < 0, fn, "lengths[", bad, "] must be positive");
+                                              kernels::bad_length_at{lengths.data()});
+    detail::require(bad < 0, fn, "lengths[", bad, "] must be finite and >= 0");
   }
   if (kind == estimator::pass_at_k)
     for (std::int64_t g = 0; g < groups.num_groups(); ++g)

@@ -586,7 +586,7 @@ loss_result general_policy_loss(Exec exec, const basic_policy_batch<memory_of<Ex
   const active_pair act =
       transform_reduce(exec, S, active_pair{}, add_active_pair{}, sequence_active{m, offsets});
   auto make_agg = [&](loss_type type) {
-    aggregation a{};
+    aggregate_weight a{};
     a.type = type;
     a.verl_denominators = options.exclude_empty_sequences;
     const double seqs = options.exclude_empty_sequences ? act.nonempty : double(S);

@@ -46,7 +46,7 @@ struct read_term_sums {
 
 /// The batch-wide constants of an aggregation: how a sequence with `active` mask weight turns a
 /// token's m * l into its share of the loss.
-struct aggregation {
+struct aggregate_weight {
   loss_type type;
   bool verl_denominators;  // exclude_empty_sequences: seq-mean over non-empty sequences, active + 1e-8
   double sequences;        // S, the non-empty sequences, or num_sequences_in_batch
@@ -145,7 +145,7 @@ struct general_sequence_loss {
   float* token_loss;  // may be null
   term_sums* out;     // [S]
   term_options o;
-  aggregation policy_agg, kl_agg;
+  aggregate_weight policy_agg, kl_agg;
   double entropy_tokens;  // token-mean entropy: max(1, sum of the mask over the entropy set)
   double num_sequences;   // geo_mean's mean over S
   float lo, hi;           // 1 - epsilon, 1 + epsilon_high

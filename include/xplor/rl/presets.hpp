@@ -7,9 +7,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,7 +28,7 @@ struct trainer_options {
   loss_options loss;
 };
 
-namespace detail {
+namespace presets_detail {
 
 inline bool has(const nlohmann::json& j, const char* key) {
   return j.is_object() && j.contains(key) && !j[key].is_null();
@@ -49,7 +51,7 @@ inline nlohmann::json verl_key(const nlohmann::json& j, const char* key) {
   return nullptr;
 }
 
-}  // namespace detail
+}  // namespace presets_detail
 
 /// TRL 1.16 GRPOConfig → xplor. Reads loss_type, epsilon, epsilon_high, delta, beta,
 /// use_bias_correction_kl, importance_sampling_level, entropy_coef, use_adaptive_entropy (must be
@@ -59,7 +61,7 @@ inline nlohmann::json verl_key(const nlohmann::json& j, const char* key) {
 /// loss.num_items_in_batch and batch.is_weights.
 inline trainer_options trl_options(const nlohmann::json& config = nlohmann::json::object()) {
   constexpr const char* fn = "xplor::rl::trl_options";
-  using detail::get_or;
+  using presets_detail::get_or;
   trainer_options t;  // xplor's defaults are TRL's
   loss_options& o = t.loss;
   const std::string loss_type = get_or<std::string>(config, "loss_type", "dapo", fn);
@@ -80,11 +82,18 @@ inline trainer_options trl_options(const nlohmann::json& config = nlohmann::json
   } else if (loss_type == "sapo") {
     o.mode = policy_loss_mode::sapo;
     o.type = loss_type::grpo;
+  } else if (loss_type == "vespo") {
+    o.mode = policy_loss_mode::vespo;
+    o.type = loss_type::dapo;
+    o.vespo_k_pos = get_or<float>(config, "vespo_k_pos", 2.0f, fn);
+    o.vespo_lambda_pos = get_or<float>(config, "vespo_lambda_pos", 3.0f, fn);
+    o.vespo_k_neg = get_or<float>(config, "vespo_k_neg", 3.0f, fn);
+    o.vespo_lambda_neg = get_or<float>(config, "vespo_lambda_neg", 2.0f, fn);
   } else {
     xplor::detail::fail(fn, "config[\"loss_type\"] = '", loss_type,
-                        "' is not reproduced (grpo, bnpo, dr_grpo, dapo, luspo, cispo, sapo are)");
+                        "' is not reproduced (grpo, bnpo, dr_grpo, dapo, luspo, cispo, sapo, vespo are)");
   }
-  if (detail::has(config, "delta")) o.delta = get_or<float>(config, "delta", 0.0f, fn);
+  if (presets_detail::has(config, "delta")) o.delta = get_or<float>(config, "delta", 0.0f, fn);
   o.beta = get_or<float>(config, "beta", 0.0f, fn);
   o.kl = kl_estimator::k3;
   o.kl_bias_correction = get_or<bool>(config, "use_bias_correction_kl", true, fn);
@@ -99,7 +108,7 @@ inline trainer_options trl_options(const nlohmann::json& config = nlohmann::json
       "config[\"use_adaptive_entropy\"] = true: the adaptive entropy controller is training-loop "
       "state; set loss.entropy_coef each step instead");
   o.top_entropy_quantile = get_or<float>(config, "top_entropy_quantile", 1.0f, fn);
-  if (detail::has(config, "off_policy_mask_threshold"))
+  if (presets_detail::has(config, "off_policy_mask_threshold"))
     o.off_policy_mask_threshold = get_or<float>(config, "off_policy_mask_threshold", 0.0f, fn);
   o.max_completion_length = get_or<std::int64_t>(config, "max_completion_length", 256, fn);
   o.mask_truncated_completions = get_or<bool>(config, "mask_truncated_completions", false, fn);
@@ -108,7 +117,7 @@ inline trainer_options trl_options(const nlohmann::json& config = nlohmann::json
 
   advantage_options& a = t.advantages;
   nlohmann::json scale =
-      detail::has(config, "scale_rewards") ? config["scale_rewards"] : nlohmann::json("group");
+      presets_detail::has(config, "scale_rewards") ? config["scale_rewards"] : nlohmann::json("group");
   if (scale.is_boolean()) scale = scale.get<bool>() ? "group" : "none";  // TRL's old boolean form
   const std::string s = scale.is_string() ? scale.get<std::string>() : scale.dump();
   xplor::detail::require(s == "group" || s == "batch" || s == "none", fn,
@@ -117,17 +126,17 @@ inline trainer_options trl_options(const nlohmann::json& config = nlohmann::json
   return t;
 }
 
-/// verl actor + algorithm config → xplor. Reads (at the top level or under "policy_loss")
+/// verl (0.9) actor + algorithm config → xplor. Reads (at the top level or under "policy_loss")
 /// loss_mode, loss_agg_mode, clip_ratio, clip_ratio_low, clip_ratio_high, clip_ratio_c, tau_pos,
 /// tau_neg, clip_cov_ratio, clip_cov_lb, clip_cov_ub, kl_cov_ratio, ppo_kl_coef, entropy_coeff,
 /// use_kl_loss, kl_loss_coef, kl_loss_type, loss_scale_factor, global_batch_info {dp_size,
 /// batch_num_tokens, global_batch_size}, and the algorithm's norm_adv_by_std_in_grpo. Defaults
 /// are verl's ActorConfig's. verl's clamps (log-ratio +-20, low_var_kl's +-20 and +-10, GSPO's
-/// 10), its dual clip and its seq-mean denominators come with it.
+/// 10), its dual clip, its seq-mean denominators and SAPO's fixed seq-mean-token-mean come with it.
 inline trainer_options verl_options(const nlohmann::json& config) {
   constexpr const char* fn = "xplor::rl::verl_options";
   auto key_or = [&](const char* key, auto fallback) {
-    const nlohmann::json v = detail::verl_key(config, key);
+    const nlohmann::json v = presets_detail::verl_key(config, key);
     if (v.is_null()) return fallback;
     try {
       return v.get<decltype(fallback)>();
@@ -138,14 +147,15 @@ inline trainer_options verl_options(const nlohmann::json& config) {
   trainer_options t;
   t.advantages = verl_options();
   t.advantages.scale = key_or("norm_adv_by_std_in_grpo", true) ? scale_rewards::group : scale_rewards::none;
+  t.advantages.eps = key_or("epsilon", 1e-6f);  // the estimators' epsilon argument
   loss_options& o = t.loss;
   const std::string mode = key_or("loss_mode", std::string("vanilla"));
   o.type = loss_type_from_name(key_or("loss_agg_mode", std::string("token-mean")));
   o.exclude_empty_sequences = true;
   // ActorConfig: clip_ratio_low / high default to 0.2 themselves; clip_ratio fills in only for null.
   const float clip = key_or("clip_ratio", 0.2f);
-  const nlohmann::json low = detail::verl_key(config, "clip_ratio_low"),
-                       high = detail::verl_key(config, "clip_ratio_high");
+  const nlohmann::json low = presets_detail::verl_key(config, "clip_ratio_low"),
+                       high = presets_detail::verl_key(config, "clip_ratio_high");
   o.epsilon = config.contains("clip_ratio_low") && low.is_null() ? clip : key_or("clip_ratio_low", 0.2f);
   o.epsilon_high =
       config.contains("clip_ratio_high") && high.is_null() ? clip : key_or("clip_ratio_high", 0.2f);
@@ -156,8 +166,7 @@ inline trainer_options verl_options(const nlohmann::json& config) {
     o.importance_sampling_level = ratio_level::sequence;
     o.sequence_ratio_token_gradient = true;
     o.sequence_log_ratio_max = 10.0f;
-    o.policy_type = loss_type::grpo;
-  } else if (mode == "sapo") {
+  } else if (mode == "sapo") {  // SAPO's own term is always seq-mean-token-mean
     o.mode = policy_loss_mode::sapo;
     o.log_ratio_clamp = 20.0f;
     o.policy_type = loss_type::grpo;
@@ -208,24 +217,27 @@ inline trainer_options verl_options(const nlohmann::json& config) {
                           "' is not kl, k1, abs, mse, k2, low_var_kl or k3 (with an optional +)");
     }
   }
-  if (detail::has(config, "loss_scale_factor")) o.loss_scale_factor = key_or("loss_scale_factor", 1.0);
-  if (detail::has(config, "global_batch_info")) {
+  if (presets_detail::has(config, "loss_scale_factor"))
+    o.loss_scale_factor = key_or("loss_scale_factor", 1.0);
+  if (presets_detail::has(config, "global_batch_info")) {
     const nlohmann::json& g = config["global_batch_info"];
-    const double dp = detail::get_or<double>(g, "dp_size", 1.0, fn);
+    if (presets_detail::has(g, "loss_scale_factor"))
+      o.loss_scale_factor = presets_detail::get_or<double>(g, "loss_scale_factor", 1.0, fn);
+    const double dp = presets_detail::get_or<double>(g, "dp_size", 1.0, fn);
     xplor::detail::require(dp >= 1.0, fn, "global_batch_info.dp_size = ", dp, " must be >= 1");
     // verl: sum / batch_num_tokens * dp_size, i.e. a local normaliser of batch_num_tokens / dp_size.
-    if (detail::has(g, "batch_num_tokens"))
-      o.num_items_in_batch = detail::get_or<double>(g, "batch_num_tokens", 1.0, fn) / dp;
-    if (detail::has(g, "global_batch_size"))
-      o.num_sequences_in_batch = detail::get_or<double>(g, "global_batch_size", 1.0, fn) / dp;
+    if (presets_detail::has(g, "batch_num_tokens"))
+      o.num_items_in_batch = presets_detail::get_or<double>(g, "batch_num_tokens", 1.0, fn) / dp;
+    if (presets_detail::has(g, "global_batch_size"))
+      o.num_sequences_in_batch = presets_detail::get_or<double>(g, "global_batch_size", 1.0, fn) / dp;
     o.dp_size = dp;
   }
   return t;
 }
 
 /// The inputs of verl's advantage estimators, flattened token-major (a padded [B, L] batch is
-/// offsets b * L). Responses of one prompt are contiguous: group g is sequences
-/// [group_offsets[g], group_offsets[g + 1]).
+/// offsets b * L). group_index is verl's index (uid) per response: responses with the same id
+/// form a group, in any order.
 template <class Space>
 struct basic_token_reward_batch {
   span_in<Space, const float> token_rewards = {};       // [T] verl token_level_rewards
@@ -233,7 +245,7 @@ struct basic_token_reward_batch {
   span_in<Space, const float> values = {};              // [T] the critic's values (gae)
   span_in<Space, const float> reward_baselines = {};    // [S] greedy-response rewards (remax)
   std::span<const std::int64_t> sequence_offsets = {};  // [S + 1], host
-  std::span<const std::int64_t> group_offsets = {};     // [G + 1] over sequences, host
+  std::span<const std::int64_t> group_index = {};       // [S] group id per response, host
 };
 using token_reward_batch = basic_token_reward_batch<host_memory>;
 
@@ -248,8 +260,8 @@ void verl_advantages(Exec exec, std::string_view adv_estimator,
   const auto T = static_cast<std::int64_t>(batch.token_rewards.size());
   const auto S = static_cast<std::int64_t>(batch.sequence_offsets.size()) - 1;
   const ragged_groups sequences(batch.sequence_offsets, T);
-  const float gamma = detail::get_or<float>(algorithm, "gamma", 1.0f, fn);
-  const float lam = detail::get_or<float>(algorithm, "lam", 1.0f, fn);
+  const float gamma = presets_detail::get_or<float>(algorithm, "gamma", 1.0f, fn);
+  const float lam = presets_detail::get_or<float>(algorithm, "lam", 1.0f, fn);
   const trainer_options preset = verl_options(algorithm);
   if (adv_estimator == "gae") {
     gae_advantages(exec, batch.token_rewards, batch.values, batch.mask, batch.sequence_offsets, gamma, lam,
@@ -272,9 +284,30 @@ void verl_advantages(Exec exec, std::string_view adv_estimator,
   auto seq_adv = make_buffer<float>(exec, static_cast<std::size_t>(S));
   auto lengths = make_buffer<float>(exec, static_cast<std::size_t>(S));
   const auto offsets = stage(exec, batch.sequence_offsets);
-  for_each_index(exec, S, kernels::row_sums{batch.token_rewards.data(), offsets.data(), scores.data()});
-  for_each_index(exec, S, kernels::row_sums{batch.mask.data(), offsets.data(), lengths.data()});
-  const ragged_groups groups(batch.group_offsets, S);
+  xplor::detail::require(static_cast<std::int64_t>(batch.group_index.size()) == S, fn, "group_index has ",
+                         batch.group_index.size(), " ids for ", S, " responses");
+  // Responses ordered group by group (groups in order of first appearance, responses in batch
+  // order within a group): order[k] is the response at position k, offsets bound the groups.
+  std::vector<std::int64_t> order, group_offsets{0};
+  {
+    std::vector<std::int64_t> ids;  // in order of first appearance
+    std::map<std::int64_t, std::vector<std::int64_t>> members;
+    for (std::int64_t s = 0; s < S; ++s) {
+      auto& list = members[batch.group_index[static_cast<std::size_t>(s)]];
+      if (list.empty()) ids.push_back(batch.group_index[static_cast<std::size_t>(s)]);
+      list.push_back(s);
+    }
+    for (std::int64_t id : ids) {
+      for (std::int64_t s : members[id]) order.push_back(s);
+      group_offsets.push_back(static_cast<std::int64_t>(order.size()));
+    }
+  }
+  const auto perm = stage(exec, std::span<const std::int64_t>(order));
+  // Scores and response lengths (the mask's sum) in group order.
+  for_each_index(exec, S,
+                 kernels::row_sums{batch.token_rewards.data(), offsets.data(), perm.data(), scores.data()});
+  for_each_index(exec, S, kernels::row_sums{batch.mask.data(), offsets.data(), perm.data(), lengths.data()});
+  const ragged_groups groups(group_offsets, S);
   advantage_options a = preset.advantages;
   estimator kind = estimator::grpo;
   bool whiten = false;
@@ -302,7 +335,9 @@ void verl_advantages(Exec exec, std::string_view adv_estimator,
       backend_span(exec, seq_adv.data(), seq_adv.size()), a, span_for<Exec, std::uint8_t>{},
       kind == estimator::opo ? span_for<Exec, const float>(backend_span(exec, lengths.data(), lengths.size()))
                              : span_for<Exec, const float>{});
-  spread_over_tokens(exec, span_for<Exec, const float>(backend_span(exec, seq_adv.data(), seq_adv.size())),
+  // Back to batch order, then over the tokens.
+  for_each_index(exec, S, kernels::scatter_by{seq_adv.data(), perm.data(), scores.data()});
+  spread_over_tokens(exec, span_for<Exec, const float>(backend_span(exec, scores.data(), scores.size())),
                      batch.mask, batch.sequence_offsets, advantages, whiten);
   // verl returns the advantages as the returns of outcome estimators.
   for_each_index(exec, T, kernels::copy_kernel{advantages.data(), returns.data()});

@@ -74,12 +74,16 @@ aggregate_result aggregate_rewards(std::span<const std::optional<float>> rewards
     }
     grpo.scale = options.scale;
     std::vector<std::uint8_t> zero_std(static_cast<std::size_t>(groups.num_groups()));
-    compute_advantages(cpu, estimator::grpo, std::span<const float>(result.rewards), groups,
-                       std::span(result.advantages), grpo, std::span(zero_std));
+    const advantage_report report =
+        compute_advantages(cpu, estimator::grpo, std::span<const float>(result.rewards), groups,
+                           std::span(result.advantages), grpo, std::span(zero_std));
     std::int64_t flagged = 0;
     for (std::int64_t g = 0; g < groups.num_groups(); ++g)
       if (zero_std[static_cast<std::size_t>(g)]) flagged += groups.end(g) - groups.begin(g);
-    result.frac_zero_std = n == 0 ? 0.0 : double(flagged) / double(n);
+    // TRL tests the std it scales by: the batch's under scale_rewards = batch (1 or 0).
+    result.frac_zero_std = options.scale == scale_rewards::batch
+                               ? report.frac_zero_std()
+                               : (n == 0 ? 0.0 : double(flagged) / double(n));
     return result;
   }
   // normalize_then_sum: per function, the applicable values compacted into ragged groups.

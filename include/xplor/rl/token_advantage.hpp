@@ -5,8 +5,9 @@
 //
 // Layout: token arrays [T] in the backend's memory, sequence s owns [offsets[s], offsets[s+1])
 // (host offsets); a padded [B, L] batch is the flat layout with offsets b * L, padding mask 0.
-// Positions with mask 0 inside or after a response are carried as verl carries them (GAE skips
-// them, REINFORCE++ restarts its return after them), so the arrays equal verl's element by element.
+// Positions with mask 0 inside or after a response are handled as verl 0.9 handles them (GAE and
+// REINFORCE++ skip them and carry their running values through), so the arrays equal verl's
+// element by element.
 #pragma once
 
 #include <cmath>
@@ -46,8 +47,9 @@ struct gae_kernel {
   }
 };
 
-/// verl compute_reinforce_plus_plus_outcome_advantage's returns: G_t = r_t + gamma G_{t+1}, the
-/// running return reset to 0 after a position with mask 0.
+/// verl compute_reinforce_plus_plus_outcome_advantage's returns: G_t = r_t + gamma G_{t+1} over
+/// the positions with mask 1; a position with mask 0 (an observation span) gets return 0 and
+/// passes the running return through unchanged (verl 0.9).
 struct discounted_token_returns {
   const float* rewards;
   const float* mask;
@@ -57,9 +59,9 @@ struct discounted_token_returns {
   XPLOR_HD void operator()(std::int64_t s) const {
     float running = 0.0f;
     for (std::int64_t t = offsets[s + 1]; t-- > offsets[s];) {
-      running = rewards[t] + gamma * running;
-      returns[t] = running;
-      running = running * mask[t];
+      const float next = rewards[t] + gamma * running;
+      returns[t] = next * mask[t];
+      running = next * mask[t] + running * (1.0f - mask[t]);
     }
   }
 };
@@ -122,16 +124,25 @@ struct spread_kernel {
     for (std::int64_t t = offsets[s]; t < offsets[s + 1]; ++t) out[t] = values[s] * mask[t];
   }
 };
-/// out[s] = the sum of x over sequence s (double accumulation).
+/// out[k] = the sum of x over sequence order[k] (double accumulation).
 struct row_sums {
   const float* x;
   const std::int64_t* offsets;
+  const std::int64_t* order;
   float* out;
-  XPLOR_HD void operator()(std::int64_t s) const {
+  XPLOR_HD void operator()(std::int64_t k) const {
+    const std::int64_t s = order[k];
     double sum = 0.0;
     for (std::int64_t t = offsets[s]; t < offsets[s + 1]; ++t) sum += x[t];
-    out[s] = static_cast<float>(sum);
+    out[k] = static_cast<float>(sum);
   }
+};
+/// out[order[k]] = in[k].
+struct scatter_by {
+  const float* in;
+  const std::int64_t* order;
+  float* out;
+  XPLOR_HD void operator()(std::int64_t k) const { out[order[k]] = in[k]; }
 };
 struct copy_kernel {
   const float* in;
