@@ -1,8 +1,8 @@
-// Policy-gradient losses for LLM RL on either backend: the PPO/GRPO clipped surrogate with
-// clip-higher (DAPO), the two-sided cap delta (INTELLECT-2), verl's dual clip, token- or
-// sequence-level importance ratios (GSPO), KL penalties k1/k2/k3 and an entropy bonus, aggregated
-// as TRL's loss_type (grpo, bnpo, dr_grpo, dapo; verl's loss_agg_mode names as aliases).
-// Formulas: docs/methods.md §0 and §6.3-6.4, docs/rl.md.
+// Policy-gradient losses for LLM RL on either backend: every loss mode, KL estimator and
+// aggregation of TRL 1.16 and verl 0.9 (rl/loss_options.hpp lists them; rl/presets.hpp maps the
+// trainers' own option names). TRL's default clipped surrogate runs in a vectorised kernel here;
+// everything else in the general per-sequence kernel of rl/loss_terms.hpp, with the token
+// selections (top-entropy, Clip-Cov, KL-Cov) decided first. Formulas and sources: docs/rl.md.
 //
 // The loss never sees a model: it takes per-token log-probabilities, advantages and masks, and
 // returns the scalar loss and d loss / d logp for every token, which a trainer feeds to its
@@ -105,8 +105,7 @@ struct sequence_loss {
   double global_norm;  // bnpo / dapo / dr_grpo / seq_mean_token_sum normaliser
   double num_sequences;
   float lo, hi;
-  float delta;      // <= 0: off
-  float dual_clip;  // <= 0: off
+  float delta;  // <= 0: off
   bool sequence_ratio;
   float beta;
   kl_estimator kl;
@@ -123,7 +122,7 @@ struct sequence_loss {
 
   /// One token's terms: q[0..6] the summands of total, policy, kl, entropy, clip_low, clip_high,
   /// ratio, q[7] that of d_seq_rho; writes dlogp[t] (without the sequence-ratio term).
-  XPLOR_HD void token_terms(std::int64_t t, float m, float w, float seq_rho, float dl_cap, float dual,
+  XPLOR_HD void token_terms(std::int64_t t, float m, float w, float seq_rho, float dl_cap,
                             const float* old_ptr, float* q, float& probe) const {
     const float a = adv[t];
     probe += a - a;
@@ -135,9 +134,8 @@ struct sequence_loss {
     const bool take_u = u <= c;
     const float l_clip = take_u ? -u : -c;
     const bool live = take_u ? capped == rho : clipped == rho;
-    const bool dual_active = a < 0.0f && -dual * a < l_clip;  // verl dual clip: l = min(l, -c A)
-    const float l = dual_active ? -dual * a : l_clip;
-    const float dl_drho = live && !dual_active ? -a : 0.0f;
+    const float l = l_clip;
+    const float dl_drho = live ? -a : 0.0f;
     float kl_t = 0.0f, dkl = 0.0f;
     if (ref_logp != nullptr) {
       const float x = ref_logp[t] - logp[t];  // log(pi_ref / pi)
@@ -172,26 +170,24 @@ struct sequence_loss {
   /// Host: the token loop of operator() over the full groups of 8 tokens, in vectors of 4 or 8
   /// lanes (the per-token formulas of token_terms, the lane sums of the order above, left in
   /// lane[q][0..8)), specialised on what the batch holds. With delta off the cap never binds
-  /// (rho <= exp_fast(88.3) < 3.4e38), and with the dual clip off it never fires, so those selects
-  /// are skipped: the results are the same.
+  /// (rho <= exp_fast(88.3) < 3.4e38), so that select is skipped: the results are the same.
   template <class V, bool kMask, bool kSeq, bool kRef, bool kEnt>
   XPLOR_SIMD_INLINE void simd_tokens_as(const float* old, std::int64_t b, std::int64_t full, float keep,
-                                        float w, float seq_rho, float dl_cap, float dual,
-                                        float (*lane)[kLanes], float& probe) const {
+                                        float w, float seq_rho, float dl_cap, float (*lane)[kLanes],
+                                        float& probe) const {
     using f4 = V;  // 4 or 8 lanes
     using i4 = typename simd::lanes<V>::mask;
     constexpr int n = simd::lanes<V>::n, parts = kLanes / n;
-    f4 kv, w4, lo4, hi4, cap4, dual4, one, seq4;
+    f4 kv, w4, lo4, hi4, cap4, one, seq4;
     simd::splat(kv, keep);
     simd::splat(w4, w);
     simd::splat(lo4, lo);
     simd::splat(hi4, hi);
     simd::splat(cap4, dl_cap);
-    simd::splat(dual4, dual);
     simd::splat(one, 1.0f);
     simd::splat(seq4, seq_rho);
     const f4 zero = {};
-    const bool has_cap = delta > 0.0f, has_dual = dual_clip > 0.0f || !(hi < 1e30f);
+    const bool has_cap = delta > 0.0f;
     f4 acc[8][parts] = {};
     f4 bad = {};  // the sum of x - x over the inputs read here (NaN iff one is not finite)
     for (std::int64_t t0 = b; t0 < full; t0 += kLanes)
@@ -217,15 +213,8 @@ struct sequence_loss {
         const i4 take_u = u <= c;
         const f4 l_clip = take_u ? -u : -c;
         const i4 live = take_u ? (capped == rho) : (clipped == rho);
-        f4 l = l_clip, dl_drho;
-        if (has_dual) {
-          const f4 dual_l = -dual4 * a;
-          const i4 dual_active = (a < zero) & (dual_l < l_clip);
-          l = dual_active ? dual_l : l_clip;
-          dl_drho = (live & ~dual_active) ? -a : zero;
-        } else {
-          dl_drho = live ? -a : zero;
-        }
+        const f4 l = l_clip;
+        const f4 dl_drho = live ? -a : zero;
         const f4 weight = m * w4;
         f4 g = kSeq ? zero : weight * dl_drho * rho;
         if constexpr (kRef) {
@@ -279,10 +268,10 @@ struct sequence_loss {
   }
   template <class V>
   XPLOR_SIMD_INLINE void simd_tokens_in(const float* old, std::int64_t b, std::int64_t full, float keep,
-                                        float w, float seq_rho, float dl_cap, float dual,
-                                        float (*lane)[kLanes], float& probe) const {
+                                        float w, float seq_rho, float dl_cap, float (*lane)[kLanes],
+                                        float& probe) const {
 #define XPLOR_TOKENS_(km, ks, kr, kh) \
-  return simd_tokens_as<V, km, ks, kr, kh>(old, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe)
+  return simd_tokens_as<V, km, ks, kr, kh>(old, b, full, keep, w, seq_rho, dl_cap, lane, probe)
 #define XPLOR_TOKENS_MS_(km, ks)                                                        \
   {                                                                                     \
     if (ref_logp != nullptr && entropies != nullptr) XPLOR_TOKENS_(km, ks, true, true); \
@@ -330,8 +319,8 @@ struct sequence_loss {
 #if XPLOR_HOST_SIMD8
   __attribute__((target("avx2"))) void simd_tokens8(const float* old, std::int64_t b, std::int64_t full,
                                                     float keep, float w, float seq_rho, float dl_cap,
-                                                    float dual, float (*lane)[kLanes], float& probe) const {
-    simd_tokens_in<simd::f8>(old, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe);
+                                                    float (*lane)[kLanes], float& probe) const {
+    simd_tokens_in<simd::f8>(old, b, full, keep, w, seq_rho, dl_cap, lane, probe);
   }
   __attribute__((target("avx2"))) void simd_first_pass8(const float* old, std::int64_t b, std::int64_t full,
                                                         float keep, float* act_lane, float* lrs_lane,
@@ -384,7 +373,6 @@ struct sequence_loss {
                                                               : 1.0 / global_norm);
     const float seq_rho = exp_fast(log_ratio_sum / denom);
     const float dl_cap = delta > 0.0f ? delta : 3.4e38f;
-    const float dual = dual_clip > 0.0f ? dual_clip : 3.4e38f;
 
     // Per-token math in float; exp_fast is the same arithmetic on every backend, so CPU and GPU
     // ratios agree bit for bit. lane[q]: the lane sums of quantity q (token_terms' q).
@@ -392,15 +380,15 @@ struct sequence_loss {
 #if XPLOR_HOST_SIMD
 #if XPLOR_HOST_SIMD8
     if (simd::has_avx2())
-      simd_tokens8(old_ptr, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe);
+      simd_tokens8(old_ptr, b, full, keep, w, seq_rho, dl_cap, lane, probe);
     else
 #endif
-      simd_tokens_in<simd::f4>(old_ptr, b, full, keep, w, seq_rho, dl_cap, dual, lane, probe);
+      simd_tokens_in<simd::f4>(old_ptr, b, full, keep, w, seq_rho, dl_cap, lane, probe);
 #else
     for (std::int64_t t0 = b; t0 < full; t0 += kLanes)
       for (int i = 0; i < kLanes; ++i) {
         float q[8];
-        token_terms(t0 + i, mask_at(t0 + i), w, seq_rho, dl_cap, dual, old_ptr, q, probe);
+        token_terms(t0 + i, mask_at(t0 + i), w, seq_rho, dl_cap, old_ptr, q, probe);
         for (int k = 0; k < 8; ++k) lane[k][i] += q[k];
       }
 #endif
@@ -408,7 +396,7 @@ struct sequence_loss {
     for (int k = 0; k < 8; ++k) sums[k] = lanes_sum(lane[k]);
     for (std::int64_t t = full; t < e; ++t) {
       float q[8];
-      token_terms(t, mask_at(t), w, seq_rho, dl_cap, dual, old_ptr, q, probe);
+      token_terms(t, mask_at(t), w, seq_rho, dl_cap, old_ptr, q, probe);
       for (int k = 0; k < 8; ++k) sums[k] += q[k];
     }
     const float d_seq_rho = sums[7];
@@ -491,11 +479,11 @@ inline void check_extended_options(const loss_options& o, const char* fn) {
   detail::require(std::isfinite(o.dp_size) && o.dp_size >= 1.0, fn, "dp_size = ", o.dp_size, " must be >= 1");
 }
 
-/// The vectorised kernel above covers TRL's clipped surrogate with a token-level ratio, no dual
-/// clip, the KL term off or plain (k1/k2/k3 without bias correction or clamps), entropy
-/// aggregated like the loss, and TRL's aggregations; everything else takes the general kernel of
-/// loss_terms.hpp. Both give
-/// the same numbers where both apply (loss_test.cpp compares them).
+/// The vectorised kernel above covers TRL's clipped surrogate (token- or sequence-level ratio
+/// with TRL's gradient form, delta) without a dual clip, the KL term off or plain (k1/k2/k3
+/// without bias correction or clamps), entropy aggregated like the loss, and TRL's
+/// aggregations; everything else takes the general kernel of loss_terms.hpp. Both give the same
+/// numbers where both apply (loss_modes_test.cpp compares them).
 template <class Batch>
 bool vectorised_path_applies(const loss_options& o, const Batch& batch, bool no_token_loss) {
   const bool plain_kl = o.beta == 0.0f || (!o.kl_bias_correction && !o.kl_clamp && !o.kl_straight_through &&
@@ -808,7 +796,6 @@ loss_result policy_loss(Exec exec, const basic_policy_batch<memory_of<Exec>>& ba
                                         1.0f - options.epsilon,
                                         1.0f + hi_eps,
                                         options.delta.value_or(0.0f),
-                                        options.dual_clip.value_or(0.0f),
                                         options.importance_sampling_level == ratio_level::sequence,
                                         options.beta,
                                         options.kl,
