@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 #include <xplor/core/random.hpp>
+#include <xplor/data/cot.hpp>
 
 namespace rlvr {
 
@@ -56,19 +57,23 @@ inline problem draw_problem(xplor::philox_stream& gen, int level, op_kind op) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Chain of thought, least significant digit first. Each step writes a two-character result: the
+// Chain of thought, least significant digit first (steps joined by xplor::data::sft_target in
+// its boxed style). Each step writes a two-character result: the
 // carry (or borrow) then the digit, e.g. 347 + 589: "7+9+0=16 4+8+1=13 3+5+1=09 \boxed{936}";
 // 547 - 389: "7-9-0=18 4-8-1=15 5-3-1=01 \boxed{158}" (1 = borrow); 47 * 8: "7*8+0=56 4*8+5=37
 // \boxed{376}". The answer is the steps' digits read backwards, after the last carry.
 
-inline std::string boxed(const std::string& answer) { return "\\boxed{" + answer + "}"; }
+/// The answer-only target \boxed{answer} (xplor::data's boxed CoT style without a trace).
+inline std::string boxed(const std::string& answer) {
+  return xplor::data::sft_target({}, answer, {xplor::data::cot_style::boxed, false});
+}
 inline const std::string& abstain_answer() {
   static const std::string s = "I don't know";
   return s;
 }
 
 inline std::string chain_of_thought(const problem& p) {
-  std::string out;
+  std::vector<std::string> steps;
   std::int64_t a = p.a, b = p.b;
   int carry = 0;
   const char sym = p.op == op_kind::add ? '+' : p.op == op_kind::sub ? '-' : '*';
@@ -88,6 +93,7 @@ inline std::string chain_of_thought(const problem& p) {
       hi = s / 10;
       digit = s % 10;
     }
+    std::string out;
     out += static_cast<char>('0' + x);
     out += sym;
     out += static_cast<char>('0' + y);
@@ -96,12 +102,12 @@ inline std::string chain_of_thought(const problem& p) {
     out += '=';
     out += static_cast<char>('0' + hi);
     out += static_cast<char>('0' + digit);
-    out += ' ';
+    steps.push_back(std::move(out));
     carry = hi;
     a /= 10;
     b /= 10;
   } while (a > 0 || (p.op != op_kind::mul && b > 0));
-  return out + boxed(std::to_string(p.answer()));
+  return xplor::data::sft_target(steps, std::to_string(p.answer()), {xplor::data::cot_style::boxed});
 }
 
 // ---------------------------------------------------------------------------------------------

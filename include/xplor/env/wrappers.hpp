@@ -31,6 +31,7 @@
 #include "xplor/core/error.hpp"
 #include "xplor/core/random.hpp"
 #include "xplor/env/env.hpp"
+#include "xplor/env/prompt_variation.hpp"
 #include "xplor/env/tool.hpp"
 
 namespace xplor::env {
@@ -372,87 +373,32 @@ class observation_wrapper : public wrapper {
 // ---------------------------------------------------------------------------------------------
 // Prompt variation
 
-/// Which templates and vocabularies an episode may draw: the training ones (all but the last
-/// held_out) or the held-out ones (the last held_out), for evaluation on unseen prompts.
-enum class prompt_split { train, eval };
-
-struct prompt_variation_options {
-  /// Instruction templates; each holds "{observation}" (the task's prompt) at least once, and
-  /// may hold "{actions}" (the episode's action words, ", "-separated) and "{mapping}" ("X means
-  /// Up, Y means Down", or empty when the episode uses the canonical words).
-  std::vector<std::string> templates = {"{observation}"};
-  std::size_t held_out_templates = 0;
-  /// Action vocabularies: `canonical` holds the words the task understands (may be empty: no
-  /// vocabulary variation); each entry of `vocabularies` is an alternative of the same size,
-  /// word i standing for canonical word i. An episode draws uniformly among the canonical words
-  /// and the alternatives (P = 1/(n+1) each, the paper's mixing rule).
-  std::vector<std::string> canonical = {};
-  std::vector<std::vector<std::string>> vocabularies = {};
-  std::size_t held_out_vocabularies = 0;
-  prompt_split split = prompt_split::train;
-  /// Translate the episode's words in the response back to the canonical ones before the task
-  /// sees it. false gives the paper's "Fake" environment (the prompt shows new words, the task
-  /// still expects the canonical ones).
-  bool translate_actions = true;
-  /// Also apply the template to step observations (default: only the reset prompt).
-  bool apply_on_step = false;
-};
-
-/// Rotating instruction templates and action vocabularies, drawn per episode from the reset seed
-/// with Philox (stream prompt_variation_wrapper::stream): the same seed gives the same prompt on
-/// any thread and in any clone. Info: prompt.template and prompt.vocabulary (indices; vocabulary
-/// 0 is the canonical words, k the k-th alternative).
+/// Rotating instruction templates and action vocabularies (env/prompt_variation.hpp), drawn per
+/// episode from the reset seed with Philox (stream prompt_variation_wrapper::stream): the same
+/// seed gives the same prompt on any thread and in any clone. Info: prompt.template and
+/// prompt.vocabulary (indices; vocabulary 0 is the canonical words, k the k-th alternative).
 class prompt_variation_wrapper : public wrapper {
  public:
   static constexpr std::uint64_t stream = 0x70726F6D7074ull;  // "prompt"
 
   prompt_variation_wrapper(std::unique_ptr<environment> inner, prompt_variation_options options)
-      : wrapper(std::move(inner), "xplor::env::prompt_variation_wrapper"), options_(std::move(options)) {
-    constexpr const char* fn = "xplor::env::prompt_variation_wrapper";
-    const auto& o = options_;
-    xplor::detail::require(!o.templates.empty(), fn, "no templates");
-    for (std::size_t t = 0; t < o.templates.size(); ++t)
-      xplor::detail::require(o.templates[t].find("{observation}") != std::string::npos, fn, "templates[", t,
-                             "] = '", o.templates[t], "' has no {observation}");
-    check_split(fn, "held_out_templates", o.held_out_templates, o.templates.size());
-    if (o.canonical.empty()) {
-      xplor::detail::require(o.vocabularies.empty(), fn, "vocabularies given without canonical words");
-    } else {
-      for (std::size_t w = 0; w < o.canonical.size(); ++w)
-        xplor::detail::require(!o.canonical[w].empty(), fn, "canonical[", w, "] is empty");
-      for (std::size_t v = 0; v < o.vocabularies.size(); ++v) {
-        xplor::detail::require(o.vocabularies[v].size() == o.canonical.size(), fn, "vocabularies[", v,
-                               "] has ", o.vocabularies[v].size(), " words for ", o.canonical.size(),
-                               " canonical words");
-        for (std::size_t w = 0; w < o.vocabularies[v].size(); ++w) {
-          xplor::detail::require(!o.vocabularies[v][w].empty(), fn, "vocabularies[", v, "][", w,
-                                 "] is empty");
-          for (std::size_t u = 0; u < w; ++u)
-            xplor::detail::require(o.vocabularies[v][u] != o.vocabularies[v][w], fn, "vocabularies[", v,
-                                   "] repeats the word '", o.vocabularies[v][w], "'");
-        }
-      }
-      // Vocabulary 0 (canonical) always belongs to the training split.
-      check_split(fn, "held_out_vocabularies", o.held_out_vocabularies, o.vocabularies.size() + 1);
-    }
-  }
+      : wrapper(std::move(inner), "xplor::env::prompt_variation_wrapper"),
+        variation_(std::move(options), "xplor::env::prompt_variation_wrapper") {}
 
   reset_result reset(std::uint64_t seed) override {
-    const auto& o = options_;
     philox_stream gen(seed, stream);
-    template_ = pick(gen(), o.templates.size(), o.held_out_templates);
-    vocabulary_ = o.canonical.empty() ? 0 : pick(gen(), o.vocabularies.size() + 1, o.held_out_vocabularies);
+    choice_ = variation_.draw(gen);
     reset_result r = inner_->reset(seed);
-    r.observation = render(r.observation);
-    r.info["prompt.template"] = std::to_string(template_);
-    r.info["prompt.vocabulary"] = std::to_string(vocabulary_);
+    r.observation = variation_.render(choice_, r.observation);
+    r.info["prompt.template"] = std::to_string(choice_.template_index);
+    r.info["prompt.vocabulary"] = std::to_string(choice_.vocabulary_index);
     return r;
   }
 
   step_result step(std::string_view action) override {
-    step_result r = vocabulary_ > 0 && options_.translate_actions ? inner_->step(translate(action))
-                                                                  : inner_->step(action);
-    if (options_.apply_on_step) r.observation = render(r.observation);
+    const bool translate = choice_.vocabulary_index > 0 && variation_.options().translate_actions;
+    step_result r = translate ? inner_->step(variation_.translate(choice_, action)) : inner_->step(action);
+    if (variation_.options().apply_on_step) r.observation = variation_.render(choice_, r.observation);
     return r;
   }
 
@@ -461,100 +407,15 @@ class prompt_variation_wrapper : public wrapper {
   }
 
   /// The episode's template and vocabulary indices (see the class comment).
-  std::size_t template_index() const { return template_; }
-  std::size_t vocabulary_index() const { return vocabulary_; }
+  std::size_t template_index() const { return choice_.template_index; }
+  std::size_t vocabulary_index() const { return choice_.vocabulary_index; }
 
-  /// The response with every whole-word occurrence of the episode's words replaced by the
-  /// canonical ones (longest word first; a word boundary is any byte outside [A-Za-z0-9_]).
-  std::string translate(std::string_view action) const {
-    if (vocabulary_ == 0) return std::string(action);
-    const auto& words = options_.vocabularies[vocabulary_ - 1];
-    std::string out;
-    out.reserve(action.size());
-    std::size_t i = 0;
-    while (i < action.size()) {
-      std::size_t best = words.size();
-      if (i == 0 || !word_char(action[i - 1]) || !word_char(action[i])) {
-        for (std::size_t w = 0; w < words.size(); ++w) {
-          const std::string& word = words[w];
-          if (action.substr(i, word.size()) != word) continue;
-          const std::size_t end = i + word.size();
-          if (end < action.size() && word_char(action[end]) && word_char(word.back())) continue;
-          if (best == words.size() || word.size() > words[best].size()) best = w;
-        }
-      }
-      if (best < words.size()) {
-        out += options_.canonical[best];
-        i += words[best].size();
-      } else {
-        out += action[i++];
-      }
-    }
-    return out;
-  }
+  /// The response with the episode's words replaced by the canonical ones (prompt_variation::translate).
+  std::string translate(std::string_view action) const { return variation_.translate(choice_, action); }
 
  private:
-  static bool word_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-  }
-  void check_split(const char* fn, const char* what, std::size_t held_out, std::size_t n) const {
-    if (options_.split == prompt_split::train)
-      xplor::detail::require(held_out < n, fn, what, " = ", held_out, " leaves no training choice out of ",
-                             n);
-    else
-      xplor::detail::require(held_out > 0 && held_out <= n, fn, what, " = ", held_out, " must be in [1, ", n,
-                             "] for the eval split");
-  }
-  std::size_t pick(std::uint32_t word, std::size_t n, std::size_t held_out) const {
-    const std::size_t first = options_.split == prompt_split::train ? 0 : n - held_out;
-    const std::size_t count = options_.split == prompt_split::train ? n - held_out : held_out;
-    return first + static_cast<std::size_t>((static_cast<std::uint64_t>(word) * count) >> 32);
-  }
-  std::string render(const std::string& observation) const {
-    const auto& o = options_;
-    std::string actions, mapping;
-    if (!o.canonical.empty()) {
-      const auto& words = vocabulary_ == 0 ? o.canonical : o.vocabularies[vocabulary_ - 1];
-      for (std::size_t w = 0; w < words.size(); ++w) {
-        if (w > 0) actions += ", ";
-        actions += words[w];
-        if (vocabulary_ > 0) {
-          if (w > 0) mapping += ", ";
-          mapping += words[w];
-          mapping += " means ";
-          mapping += o.canonical[w];
-        }
-      }
-    }
-    const std::string& t = o.templates[template_];
-    std::string out;
-    std::size_t i = 0;
-    while (i < t.size()) {
-      if (t[i] == '{') {
-        const std::string_view rest = std::string_view(t).substr(i);
-        if (rest.starts_with("{observation}")) {
-          out += observation;
-          i += 13;
-          continue;
-        }
-        if (rest.starts_with("{actions}")) {
-          out += actions;
-          i += 9;
-          continue;
-        }
-        if (rest.starts_with("{mapping}")) {
-          out += mapping;
-          i += 9;
-          continue;
-        }
-      }
-      out += t[i++];
-    }
-    return out;
-  }
-
-  prompt_variation_options options_;
-  std::size_t template_ = 0, vocabulary_ = 0;
+  prompt_variation variation_;
+  prompt_choice choice_;
 };
 
 // ---------------------------------------------------------------------------------------------
