@@ -243,9 +243,16 @@ struct general_sequence_loss {
     const double gm_a = gm_adv / gm_n;
     const double gm_w = is_weights != nullptr ? std::exp(gm_is / gm_n) : 1.0;
 
-    // VESPO: log w of the sequence, clamped to [log 1e-8, 20]; phi(w) is detached.
+    // VESPO: log w of the sequence, clamped to [log 1e-8, 20]; phi(w) (detached) for A >= 0 and A < 0.
     const double ve_w_log =
         ve_log < -18.420680743952367 ? -18.420680743952367 : (ve_log > 20.0 ? 20.0 : ve_log);
+    auto gamma_weight = [&](double k, double lambda) {
+      if (lambda < 1e-4) lambda = 1e-4;
+      const double phi = std::exp(lambda + k * ve_w_log - lambda * std::exp(ve_w_log));
+      return phi <= 1.7976931348623157e308 ? phi : 0.0;  // TRL: nan_to_num(nan, posinf, neginf -> 0)
+    };
+    const double phi_pos = vespo ? gamma_weight(o.vespo_k_pos, o.vespo_lambda_pos) : 0.0;
+    const double phi_neg = vespo ? gamma_weight(o.vespo_k_neg, o.vespo_lambda_neg) : 0.0;
 
     term_sums r;
     r.active = active;
@@ -318,12 +325,7 @@ struct general_sequence_loss {
           }
           break;
         case policy_loss_mode::vespo: {
-          const bool pos = a >= 0.0f;
-          const double k = pos ? o.vespo_k_pos : o.vespo_k_neg;
-          double lambda = pos ? o.vespo_lambda_pos : o.vespo_lambda_neg;
-          if (lambda < 1e-4) lambda = 1e-4;
-          double phi = std::exp(lambda + k * ve_w_log - lambda * std::exp(ve_w_log));
-          if (!(phi <= 1.7976931348623157e308)) phi = 0.0;  // TRL: nan_to_num(nan, posinf, neginf -> 0)
+          const double phi = a >= 0.0f ? phi_pos : phi_neg;
           l = static_cast<float>(-phi * a * lp);
           dl_direct = static_cast<float>(-phi * a);
           break;
