@@ -42,8 +42,8 @@ namespace xd = xplor::data;
 struct options {
   std::string out = "sft_generalization_out";
   std::uint64_t seed = 1;
-  int steps = 400, batch = 32, eval = 200, d_model = 64, layers = 2;
-  float lr = 1e-3f;
+  int steps = 800, batch = 32, eval = 200, d_model = 64, layers = 2;
+  float lr = 2e-3f;
   bool plot = true;
 };
 
@@ -56,14 +56,14 @@ options parse(int argc, char** argv) {
       "sft_generalization"};
   app.add_option("--out", o.out, "output directory (default sft_generalization_out)")->type_name("DIR");
   ex::add_integer(app, "--seed", o.seed, 0, 1LL << 53, "seed of data and model (default 1)")->type_name("S");
-  ex::add_integer(app, "--steps", o.steps, 1, 1000000, "SFT steps per condition (default 400)")
+  ex::add_integer(app, "--steps", o.steps, 1, 1000000, "SFT steps per condition (default 800)")
       ->type_name("N");
   ex::add_integer(app, "--batch", o.batch, 1, 4096, "examples per step (default 32)")->type_name("B");
   ex::add_integer(app, "--eval", o.eval, 1, 100000, "problems per evaluation set (default 200)")
       ->type_name("N");
   ex::add_integer(app, "--d-model", o.d_model, 8, 4096, "model width (default 64)")->type_name("C");
   ex::add_integer(app, "--layers", o.layers, 1, 64, "transformer blocks (default 2)")->type_name("L");
-  ex::add_number(app, "--lr", o.lr, 0.0, HUGE_VAL, "peak learning rate (default 1e-3)", true)
+  ex::add_number(app, "--lr", o.lr, 0.0, HUGE_VAL, "peak learning rate (default 2e-3)", true)
       ->type_name("LR");
   app.add_flag("--quick", quick, "a tiny configuration (the test suite's); flags given with it still apply");
   app.add_flag_callback(
