@@ -63,8 +63,8 @@ inline loss_type loss_type_from_name(std::string_view name) {
 struct loss_options {
   policy_loss_mode mode = policy_loss_mode::clip;
   loss_type type = loss_type::dapo;
-  /// The policy term's own aggregation when it differs from `type` (verl's GSPO and SAPO always
-  /// use seq-mean-token-mean for it while KL and entropy follow loss_agg_mode). geo_mean always
+  /// The policy term's own aggregation when it differs from `type` (verl 0.9's SAPO always uses
+  /// seq-mean-token-mean for it while KL and entropy follow loss_agg_mode). geo_mean always
   /// averages its per-sequence terms over the S sequences.
   std::optional<loss_type> policy_type = {};
   float epsilon = 0.2f;                    // lower clip: ratio >= 1 - epsilon, in (0, 1]
