@@ -1,7 +1,10 @@
 // Prompt diversity for SFT data and chain-of-thought targets: the 1/(n+1) shares, held-out
 // splits, random-word vocabularies, targets in the drawn words, the Fake environment.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <map>
+#include <random>
 #include <set>
 
 #include "xplor/data/prompt_diversity.hpp"
@@ -95,6 +98,9 @@ TEST_CASE("prompt diversity: prompts, targets, translation and validity", "[data
   CHECK(s.target(cardinal, moves, steps, {cot_style::tags, true}) ==
         "<think>(0,0)->(0,1) (0,1)->(1,1) (1,1)->(2,1)</think> <answer>North East East</answer>");
   CHECK(s.translate(cardinal, "<answer>North East</answer>") == "<answer>Up Right</answer>");
+  // A frozen-prompt answer in the old words is not read as the drawn actions.
+  CHECK(s.translate(cardinal, "<answer>Up East right</answer>") == "<answer>__ Right _____</answer>");
+  CHECK(s.translate(canonical, "<answer>Up</answer>") == "<answer>Up</answer>");
   const std::vector<std::string> said{"North", "Up"};
   CHECK(!s.valid_actions(cardinal, said));
   CHECK(s.valid_actions(canonical, std::vector<std::string>{"Up", "Left"}));
@@ -106,6 +112,51 @@ TEST_CASE("prompt diversity: prompts, targets, translation and validity", "[data
   xplor::env::prompt_choice bad{0, 5, {"cat", "cat", "sky", "ring"}};
   CHECK_THROWS_WITH(s.prompt(bad, "x"), Catch::Contains("repeats the word 'cat'"));
   CHECK_THROWS_WITH(s.target(canonical, {7}), Catch::Contains("actions[0] = 7"));
+}
+
+TEST_CASE("prompt diversity: translation of random responses, old words blanked", "[data][prompt]") {
+  // Responses of drawn words, canonical words in random case and filler: every drawn word becomes
+  // its canonical word, every canonical word the draw does not use becomes underscores, the rest
+  // is kept.
+  const prompt_diversity_sampler s(grid_options());
+  const auto& canonical = sokoban_vocabularies()[0].words;
+  const std::vector<std::string> filler = {"go", "then", "Upper", "x", "DownUp", "3"};
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 2000; ++trial) {
+    // Cardinal or a permutation of the canonical words (which uses every canonical word).
+    xplor::env::prompt_choice c{0, 1, {}};
+    if (trial % 2) {
+      c.words = canonical;
+      std::shuffle(c.words.begin(), c.words.end(), rng);
+    }
+    const auto& drawn = c.words.empty() ? sokoban_vocabularies()[1].words : c.words;
+    std::string response, expected;
+    for (int t = 0; t < 8; ++t) {
+      const std::string sep = t == 0 ? "" : (rng() % 2 ? " " : ", ");
+      response += sep;
+      expected += sep;
+      const auto kind = rng() % 3;
+      const auto k = static_cast<std::size_t>(rng() % 4);
+      if (kind == 0) {
+        response += drawn[k];
+        expected += canonical[k];
+      } else if (kind == 1) {
+        std::string w = canonical[k];
+        for (char& ch : w)
+          if (rng() % 2) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        response += w;
+        const auto at = std::find(drawn.begin(), drawn.end(), w);
+        expected += at != drawn.end() ? canonical[static_cast<std::size_t>(at - drawn.begin())]
+                                      : std::string(w.size(), '_');
+      } else {
+        const std::string& w = filler[rng() % filler.size()];
+        response += w;
+        expected += w;
+      }
+    }
+    INFO(response);
+    REQUIRE(s.translate(c, response) == expected);
+  }
 }
 
 TEST_CASE("chain-of-thought targets: tags and the flagship's boxed form", "[data][cot]") {

@@ -407,6 +407,9 @@ TEST_CASE("prompt_variation_wrapper: templates, vocabularies and translated acti
   REQUIRE(env.reset(alt_seed).observation == "Task o0. Answer with A, B. A means Up, B means Down");
   REQUIRE(env.step("go A then B, not AB or xA").observation == "o1:go Up then Down, not AB or xA");
   REQUIRE(env.translate("A.B(A)") == "Up.Down(Up)");
+  // Under the new words the old ones are not actions: blanked (any ASCII case), whole words only.
+  REQUIRE(env.step("Up, then B or down; Upward").observation == "o2:__, then Down or ____; Upward");
+  REQUIRE(env.translate("UP") == "__");
   // The "Fake" environment: same prompt, untranslated actions.
   p.translate_actions = false;
   prompt_variation_wrapper fake(std::make_unique<counter_env>(5, true), p);

@@ -156,6 +156,10 @@ class prompt_variation {
 
   /// The response with every whole-word occurrence of the draw's words replaced by the
   /// canonical ones (longest word first; a word boundary is any byte outside [A-Za-z0-9_]).
+  /// Any other whole-word occurrence of a canonical word (ASCII case ignored) is blanked to
+  /// underscores: under a new vocabulary the old words are not actions, and passing them through
+  /// would pay a model that ignores the prompt (the Fake environment, translate_actions = false,
+  /// is where they count).
   std::string translate(const prompt_choice& c, std::string_view response) const {
     if (canonical(c)) return std::string(response);
     check_choice(c);
@@ -165,7 +169,7 @@ class prompt_variation {
     std::size_t i = 0;
     while (i < response.size()) {
       std::size_t best = ws.size();
-      if (i == 0 || !word_char(response[i - 1]) || !word_char(response[i])) {
+      if (at_word_start(response, i)) {
         for (std::size_t w = 0; w < ws.size(); ++w) {
           const std::string& word = ws[w];
           if (response.substr(i, word.size()) != word) continue;
@@ -177,6 +181,12 @@ class prompt_variation {
       if (best < ws.size()) {
         out += options_.canonical[best];
         i += ws[best].size();
+        continue;
+      }
+      const std::size_t old = at_word_start(response, i) ? stale_canonical(response, i) : 0;
+      if (old > 0) {
+        out.append(old, '_');
+        i += old;
       } else {
         out += response[i++];
       }
@@ -214,6 +224,25 @@ class prompt_variation {
  private:
   static bool word_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  }
+  static bool at_word_start(std::string_view s, std::size_t i) {
+    return i == 0 || !word_char(s[i - 1]) || !word_char(s[i]);
+  }
+  static char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+  /// The length of the longest canonical word occurring as a whole word at `i` (ASCII case
+  /// ignored), or 0. Called where none of the draw's words matches exactly.
+  std::size_t stale_canonical(std::string_view response, std::size_t i) const {
+    std::size_t best = 0;
+    for (const std::string& word : options_.canonical) {
+      if (word.size() <= best || i + word.size() > response.size()) continue;
+      bool same = true;
+      for (std::size_t k = 0; k < word.size() && same; ++k) same = lower(response[i + k]) == lower(word[k]);
+      if (!same) continue;
+      const std::size_t end = i + word.size();
+      if (end < response.size() && word_char(response[end]) && word_char(word.back())) continue;
+      best = word.size();
+    }
+    return best;
   }
   void check_split(const char* fn, const char* what, std::size_t held_out, std::size_t n) const {
     if (options_.split == prompt_split::train)
