@@ -435,6 +435,15 @@ TEST_CASE("math_reward: extraction, exact checking and the reward in one call", 
   math_reward(rs, gs, rr);
   for (std::size_t k = 0; k < rs.size(); ++k)
     CHECK(rr[k] == (check_answer(*extract_boxed(rs[k]), gs[k]).equivalent ? 1.0f : 0.0f));
+  // On host threads: the same rewards and verdicts.
+  math_reward_options threaded;
+  threaded.threads = 2;
+  std::vector<float> rt(rs.size());
+  std::vector<verdict> v1(rs.size()), v2(rs.size());
+  math_reward(rs, gs, rr, {}, v1);
+  math_reward(rs, gs, rt, threaded, v2);
+  CHECK(rt == rr);
+  for (std::size_t k = 0; k < rs.size(); ++k) CHECK(v1[k].reason == v2[k].reason);
   // Bad input.
   std::vector<float> short_out(2);
   CHECK_THROWS_WITH(math_reward(responses, golds, short_out),
@@ -444,4 +453,7 @@ TEST_CASE("math_reward: extraction, exact checking and the reward in one call", 
   math_reward_options nan;
   nan.correct = std::nanf("");
   CHECK_THROWS_WITH(math_reward(responses, golds, r, nan), Catch::Contains("must be finite"));
+  math_reward_options negative;
+  negative.threads = -1;
+  CHECK_THROWS_WITH(math_reward(responses, golds, r, negative), Catch::Contains("threads = -1 is negative"));
 }

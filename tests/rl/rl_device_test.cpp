@@ -1,28 +1,18 @@
 // Advantages and losses on the device backend against the CPU backend (Thrust OMP in CI, the GPU
 // under nvcc via cuda/). Both run the same XPLOR_HD kernels; only the loops and reductions differ.
-#include <thrust/device_vector.h>
-#include <thrust/host_vector.h>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "../device_vectors.hpp"
 #include "xplor/core/adapt_thrust.hpp"
 #include "xplor/core/device.hpp"
 #include "xplor/rl/advantage.hpp"
 #include "xplor/rl/loss.hpp"
 
-namespace {
-template <class T>
-std::vector<T> host(const thrust::device_vector<T>& d) {
-  thrust::host_vector<T> h = d;
-  return std::vector<T>(h.begin(), h.end());
-}
-template <class T>
-thrust::device_vector<T> dev(const std::vector<T>& h) {
-  return thrust::device_vector<T>(h.begin(), h.end());
-}
-}  // namespace
+using xplor::test::dev;
+using xplor::test::host;
 
 TEST_CASE("device: advantages equal the CPU's for every estimator", "[device][rl]") {
   using namespace xplor::rl;

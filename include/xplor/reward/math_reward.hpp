@@ -5,12 +5,16 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <exception>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "xplor/core/error.hpp"
+#include "xplor/core/exec.hpp"
 #include "xplor/reward/verify.hpp"
 
 namespace xplor::reward {
@@ -28,6 +32,9 @@ struct math_reward_options {
   float incorrect = 0.0f;  ///< an answer that is not equivalent (any reason but no_answer)
   float no_answer = 0.0f;  ///< nothing could be extracted
   answer_extractor extract = answer_extractor::boxed;
+  /// Host threads over the responses (OpenMP; 0: OMP_NUM_THREADS). The strings stay on the host;
+  /// hand the rewards or outcome codes to the device afterwards (reward/batch.hpp).
+  int threads = 1;
 };
 
 /// The final answer of `response` by `how`, or nullopt.
@@ -60,12 +67,24 @@ inline void math_reward(std::span<const std::string> responses, std::span<const 
   xplor::detail::require(
       std::isfinite(options.correct) && std::isfinite(options.incorrect) && std::isfinite(options.no_answer),
       fn, "rewards (", options.correct, ", ", options.incorrect, ", ", options.no_answer, ") must be finite");
-  for (std::size_t i = 0; i < responses.size(); ++i) {
-    const std::optional<std::string> answer = extract_answer(responses[i], options.extract);
-    const verdict v = answer ? check_answer(*answer, golds[i]) : verdict{false, verdict_reason::no_answer};
-    out[i] = v.equivalent ? options.correct : answer ? options.incorrect : options.no_answer;
-    if (!verdicts.empty()) verdicts[i] = v;
-  }
+  xplor::detail::require(options.threads >= 0, fn, "threads = ", options.threads, " is negative");
+  // An exception must not leave an OpenMP region: each response's is kept, the first rethrown.
+  std::vector<std::exception_ptr> errors(responses.size());
+  const auto one = [&](std::int64_t k) {
+    const auto i = static_cast<std::size_t>(k);
+    try {
+      const std::optional<std::string> answer = extract_answer(responses[i], options.extract);
+      const verdict v = answer ? check_answer(*answer, golds[i]) : verdict{false, verdict_reason::no_answer};
+      out[i] = v.equivalent ? options.correct : answer ? options.incorrect : options.no_answer;
+      if (!verdicts.empty()) verdicts[i] = v;
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  };
+  // A check costs far more than the loop's overhead: any batch of two or more is worth threads.
+  for_each_index(cpu_t{options.threads}, static_cast<std::int64_t>(responses.size()), one, 1 << 20);
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
 }
 
 }  // namespace xplor::reward
