@@ -41,7 +41,7 @@ namespace xd = xplor::data;
 
 struct options {
   std::string out = "sft_generalization_out";
-  std::uint64_t seed = 1;
+  std::vector<std::uint64_t> seeds = {1};
   int steps = 800, batch = 32, eval = 200, d_model = 64, layers = 2;
   float lr = 2e-3f;
   bool plot = true;
@@ -55,7 +55,8 @@ options parse(int argc, char** argv) {
       "Frozen vs diverse prompts, answer-only vs chain-of-thought SFT, on unseen prompts and longer lines.",
       "sft_generalization"};
   app.add_option("--out", o.out, "output directory (default sft_generalization_out)")->type_name("DIR");
-  ex::add_integer(app, "--seed", o.seed, 0, 1LL << 53, "seed of data and model (default 1)")->type_name("S");
+  ex::add_integer_list(app, "--seeds,--seed", o.seeds, 0, 1LL << 53,
+                       "seeds of data and model; the table shows the mean and each seed's value (default 1)");
   ex::add_integer(app, "--steps", o.steps, 1, 1000000, "SFT steps per condition (default 800)")
       ->type_name("N");
   ex::add_integer(app, "--batch", o.batch, 1, 4096, "examples per step (default 32)")->type_name("B");
@@ -267,39 +268,46 @@ int main(int argc, char** argv) {
       {"longer line (15)", 15, 0, {}, false},
   };
   std::ofstream log(fs::path(o.out) / "metrics.jsonl");
-  std::map<std::string, std::vector<score>> table;
+  // table[condition][set]: one score per seed.
+  std::map<std::string, std::vector<std::vector<score>>> table;
   const auto start = std::chrono::steady_clock::now();
-  for (const condition& cnd : kConditions) {
-    const xd::prompt_diversity_sampler sampler(prompt_options(cnd.diverse, o.seed));
-    xm::transformer model(model_config(o), o.seed);  // the same initialisation for every condition
-    xm::adamw opt(model.layout(), {.lr = o.lr, .weight_decay = 0.0f});
-    const xm::cosine_schedule lr{.max_lr = o.lr,
-                                 .min_lr = o.lr / 10,
-                                 .warmup_steps = std::min(20, o.steps / 2),
-                                 .total_steps = std::max(o.steps, std::min(20, o.steps / 2) + 1)};
-    float loss = 0.0f;
-    for (std::int64_t step = 0; step < o.steps; ++step) {
-      loss = sft_step(model, opt, lr(step), tok, sampler, cnd, o.seed, step, o.batch);
-      log << "{\"type\": \"train\", \"condition\": \"" << cnd.name << "\", \"step\": " << step
-          << ", \"loss\": " << loss << "}\n";
-      if ((step + 1) % 50 == 0 || step + 1 == o.steps) {
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::printf("\r%-14s step %5lld/%d  loss %.3f  %.0f s", cnd.name, static_cast<long long>(step + 1),
-                    o.steps, static_cast<double>(loss), s);
-        std::fflush(stdout);
+  for (const std::uint64_t seed : o.seeds)
+    for (const condition& cnd : kConditions) {
+      const xd::prompt_diversity_sampler sampler(prompt_options(cnd.diverse, seed));
+      xm::transformer model(model_config(o), seed);  // the same initialisation for every condition
+      xm::adamw opt(model.layout(), {.lr = o.lr, .weight_decay = 0.0f});
+      const xm::cosine_schedule lr{.max_lr = o.lr,
+                                   .min_lr = o.lr / 10,
+                                   .warmup_steps = std::min(20, o.steps / 2),
+                                   .total_steps = std::max(o.steps, std::min(20, o.steps / 2) + 1)};
+      float loss = 0.0f;
+      for (std::int64_t step = 0; step < o.steps; ++step) {
+        loss = sft_step(model, opt, lr(step), tok, sampler, cnd, seed, step, o.batch);
+        log << "{\"type\": \"train\", \"seed\": " << seed << ", \"condition\": \"" << cnd.name
+            << "\", \"step\": " << step << ", \"loss\": " << loss << "}\n";
+        if ((step + 1) % 50 == 0 || step + 1 == o.steps) {
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          std::printf("\rseed %llu %-14s step %5lld/%d  loss %.3f  %.0f s",
+                      static_cast<unsigned long long>(seed), cnd.name, static_cast<long long>(step + 1),
+                      o.steps, static_cast<double>(loss), s);
+          std::fflush(stdout);
+        }
+      }
+      std::printf("\n");
+      auto& row = table[cnd.name];
+      row.resize(sets.size());
+      for (std::size_t k = 0; k < sets.size(); ++k) {
+        const eval_set& set = sets[k];
+        const score sc = evaluate(model, tok, set, k, o.eval, seed + 17);
+        row[k].push_back(sc);
+        log << "{\"type\": \"eval\", \"seed\": " << seed << ", \"condition\": \"" << cnd.name
+            << "\", \"set\": \"" << set.name << "\", \"accuracy\": " << sc.accuracy
+            << ", \"validity\": " << sc.validity << "}\n";
       }
     }
-    std::printf("\n");
-    for (std::size_t k = 0; k < sets.size(); ++k) {
-      const eval_set& set = sets[k];
-      const score sc = evaluate(model, tok, set, k, o.eval, o.seed + 17);
-      table[cnd.name].push_back(sc);
-      log << "{\"type\": \"eval\", \"condition\": \"" << cnd.name << "\", \"set\": \"" << set.name
-          << "\", \"accuracy\": " << sc.accuracy << ", \"validity\": " << sc.validity << "}\n";
-    }
-  }
 
-  // Table: accuracy (validity) per condition and evaluation set.
+  // Table: mean accuracy (mean validity) per condition and evaluation set, then each seed's
+  // accuracy when there are several.
   std::printf("\n| condition |");
   for (const auto& s : sets) std::printf(" %s |", s.name.c_str());
   std::printf("\n|---|");
@@ -312,17 +320,30 @@ int main(int argc, char** argv) {
   for (const condition& cnd : kConditions) {
     std::printf("| %s |", cnd.name);
     tsv << "\"" << cnd.name << "\"";
-    for (const score& sc : table[cnd.name]) {
-      std::printf(" %.1f%% (%.0f%%) |", 100 * sc.accuracy, 100 * sc.validity);
-      tsv << "\t" << 100 * sc.accuracy;
+    for (const std::vector<score>& per_seed : table[cnd.name]) {
+      score mean;
+      for (const score& sc : per_seed) {
+        mean.accuracy += sc.accuracy / double(per_seed.size());
+        mean.validity += sc.validity / double(per_seed.size());
+      }
+      std::printf(" %.1f%% (%.0f%%)", 100 * mean.accuracy, 100 * mean.validity);
+      if (per_seed.size() > 1) {
+        std::printf(" [");
+        for (std::size_t i = 0; i < per_seed.size(); ++i)
+          std::printf("%s%.1f", i ? ", " : "", 100 * per_seed[i].accuracy);
+        std::printf("]");
+      }
+      std::printf(" |");
+      tsv << "\t" << 100 * mean.accuracy;
     }
     std::printf("\n");
     tsv << "\n";
   }
   std::printf(
-      "\naccuracy (action validity: the answer is one of the words the prompt shows); %d problems per set, "
-      "greedy decoding, seed %llu\n",
-      o.eval, static_cast<unsigned long long>(o.seed));
+      "\naccuracy (action validity: the answer is one of the words the prompt shows), means over %zu "
+      "seed(s)%s; "
+      "%d problems per set, greedy decoding\n",
+      o.seeds.size(), o.seeds.size() > 1 ? ", each seed's accuracy in brackets" : "", o.eval);
   tsv.close();
   if (o.plot) {
     const std::string png = (fs::path(o.out) / "accuracy.png").string();
