@@ -75,9 +75,9 @@ struct overlong_kernel {
   }
 };
 
-/// 1 when completion r holds every marker exactly once, in order, and no other marker token
-/// (anchored: the first token is the first marker and the last one, before a trailing `eos`,
-/// the last marker); else 0.
+/// `matched` when completion r holds every marker exactly once, in order, and no other marker
+/// token (anchored: the first token is the first marker and the last one, before a trailing
+/// `eos`, the last marker); else `unmatched`.
 struct format_kernel {
   const std::int32_t* tokens;
   const std::int64_t* offsets;
