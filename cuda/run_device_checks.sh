@@ -2,7 +2,7 @@
 # Builds (nvcc directly, in parallel) and runs every device test and benchmark on the GPU, then
 # prints a short markdown table: device-vs-CPU agreement, sampling throughput against a device
 # copy of the same bytes, training-step tokens/s and TFLOP/s against cuBLAS on the same shapes.
-#   tests:  cuda/tests/{core,rl,sample}_device_test.cu (the Thrust device backend),
+#   tests:  cuda/tests/{core,rl,sample,reward,budget}_device_test.cu (the Thrust device backend),
 #           cuda/tests/rl_peer_golden_test.cu (TRL's and verl's goldens on the GPU),
 #           cuda/tests/sample_kernel_test.cu (one-block-per-row sampler == CPU sampler),
 #           cuda/tests/model_gpu_test.cu + model_reference.cpp (GPU transformer == CPU model)
@@ -48,7 +48,7 @@ job() {  # job NAME COMMAND...: runs in the background, log in $B/NAME.log
   names+=("$name")
 }
 job main "$HOSTCXX" -std=c++20 -O2 -I"$CATCH_INC" -c "$B/main.cpp" -o "$B/main.o"
-for f in core_device rl_device sample_device sample_kernel model_gpu; do
+for f in core_device rl_device sample_device reward_device budget_device sample_kernel model_gpu; do
   job "${f%_device}" "$NVCC" "${NVFLAGS[@]}" -I"$CATCH_INC" -x cu -c "cuda/tests/${f}_test.cu" -o "$B/${f%_device}.o"
 done
 job rl_peer "$NVCC" "${NVFLAGS[@]}" -I"$CATCH_INC" -DXPLOR_TEST_SOURCE_DIR="\"$PWD/tests\"" -x cu \
@@ -65,7 +65,7 @@ for i in "${!pids[@]}"; do
   fi
 done
 [ "$failed" = 0 ] || exit 1
-"$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/main.o" "$B/core.o" "$B/rl.o" "$B/rl_peer.o" "$B/sample.o" -o "$B/xplor_cuda_device_tests" &&
+"$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/main.o" "$B/core.o" "$B/rl.o" "$B/rl_peer.o" "$B/sample.o" "$B/reward.o" "$B/budget.o" -o "$B/xplor_cuda_device_tests" &&
   "$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/main.o" "$B/sample_kernel.o" "$B/model_gpu.o" "$B/model_reference.o" \
     -lcublas -o "$B/xplor_cuda_gpu_tests" &&
   "$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/gpu_bench.o" -lcublas -o "$B/xplor_cuda_bench" || exit 1
@@ -96,7 +96,7 @@ echo "## Device checks: $gpu ($(date -u +%Y-%m-%d), $(( $(date +%s) - t0 )) s wi
 echo
 echo "| check | result |"
 echo "|---|---|"
-echo "| Thrust device backend == CPU (core, rl, sample), rl == TRL / verl goldens | $(summary device_tests) |"
+echo "| Thrust device backend == CPU (core, rl, sample, reward, budget), rl == TRL / verl goldens | $(summary device_tests) |"
 echo "| GPU sampler + GPU transformer == CPU | $(summary gpu_tests) |"
 echo "| GPU sampler tokens | $(grep -F "[gpu sample]" "$B/gpu_tests.out" | sed 's/\[gpu sample\] //') bit for bit (see failures above otherwise) |"
 tbl "model " gpu_tests | while read -r l; do echo "| transformer ${l%%:*} | max rel. err: ${l#*: } |"; done

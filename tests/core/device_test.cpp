@@ -98,6 +98,26 @@ TEST_CASE("device: for_each_index and transform_reduce match the CPU", "[device]
   CHECK_THROWS_AS(xplor::for_each_index(xplor::device, -2, square_into{nullptr}), xplor::error);
 }
 
+/// 1 for the multiples of 3.
+struct every_third {
+  XPLOR_HD std::int64_t operator()(std::int64_t i) const { return i % 3 == 0 ? 1 : 0; }
+};
+
+TEST_CASE("device: scan_offsets and copy_to_host match the CPU", "[device][exec]") {
+  const std::int64_t n = 100001;
+  thrust::device_vector<std::int64_t> d(n + 1, -7);
+  std::vector<std::int64_t> c(n + 1, -7);
+  const std::int64_t total =
+      xplor::scan_offsets(xplor::device, n, every_third{}, thrust::raw_pointer_cast(d.data()));
+  CHECK(total == xplor::scan_offsets(xplor::cpu, n, every_third{}, c.data()));
+  CHECK(total == (n + 2) / 3);
+  CHECK(to_host(d) == c);
+  CHECK(xplor::copy_to_host(xplor::device, thrust::raw_pointer_cast(d.data()) + 3, 4) ==
+        std::vector<std::int64_t>(c.begin() + 3, c.begin() + 7));
+  CHECK_THROWS_AS(xplor::scan_offsets(xplor::device, -1, every_third{}, thrust::raw_pointer_cast(d.data())),
+                  xplor::error);
+}
+
 TEST_CASE("device: segmented_reduce matches the CPU on equal and ragged groups", "[device][exec][property]") {
   std::mt19937 rng(11);
   for (int trial = 0; trial < 10; ++trial) {

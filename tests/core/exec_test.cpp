@@ -86,3 +86,27 @@ TEST_CASE("segmented_reduce equals a serial loop on random ragged groups", "[exe
     }
   }
 }
+
+TEST_CASE("scan_offsets: hand-computed offsets, any thread count, bad count", "[exec]") {
+  std::vector<std::int64_t> off(5, -7);
+  CHECK(xplor::scan_offsets(
+            xplor::cpu, 4, [](std::int64_t i) { return i + 1; }, off.data()) == 10);
+  CHECK(off == std::vector<std::int64_t>{0, 1, 3, 6, 10});
+  std::vector<std::int64_t> empty(1, -7);
+  CHECK(xplor::scan_offsets(
+            xplor::cpu, 0, [](std::int64_t) { return 1; }, empty.data()) == 0);
+  CHECK(empty[0] == 0);
+  // Many chunks on 1 and 2 threads: offsets[i] = number of multiples of 3 below i.
+  const std::int64_t n = 100001;
+  for (int threads : {1, 2}) {
+    std::vector<std::int64_t> o(n + 1);
+    const auto third = [](std::int64_t i) { return i % 3 == 0 ? 1 : 0; };
+    REQUIRE(xplor::scan_offsets(xplor::cpu_t{threads}, n, third, o.data()) == (n + 2) / 3);
+    for (std::int64_t i = 0; i <= n; i += 977) REQUIRE(o[i] == (i + 2) / 3);
+  }
+  CHECK_THROWS_WITH(xplor::scan_offsets(
+                        xplor::cpu, -1, [](std::int64_t) { return 1; }, off.data()),
+                    Catch::Contains("n = -1"));
+  const std::vector<int> v{4, 5, 6};
+  CHECK(xplor::copy_to_host(xplor::cpu, v.data() + 1, 2) == std::vector<int>{5, 6});
+}

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "xplor/core/config.hpp"
 #include "xplor/core/error.hpp"
 
 namespace xplor::budget {
@@ -60,7 +61,7 @@ inline double prob_nonzero_unchecked(int n, double p) noexcept {
   return -std::expm1(nd * std::log1p(-q)) - std::pow(q, nd);
 }
 
-inline double info_gain_unchecked(double p) noexcept {
+XPLOR_HD inline double info_gain_unchecked(double p) noexcept {
   const double q = 1.0 - p;
   return p * q * q;
 }
@@ -104,7 +105,7 @@ struct gain_walker {
   double w = 0, p = 0, q = 0, P = 1, Q = 1;  // tail gain w (P + Q), P = p^(n-1), Q = q^(n-1)
   double special = 0;                        // the first n_special gains (hull or compat head)
   int n_special = 0, k = 0;
-  double next() noexcept {
+  XPLOR_HD double next() noexcept {
     if (k < n_special) {
       ++k;
       return special;
@@ -117,32 +118,21 @@ struct gain_walker {
   }
 };
 
-/// How the gains of every task are defined for one solve.
-struct gain_model {
-  std::span<const double> p;
-  int n_min = 0, n_max = 0, L = 0;
-  bool zero = false;              // n_max <= 1: V(0) = V(1) = 0, every gain is 0
-  bool hull = false;              // n_min == 0, n_max >= 2: gains 0 -> 1 -> 2 -> 3 replaced by their hull
-  std::vector<double> head = {};  // reference gains (k = 0 scores 0): gain of the first extra rollout
+/// The exact knapsack's gains of every task: plain data over a pointer, so the parallel solver
+/// (budget/knapsack_parallel.hpp) copies it into device functors and walks the same products.
+struct gain_rule {
+  const double* p = nullptr;
+  int n_min = 0, L = 0;
+  bool zero = false;  // n_max <= 1: V(0) = V(1) = 0, every gain is 0
+  bool hull = false;  // n_min == 0, n_max >= 2: gains 0 -> 1 -> 2 -> 3 replaced by their hull
 
-  gain_model(std::span<const double> p_, int n_min_, int n_max_, bool reference_gain)
-      : p(p_), n_min(n_min_), n_max(n_max_), L(n_max_ - n_min_) {
-    zero = n_max <= 1;
-    hull = !zero && n_min == 0;
-    if (reference_gain && !zero && n_min >= 1 && L >= 1) {
-      // The code scores k extra rollouts Value(n_min + k) for k >= 1 and 0 for k = 0, so the
-      // first extra rollout gains Value(n_min + 1). It is >= the next gain by a wide margin
-      // (Value(n+1) >= Delta(1) = 2w >= Delta(n+1)); the max only guards rounding.
-      head.resize(p.size());
-      for (std::size_t i = 0; i < p.size(); ++i) {
-        gain_walker t = tail(i, n_min + 1);
-        head[i] = std::max(value_unchecked(n_min + 1, p[i]), t.next());
-      }
-    }
+  static gain_rule make(const double* p, int n_min, int n_max) noexcept {
+    const bool zero = n_max <= 1;
+    return gain_rule{p, n_min, n_max - n_min, zero, !zero && n_min == 0};
   }
 
   /// A walker whose first value is the tail gain Delta(n0).
-  gain_walker tail(std::size_t i, int n0) const noexcept {
+  XPLOR_HD gain_walker tail(std::int64_t i, int n0) const noexcept {
     gain_walker g;
     g.p = p[i];
     g.q = 1.0 - g.p;
@@ -154,21 +144,54 @@ struct gain_model {
     return g;
   }
 
-  gain_walker walker(std::size_t i) const noexcept {
+  XPLOR_HD gain_walker walker(std::int64_t i) const noexcept {
     if (zero) return tail(i, 1);
     if (hull) {  // gains at n = 0, 1, 2 all equal Delta(2) = w (p + q): the concave hull
       gain_walker g = tail(i, 3);
       g.special = g.w * (g.p + g.q);
-      g.n_special = std::min(3, L);
-      return g;
-    }
-    if (!head.empty()) {
-      gain_walker g = tail(i, n_min + 1);
-      g.special = head[i];
-      g.n_special = 1;
+      g.n_special = L < 3 ? L : 3;
       return g;
     }
     return tail(i, n_min);
+  }
+
+  /// True when every gain of task i is exactly 0 (p in {0, 1}, or underflow).
+  XPLOR_HD bool all_zero(std::int64_t i) const noexcept {
+    const gain_walker g = walker(i);
+    return g.w == 0.0 && (g.n_special == 0 || g.special == 0.0);
+  }
+};
+
+/// How the gains of every task are defined for one solve: the exact rule, or with the reference
+/// code's gain of the first extra rollout (`head`).
+struct gain_model {
+  std::span<const double> p;
+  gain_rule rule;
+  int L = 0;
+  bool hull = false;
+  std::vector<double> head = {};  // reference gains (k = 0 scores 0): gain of the first extra rollout
+
+  gain_model(std::span<const double> p_, int n_min, int n_max, bool reference_gain)
+      : p(p_), rule(gain_rule::make(p_.data(), n_min, n_max)), L(rule.L), hull(rule.hull) {
+    if (reference_gain && !rule.zero && n_min >= 1 && L >= 1) {
+      // The code scores k extra rollouts Value(n_min + k) for k >= 1 and 0 for k = 0, so the
+      // first extra rollout gains Value(n_min + 1). It is >= the next gain by a wide margin
+      // (Value(n+1) >= Delta(1) = 2w >= Delta(n+1)); the max only guards rounding.
+      head.resize(p.size());
+      for (std::size_t i = 0; i < p.size(); ++i) {
+        gain_walker t = rule.tail(static_cast<std::int64_t>(i), n_min + 1);
+        head[i] = std::max(value_unchecked(n_min + 1, p[i]), t.next());
+      }
+    }
+  }
+
+  gain_walker walker(std::size_t i) const noexcept {
+    const auto at = static_cast<std::int64_t>(i);
+    if (head.empty()) return rule.walker(at);
+    gain_walker g = rule.tail(at, rule.n_min + 1);
+    g.special = head[i];
+    g.n_special = 1;
+    return g;
   }
 
   /// True when every gain of task i is exactly 0 (p in {0, 1}, or underflow).

@@ -1,10 +1,11 @@
 // The device backend's primitive drivers: the xplor::device overloads of for_each_index,
-// transform_reduce and segmented_reduce, written once on Thrust. Under nvcc they run on the GPU
-// (functors must then be XPLOR_HD functor structs); under g++ with THRUST_DEVICE_SYSTEM set to
+// transform_reduce, segmented_reduce, scan_offsets and copy_to_host, written once on Thrust. Under nvcc they
+// run on the GPU (functors must then be XPLOR_HD functor structs); under g++ with THRUST_DEVICE_SYSTEM set to
 // THRUST_DEVICE_SYSTEM_OMP or _CPP they run on the host, which is how CI tests them.
 // Data reached by the functors must live in the device system's memory (thrust::device_vector).
 #pragma once
 
+#include <thrust/copy.h>
 #include <thrust/device_vector.h>
 #include <thrust/execution_policy.h>
 #include <thrust/fill.h>
@@ -13,9 +14,11 @@
 #include <thrust/iterator/discard_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
 #include <thrust/reduce.h>
+#include <thrust/scan.h>
 #include <thrust/transform_reduce.h>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "xplor/core/exec.hpp"
 #include "xplor/core/groups.hpp"
@@ -62,6 +65,16 @@ struct scatter_with_init {
   T init;
   Reduce reduce;
   XPLOR_HD void operator()(std::int64_t k) const { out[keys[k]] = reduce(init, values[k]); }
+};
+
+/// count(i) for i < n and 0 at i = n: scan_offsets' input.
+template <class Count>
+struct count_or_zero {
+  Count count;
+  std::int64_t n;
+  XPLOR_HD std::int64_t operator()(std::int64_t i) const {
+    return i < n ? static_cast<std::int64_t>(count(i)) : 0;
+  }
 };
 
 template <class T, class Reduce, class Transform, class KeyOf>
@@ -139,6 +152,27 @@ T transform_reduce(device_t, std::int64_t n, T init, Reduce reduce, Transform tr
   detail::check_count(n, "xplor::transform_reduce");
   return thrust::transform_reduce(thrust::device, thrust::counting_iterator<std::int64_t>(0),
                                   thrust::counting_iterator<std::int64_t>(n), transform, init, reduce);
+}
+
+/// Device scan_offsets (see core/exec.hpp): offsets[0..n] in device memory; returns offsets[n].
+template <class Count>
+std::int64_t scan_offsets(device_t, std::int64_t n, Count count, std::int64_t* offsets) {
+  detail::check_count(n, "xplor::scan_offsets");
+  // Scanning n + 1 counts, the last one 0, leaves the total in offsets[n].
+  const auto counts = thrust::make_transform_iterator(thrust::counting_iterator<std::int64_t>(0),
+                                                      detail::count_or_zero<Count>{count, n});
+  thrust::device_ptr<std::int64_t> out(offsets);
+  thrust::exclusive_scan(thrust::device, counts, counts + (n + 1), out, std::int64_t{0});
+  return out[n];
+}
+
+/// A host copy of n elements of device memory at p.
+template <class T>
+std::vector<T> copy_to_host(device_t, const T* p, std::size_t n) {
+  std::vector<T> host(n);
+  thrust::device_ptr<const T> first(p);
+  thrust::copy(first, first + static_cast<std::ptrdiff_t>(n), host.begin());
+  return host;
 }
 
 /// Device segmented reduction over equal-size groups; `out` is device memory, one per group.

@@ -1,5 +1,5 @@
 // Execution tags and the CPU backend's primitive drivers. Every component loops through these
-// (for_each_index, transform_reduce, segmented_reduce) instead of writing its own OpenMP loops;
+// (for_each_index, transform_reduce, segmented_reduce, scan_offsets) instead of writing its own OpenMP loops;
 // the device backend's overloads of the same drivers live in core/device.hpp (Thrust).
 //
 // Reproducibility: CPU reductions split the index range into fixed chunks whose boundaries do not
@@ -199,6 +199,41 @@ void segmented_reduce(cpu_t exec, const Groups& groups, T init, Reduce reduce, T
   detail::cpu_loop(exec, g_count, groups.num_elements() >= detail::parallel_threshold, reduce_group);
 }
 
+/// offsets[0] = 0 and offsets[i + 1] = offsets[i] + count(i) for i in [0, n): the start of each
+/// element's slice in a packed array (compaction, gathering variable-length data). `offsets` holds
+/// n + 1 entries in the backend's memory; returns offsets[n]. Counts are integers, so the result
+/// is exact in any order.
+template <class Count>
+std::int64_t scan_offsets(cpu_t exec, std::int64_t n, Count count, std::int64_t* offsets) {
+  detail::check_count(n, "xplor::scan_offsets");
+  const std::int64_t chunks = (n + detail::reduce_chunk - 1) / detail::reduce_chunk;
+  std::vector<std::int64_t> start(static_cast<std::size_t>(chunks) + 1, 0);
+  auto chunk_total = [&](std::int64_t c) {
+    std::int64_t s = 0;
+    for (std::int64_t i = c * detail::reduce_chunk, e = std::min(n, i + detail::reduce_chunk); i < e; ++i)
+      s += count(i);
+    start[static_cast<std::size_t>(c) + 1] = s;
+  };
+  detail::cpu_loop(exec, chunks, n >= detail::parallel_threshold, chunk_total);
+  for (std::size_t c = 1; c < start.size(); ++c) start[c] += start[c - 1];
+  auto chunk_fill = [&](std::int64_t c) {
+    std::int64_t s = start[static_cast<std::size_t>(c)];
+    for (std::int64_t i = c * detail::reduce_chunk, e = std::min(n, i + detail::reduce_chunk); i < e; ++i) {
+      offsets[i] = s;
+      s += count(i);
+    }
+  };
+  detail::cpu_loop(exec, chunks, n >= detail::parallel_threshold, chunk_fill);
+  offsets[n] = start.back();
+  return start.back();
+}
+
+/// A host copy of n elements of the backend's memory at p (small results: a sample, a band).
+template <class T>
+std::vector<T> copy_to_host(cpu_t, const T* p, std::size_t n) {
+  return std::vector<T>(p, p + n);
+}
+
 namespace detail {
 /// One instantiation for all the fallbacks below, so a build without core/device.hpp stops with
 /// one error.
@@ -231,6 +266,16 @@ template <class T, class Tag>
 requires std::same_as<Tag, device_t> host_buffer<T> make_buffer(Tag, std::size_t n) {
   detail::device_drivers_missing<Tag>();
   return host_buffer<T>(n);
+}
+template <class Tag, class Count>
+requires std::same_as<Tag, device_t> std::int64_t scan_offsets(Tag, std::int64_t, Count, std::int64_t*) {
+  detail::device_drivers_missing<Tag>();
+  return 0;
+}
+template <class T, class Tag>
+requires std::same_as<Tag, device_t> std::vector<T> copy_to_host(Tag, const T*, std::size_t) {
+  detail::device_drivers_missing<Tag>();
+  return {};
 }
 template <class Tag, class Groups, class T, class Reduce, class Transform>
 requires std::same_as<Tag, device_t>
