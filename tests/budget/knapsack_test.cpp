@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "instances.hpp"
+
 namespace kb = xplor::budget;
 using Catch::Matchers::Contains;
 
@@ -60,17 +62,7 @@ std::vector<int> heap_greedy(const std::vector<double>& p, std::int64_t budget, 
   return n;
 }
 
-/// p drawn to stress ties and the ends: a grid of k/8, exact 0 and 1, or uniform.
-double draw_p(std::mt19937& gen) {
-  switch (gen() % 4) {
-    case 0:
-      return static_cast<double>(gen() % 9) / 8.0;
-    case 1:
-      return (gen() % 2) ? 0.0 : 1.0;
-    default:
-      return std::uniform_real_distribution<double>(0.0, 1.0)(gen);
-  }
-}
+using xplor::test::tie_heavy_p;
 
 }  // namespace
 
@@ -245,7 +237,7 @@ TEST_CASE("the fast solver reaches the DP optimum on thousands of random instanc
     const int n_min = (gen() % 3 == 0) ? 0 : static_cast<int>(gen() % 4);
     const int n_max = n_min + static_cast<int>(gen() % 9);
     std::vector<double> p(static_cast<std::size_t>(m));
-    for (double& x : p) x = draw_p(gen);
+    for (double& x : p) x = tie_heavy_p(gen);
     const std::int64_t lo = std::int64_t{m} * n_min, hi = std::int64_t{m} * n_max;
     std::int64_t budget = lo + static_cast<std::int64_t>(gen() % static_cast<std::uint32_t>(hi - lo + 1));
     if (t % 10 == 0) budget = lo;
@@ -274,7 +266,7 @@ TEST_CASE("the fast solver equals a heap greedy on large tie-heavy instances", "
     const int m = 800 + static_cast<int>(gen() % 1500);
     const int n_min = 1 + static_cast<int>(gen() % 3), n_max = n_min + 60 + static_cast<int>(gen() % 70);
     std::vector<double> p(static_cast<std::size_t>(m));
-    for (double& x : p) x = (t % 2) ? static_cast<double>(gen() % 17) / 16.0 : draw_p(gen);
+    for (double& x : p) x = (t % 2) ? static_cast<double>(gen() % 17) / 16.0 : tie_heavy_p(gen);
     const std::int64_t lo = std::int64_t{m} * n_min, hi = std::int64_t{m} * n_max;
     const std::int64_t budget = (t % 3 == 0) ? lo + 1 : (t % 3 == 1) ? hi - 1 : lo + (hi - lo) / 17;
     INFO("instance " << t << ": M = " << m << ", budget " << budget);
@@ -297,7 +289,7 @@ TEST_CASE("ties: equal prompts get counts that differ by at most one, extras to 
   // Deterministic: the same input gives the same output.
   std::mt19937 gen(3);
   std::vector<double> p(3000);
-  for (double& x : p) x = draw_p(gen);
+  for (double& x : p) x = tie_heavy_p(gen);
   CHECK(kb::knapsack_fast(p, 24000, 2, 128) == kb::knapsack_fast(p, 24000, 2, 128));
 }
 
@@ -316,7 +308,7 @@ TEST_CASE("n_min = 0: a prompt is left at one rollout only when every optimum do
   for (int t = 0; t < 3000; ++t) {
     const int m = 1 + static_cast<int>(gen() % 6), n_max = static_cast<int>(gen() % 7);
     std::vector<double> p(static_cast<std::size_t>(m));
-    for (double& x : p) x = (gen() % 2) ? 0.5 : draw_p(gen);  // many exact ties
+    for (double& x : p) x = (gen() % 2) ? 0.5 : tie_heavy_p(gen);  // many exact ties
     const std::int64_t budget = static_cast<std::int64_t>(gen() % static_cast<std::uint32_t>(m * n_max + 1));
     INFO("instance " << t);
     const auto fast = kb::knapsack_fast(p, budget, 0, n_max);
