@@ -104,4 +104,5 @@ tbl "decode " gpu_tests | while read -r l; do echo "| KV decode ${l%%:*} | max r
 tbl "device " bench | while read -r l; do echo "| bench device | $l |"; done
 tbl "sampling" bench | while read -r l; do echo "| ${l%%:*} | ${l#*: } |"; done
 tbl "training" bench | while read -r l; do echo "| ${l%%:*} | ${l#*: } |"; done
+tbl "knapsack" bench | while read -r l; do echo "| ${l%%:*} | ${l#*: } |"; done
 exit $status

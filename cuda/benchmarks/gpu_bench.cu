@@ -3,14 +3,24 @@
 //   1. sampling 512 x 50257 logits rows (temperature only; top-p 0.9; top-k 50) with the one-block-per-row
 //      kernel, as GB/s of logits read, next to a device-to-device cudaMemcpy of the same bytes;
 //   2. a GPT-2-small-like training step (forward, backward, clip, AdamW) as tokens/s and achieved
-//      TFLOP/s (matrix-product FLOPs), next to cuBLAS running the same GEMM shapes back to back.
+//      TFLOP/s (matrix-product FLOPs), next to cuBLAS running the same GEMM shapes back to back;
+//   3. the exact knapsack rollout allocator at a million prompts on the GPU, next to the host
+//      solver on one CPU core in the same run (the counts must be equal).
 // Prints "[table] ..." lines that cuda/run_device_checks.sh collects. Usage: gpu_bench [--quick]
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
+
+#include <thrust/host_vector.h>
+
+#include "xplor/budget/knapsack_parallel.hpp"
+#include "xplor/core/adapt_thrust.hpp"
+#include "xplor/core/device.hpp"
 
 #include "xplor/model/cuda/transformer.cuh"
 #include "xplor/sample/cuda/sample_kernel.cuh"
@@ -192,6 +202,36 @@ void training_bench(int reps, bool quick) {
       static_cast<long long>(B), static_cast<long long>(T), step_ms, double(N) / (step_ms * 1e-3), tflops,
       blas_ms, blas_tflops, tflops / blas_tflops, double(loss));
 }
+/// allocate_rollouts(xplor::device, ...) vs the host solver, M = 1e6, B = 8e6, n in [2, 128].
+void allocation_bench(int reps) {
+  const std::size_t M = 1000000;
+  const std::int64_t B = 8000000;
+  std::mt19937 gen(2);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<double> p(M);
+  for (double& x : p) x = unit(gen);
+  const thrust::device_vector<double> d_p(p.begin(), p.end());
+  thrust::device_vector<int> d_n(M);
+  const auto device_run = [&] {
+    xplor::budget::allocate_rollouts(xplor::device, xplor::as_span(d_p), B, xplor::as_span(d_n));
+  };
+  const double device_ms = median_ms(reps, device_run);
+  std::vector<int> host_n;
+  std::vector<double> host_ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    host_n = xplor::budget::allocate_rollouts(p, B);
+    host_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(host_ms.begin(), host_ms.end());
+  const thrust::host_vector<int> got = d_n;
+  const bool equal = std::equal(host_n.begin(), host_n.end(), got.begin());
+  std::printf(
+      "[table] knapsack 1M prompts, B = 8M: GPU %.2f ms, host solver (1 core) %.1f ms, %.1fx, counts %s\n",
+      device_ms, host_ms[host_ms.size() / 2], host_ms[host_ms.size() / 2] / device_ms,
+      equal ? "equal" : "DIFFER");
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -203,6 +243,7 @@ int main(int argc, char** argv) {
                 double(prop.totalGlobalMem) / 1e9);
     sampling_bench(quick ? 3 : 9);
     training_bench(quick ? 3 : 5, quick);
+    allocation_bench(quick ? 3 : 7);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_bench failed: %s\n", e.what());
     return 1;
