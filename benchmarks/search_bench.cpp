@@ -4,17 +4,29 @@
 // reference code's way), in the same run. (2) The search with the reference transformer behind
 // the KV-cache decoder: tokens (and nodes) generated per second, next to plain rollouts of the
 // same model (sample::generate), so the ratio is the cost of the tree bookkeeping and the
-// smaller decode batches of the search.
+// smaller decode batches of the search. (3) Selection + backup over B = 1024 trees of 4096 nodes:
+// the batched drivers of tree_batch.hpp (one call for all trees, 1 and 2 threads) against B calls
+// of the single-tree code, on the same trees and the same calls. (4) 16 prompts searched with the
+// reference transformer: in lockstep (deep_search_lockstep: one decode batch for all prompts'
+// expansions) against one search per prompt on worker threads (deep_search_batch), 1 and 2 threads.
 #include <benchmark/benchmark.h>
 
+#include <xplor/core/config.hpp>
+#if XPLOR_HAS_OPENMP
+#include <omp.h>
+#endif
+
+#include <algorithm>
 #include <cstdint>
 #include <random>
+#include <span>
 #include <vector>
 #include <xplor/model/decode.hpp>
 #include <xplor/model/transformer.hpp>
 #include <xplor/sample/rollout.hpp>
 #include <xplor/search/deep_search.hpp>
 #include <xplor/search/tree.hpp>
+#include <xplor/search/tree_batch.hpp>
 
 namespace {
 
@@ -77,13 +89,122 @@ void frontier(benchmark::State& state, bool incremental) {
 void frontier_full_scan(benchmark::State& state) { frontier(state, false); }
 void frontier_incremental(benchmark::State& state) { frontier(state, true); }
 
-xplor::model::transformer_config search_model() {
+/// B trees grown to `capacity` nodes each (breadth first, 1 to 8 children, a third terminal), held
+/// both as single trees and as one tree_batch, and a fixed cycle of calls: at step s tree b backs
+/// +-1 up from a terminal node and then selects locally from that node's parent.
+struct forest {
+  static constexpr std::int64_t B = 1024;
+  static constexpr std::int32_t capacity = 4096;
+  static constexpr std::size_t steps = 64;
+  std::vector<xs::tree> single;
+  std::vector<xs::frontier_index> fronts;
+  xs::tree_batch<xplor::cpu_t> batch{xplor::cpu, B, capacity};
+  std::vector<std::vector<std::int32_t>> leaf, cur;  // [steps][B]
+  std::vector<double> v_plus, v_minus;
+  xs::frontier_scorer score{};
+
+  forest() {
+    std::mt19937 gen(11);
+    std::vector<std::vector<std::int32_t>> open(B, std::vector<std::int32_t>{xs::root_index}), leaves(B);
+    std::vector<std::size_t> head(B, 0);
+    for (std::int64_t b = 0; b < B; ++b) {
+      single.emplace_back(capacity);
+      fronts.emplace_back(capacity);
+    }
+    // One expansion per tree per round, the same on both sides, until every tree is full.
+    for (bool grew = true; grew;) {
+      grew = false;
+      std::vector<std::int32_t> parent(B, xs::no_node), count(B, 0);
+      std::vector<double> h(B * width, 0.0);
+      std::vector<std::uint8_t> term(B * width, 0);
+      for (std::int64_t b = 0; b < B; ++b) {
+        xs::tree& t = single[static_cast<std::size_t>(b)];
+        auto& o = open[static_cast<std::size_t>(b)];
+        auto& at = head[static_cast<std::size_t>(b)];
+        if (t.size() >= capacity || at >= o.size()) continue;
+        const std::int32_t p = o[at++];
+        const int k = std::min(1 + static_cast<int>(gen() % width), capacity - t.size());
+        parent[static_cast<std::size_t>(b)] = p;
+        count[static_cast<std::size_t>(b)] = k;
+        for (int c = 0; c < k; ++c) {
+          const bool terminal = gen() % 3 == 0 || t.depth(p) + 1 >= 64;
+          const double entropy = 0.5 + 0.001 * static_cast<double>(gen() % 1000);
+          const auto at_j = static_cast<std::size_t>(b * width + c);
+          h[at_j] = entropy;
+          term[at_j] = terminal;
+          const auto id = t.add_child(p, entropy, terminal);
+          (terminal ? leaves[static_cast<std::size_t>(b)] : o).push_back(id);
+        }
+        xs::rescore_around(t, fronts[static_cast<std::size_t>(b)], p, width, score);
+        grew = true;
+      }
+      xs::add_children(xplor::cpu, batch, parent, count, h, term, width, score);
+    }
+    for (std::size_t s = 0; s < steps; ++s) {
+      leaf.emplace_back(B);
+      cur.emplace_back(B);
+      for (std::size_t b = 0; b < static_cast<std::size_t>(B); ++b) {
+        const auto& l = leaves[b];
+        leaf[s][b] = l[gen() % l.size()];
+        cur[s][b] = single[b].parent(leaf[s][b]);
+      }
+    }
+    v_plus.assign(B, 1.0);
+    v_minus.assign(B, -1.0);
+  }
+  static forest& get() {
+    static forest f;
+    return f;
+  }
+};
+
+constexpr double lambda_uct = 2.0;
+
+void trees_single_calls(benchmark::State& state) {
+  forest& f = forest::get();
+  const xs::decayed_constrained_backup rule{};
+  std::size_t s = 0;
+  std::int64_t trees = 0;
+  for (auto _ : state) {
+    const double v = s % 2 ? -1.0 : 1.0;
+    for (std::size_t b = 0; b < static_cast<std::size_t>(forest::B); ++b) {
+      xs::tree& t = f.single[b];
+      t.backup(f.leaf[s][b], v, rule);
+      xs::rescore_after_backup(t, f.fronts[b], f.leaf[s][b], width, f.score);
+      benchmark::DoNotOptimize(
+          xs::select_child(t.ref(), f.fronts[b].ref(), f.cur[s][b], width, lambda_uct, f.score));
+    }
+    s = (s + 1) % forest::steps;
+    trees += forest::B;
+  }
+  state.SetItemsProcessed(trees);
+  state.SetLabel("baseline");
+}
+
+void trees_batched(benchmark::State& state) {
+  forest& f = forest::get();
+  const xplor::cpu_t exec{static_cast<int>(state.range(0))};
+  std::vector<std::int32_t> next(forest::B);
+  std::size_t s = 0;
+  std::int64_t trees = 0;
+  for (auto _ : state) {
+    xs::backup(exec, f.batch, f.leaf[s], s % 2 ? f.v_minus : f.v_plus, width);
+    xs::select_children(exec, f.batch, f.cur[s], width, lambda_uct, std::span<std::int32_t>(next));
+    benchmark::DoNotOptimize(next.data());
+    s = (s + 1) % forest::steps;
+    trees += forest::B;
+  }
+  state.SetItemsProcessed(trees);
+}
+
+/// The search benchmarks' model: d_model 128 (weights in cache) or 512 (weights streamed from memory).
+xplor::model::transformer_config search_model(int d_model = 128) {
   xplor::model::transformer_config c;
   c.vocab_size = 259;
-  c.d_model = 128;
+  c.d_model = d_model;
   c.n_layers = 4;
-  c.n_heads = 4;
-  c.d_ff = 512;
+  c.n_heads = d_model / 64 > 4 ? d_model / 64 : 4;
+  c.d_ff = 4 * d_model;
   c.max_seq_len = 192;
   return c;
 }
@@ -123,6 +244,89 @@ void search_transformer(benchmark::State& state) {
   state.counters["nodes_per_s"] = benchmark::Counter(double(nodes), benchmark::Counter::kIsRate);
 }
 
+/// 16 prompts of 48 tokens, each its own.
+std::vector<std::vector<std::int32_t>> sixteen_prompts() {
+  std::vector<std::vector<std::int32_t>> prompts;
+  for (int i = 0; i < 16; ++i) {
+    std::vector<std::int32_t> v;
+    for (int t = 0; t < 48; ++t) v.push_back((t * 37 + i * 11) % 256);
+    prompts.push_back(v);
+  }
+  return prompts;
+}
+/// Width 8, depth 8, 8 trajectories for the small model; width 4, depth 4, 4 trajectories for
+/// the large one (16-token nodes).
+xs::search_params sixteen_params(int d_model) {
+  xs::search_params p;
+  p.chunk_tokens = 16;
+  const int size = d_model > 128 ? 4 : 8;
+  p.max_depth = size;
+  p.expansion_width = size;
+  p.num_trajectories = size;
+  p.sampling.eos_token = 258;
+  return p;
+}
+xs::outcome parity(std::size_t, std::span<const std::int32_t> r, bool) {
+  return r.back() % 2 ? xs::outcome::correct : xs::outcome::incorrect;
+}
+/// Runs f with `n` OpenMP threads for the model's products (and the lockstep's tree passes).
+template <class F>
+void with_omp_threads(int n, F&& f) {
+#if XPLOR_HAS_OPENMP
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(n);
+  f();
+  omp_set_num_threads(before);
+#else
+  (void)n;
+  f();
+#endif
+}
+void count_results(const std::vector<xs::search_result>& results, std::int64_t& tokens, std::int64_t& nodes) {
+  for (const auto& r : results) {
+    tokens += r.tokens_generated;
+    nodes += r.nodes - 1;
+  }
+}
+
+/// One search per prompt, prompts handed to `threads` workers with a decoder each (serial model).
+void search16_per_prompt(benchmark::State& state, int d_model) {
+  const xplor::model::transformer model(search_model(d_model), 1);
+  const auto prompts = sixteen_prompts();
+  const auto p = sixteen_params(d_model);
+  const int threads = static_cast<int>(state.range(0));
+  std::int64_t tokens = 0, nodes = 0;
+  std::uint64_t seed = 0;
+  with_omp_threads(1, [&] {
+    for (auto _ : state) {
+      auto make = [&model] { return xplor::model::kv_decoder(model); };
+      count_results(xs::deep_search_batch(make, prompts, parity, p, seed++, threads), tokens, nodes);
+    }
+  });
+  state.SetItemsProcessed(tokens);
+  state.counters["nodes_per_s"] = benchmark::Counter(double(nodes), benchmark::Counter::kIsRate);
+  if (threads == 1) state.SetLabel("baseline");
+}
+
+/// All 16 searches in lockstep with one decoder; `threads` OpenMP threads for the model's rows.
+void search16_lockstep(benchmark::State& state, int d_model) {
+  const xplor::model::transformer model(search_model(d_model), 1);
+  const auto prompts = sixteen_prompts();
+  const auto p = sixteen_params(d_model);
+  const int threads = static_cast<int>(state.range(0));
+  std::int64_t tokens = 0, nodes = 0;
+  std::uint64_t seed = 0;
+  with_omp_threads(threads, [&] {
+    for (auto _ : state) {
+      xplor::model::kv_decoder dec(model);
+      count_results(xs::deep_search_lockstep(dec, prompts, parity, p, seed++, xplor::cpu_t{threads}), tokens,
+                    nodes);
+    }
+  });
+  state.SetItemsProcessed(tokens);
+  state.counters["nodes_per_s"] = benchmark::Counter(double(nodes), benchmark::Counter::kIsRate);
+}
+
 /// Plain rollouts of the same model: 64 completions of up to 128 tokens after the same prompt.
 void rollouts_transformer(benchmark::State& state) {
   const xplor::model::transformer model(search_model(), 1);
@@ -151,6 +355,40 @@ BENCHMARK(frontier_full_scan)
 BENCHMARK(frontier_incremental)
     ->Name("frontier_1M_nodes/incremental")
     ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(trees_single_calls)
+    ->Name("trees_B1024_N4096/single_tree_calls")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(trees_batched)
+    ->Name("trees_B1024_N4096/batched_threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(search16_per_prompt, d128, 128)
+    ->Name("search16_d128_L4/per_prompt_threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(search16_lockstep, d128, 128)
+    ->Name("search16_d128_L4/lockstep_threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(search16_per_prompt, d512, 512)
+    ->Name("search16_d512_L4/per_prompt_threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(search16_lockstep, d512, 512)
+    ->Name("search16_d512_L4/lockstep_threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(rollouts_transformer)
     ->Name("search_d128_L4/plain_rollouts")

@@ -48,7 +48,7 @@ job() {  # job NAME COMMAND...: runs in the background, log in $B/NAME.log
   names+=("$name")
 }
 job main "$HOSTCXX" -std=c++20 -O2 -I"$CATCH_INC" -c "$B/main.cpp" -o "$B/main.o"
-for f in core_device rl_device sample_device reward_device budget_device sample_kernel model_gpu; do
+for f in core_device rl_device sample_device reward_device budget_device search_device sample_kernel model_gpu; do
   job "${f%_device}" "$NVCC" "${NVFLAGS[@]}" -I"$CATCH_INC" -x cu -c "cuda/tests/${f}_test.cu" -o "$B/${f%_device}.o"
 done
 job rl_peer "$NVCC" "${NVFLAGS[@]}" -I"$CATCH_INC" -DXPLOR_TEST_SOURCE_DIR="\"$PWD/tests\"" -x cu \
@@ -65,7 +65,7 @@ for i in "${!pids[@]}"; do
   fi
 done
 [ "$failed" = 0 ] || exit 1
-"$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/main.o" "$B/core.o" "$B/rl.o" "$B/rl_peer.o" "$B/sample.o" "$B/reward.o" "$B/budget.o" -o "$B/xplor_cuda_device_tests" &&
+"$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/main.o" "$B/core.o" "$B/rl.o" "$B/rl_peer.o" "$B/sample.o" "$B/reward.o" "$B/budget.o" "$B/search.o" -o "$B/xplor_cuda_device_tests" &&
   "$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/main.o" "$B/sample_kernel.o" "$B/model_gpu.o" "$B/model_reference.o" \
     -lcublas -o "$B/xplor_cuda_gpu_tests" &&
   "$NVCC" -ccbin "$HOSTCXX" -arch=sm_90 "$B/gpu_bench.o" -lcublas -o "$B/xplor_cuda_bench" || exit 1

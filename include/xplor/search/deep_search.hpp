@@ -29,6 +29,7 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <thread>
@@ -44,6 +45,7 @@
 #include "xplor/sample/processors.hpp"
 #include "xplor/search/score.hpp"
 #include "xplor/search/tree.hpp"
+#include "xplor/search/tree_batch.hpp"
 
 namespace xplor::search {
 
@@ -216,64 +218,161 @@ inline void assign_advantages(std::vector<search_trajectory>& trajectories,
 
 }  // namespace detail
 
+/// A verifier for a batch of prompts: (prompt index, response tokens, whether it ended with EOS
+/// or a stop token) -> outcome.
+template <class V>
+concept indexed_response_verifier = std::invocable < V&,
+        std::size_t, std::span<const std::int32_t>,
+bool > &&std::same_as<std::invoke_result_t<V&, std::size_t, std::span<const std::int32_t>, bool>, outcome>;
+
 namespace detail {
 
-/// One search's state and its three steps, mctx style: expand (generate the children a node
-/// lacks), backup (a terminal child's reward up the path, then the frontier), select (local UCT,
-/// else the global frontier). The rules come from the parameters (backup_rule, frontier_rule);
-/// the tree and the frontier index are tree.hpp's, so the rescoring here is the tested one.
+/// One search of a round: its tree (a row of the round's tree_batch), the decode state of every
+/// node that may still be expanded, the generated chunks and the verified outcomes.
+template <decode_policy Policy>
+struct search_state {
+  search_state(Policy& policy, const search_params& p, std::uint32_t stream_, tree_ref tree)
+      : stream(stream_),
+        t(tree),
+        states(policy, static_cast<std::size_t>(p.max_nodes)),
+        chunk_begin(states.id.size(), 0),
+        chunk_len(states.id.size(), 0),
+        path_tokens(states.id.size(), 0),
+        path_entropy(states.id.size(), 0.0),
+        result_of(states.id.size(), outcome::no_answer),
+        backed_up(states.id.size(), 0) {}
+
+  std::uint32_t stream;
+  tree_ref t;
+  state_table<Policy> states;
+  // Per node: its chunk in the token pool, the path's summed token entropy and length (for the
+  // trajectory's mean entropy), its verified outcome (terminal nodes), whether it was backed up.
+  std::vector<std::int64_t> chunk_begin, chunk_len, path_tokens;
+  std::vector<double> path_entropy;
+  std::vector<outcome> result_of;
+  std::vector<std::uint8_t> backed_up;
+  std::vector<std::int32_t> order = {};  // backed-up terminal nodes, in order
+  std::vector<std::int32_t> pool_tokens = {};
+  std::vector<float> pool_logprobs = {};
+  std::int32_t cur = root_index;  // the node the search stands on
+  bool done = false;
+  search_result out = {};
+
+  double mean_entropy_of(std::int32_t n) const {
+    return path_entropy[n] / static_cast<double>(path_tokens[n]);
+  }
+
+  /// The response of `node`'s path, and optionally its log-probs, segment offsets and nodes.
+  void response_of(std::int32_t node, std::vector<std::int32_t>* tokens, std::vector<float>* logprobs,
+                   std::vector<std::int64_t>* offsets, std::vector<std::int32_t>* nodes) const {
+    std::vector<std::int32_t> path = {};
+    for (std::int32_t n = node; n != root_index; n = t.parent[n]) path.push_back(n);
+    std::reverse(path.begin(), path.end());
+    tokens->clear();
+    if (offsets) offsets->assign(1, 0);
+    for (std::int32_t n : path) {
+      const auto b = pool_tokens.begin() + chunk_begin[n];
+      tokens->insert(tokens->end(), b, b + chunk_len[n]);
+      if (logprobs) {
+        const auto lb = pool_logprobs.begin() + chunk_begin[n];
+        logprobs->insert(logprobs->end(), lb, lb + chunk_len[n]);
+      }
+      if (offsets) offsets->push_back(static_cast<std::int64_t>(tokens->size()));
+    }
+    if (nodes) *nodes = std::move(path);
+  }
+
+  /// The terminal child of `cur` to back up next: correct first, else incorrect, else
+  /// no answer (an abstention ranks with incorrect); then the lowest mean entropy; then the lowest
+  /// node id. no_node when none.
+  std::int32_t terminal_to_back_up() const {
+    auto rank = [](outcome o) { return o == outcome::correct ? 0 : o == outcome::no_answer ? 2 : 1; };
+    std::int32_t pick = no_node;
+    for (std::int32_t c = t.first_child[cur]; c != no_node; c = t.next_sibling[c]) {
+      if (!t.terminal[c] || backed_up[c]) continue;
+      if (pick == no_node) {
+        pick = c;
+        continue;
+      }
+      const int rc = rank(result_of[c]), rp = rank(result_of[pick]);
+      const double ec = mean_entropy_of(c), ep = mean_entropy_of(pick);
+      if (rc < rp || (rc == rp && (ec < ep || (ec == ep && c < pick)))) pick = c;
+    }
+    return pick;
+  }
+
+  /// Trajectories from the finished tree: values read now (the accumulated value, not value /
+  /// visits, as the code does), soft-clipped except at the terminal node; then advantages.
+  search_result finish(const search_params& p) {
+    out.trajectories.resize(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const std::int32_t leaf = order[i];
+      search_trajectory& tr = out.trajectories[i];
+      response_of(leaf, &tr.tokens, &tr.logprobs, &tr.segment_offsets, &tr.nodes);
+      tr.result = result_of[leaf];
+      tr.score = score_of(tr.result, p);
+      tr.mean_entropy = mean_entropy_of(leaf);
+      tr.segment_q.resize(tr.nodes.size());
+      for (std::size_t j = 0; j < tr.nodes.size(); ++j) {
+        const double v = t.value[tr.nodes[j]];
+        tr.segment_q[j] = j + 1 == tr.nodes.size() ? v : soft_clip(v, p.adv_temperature, p.q_value_max);
+      }
+    }
+    assign_advantages(out.trajectories, p.advantages);
+    out.nodes = t.size();
+    return std::move(out);
+  }
+};
+
+/// B searches in lockstep, mctx style: the trees are the rows of one tree_batch, and each round
+/// (1) generates the children every search's current node lacks in one batched decode (one
+/// logits / step call per token position for all of them), (2) backs up every search's chosen
+/// terminal child in one tree_batch pass, (3) selects locally in every search that backed up
+/// nothing in one pass, and reads the frontier picks of the others. Search b uses the Philox
+/// streams (seed, stream_id(streams[b], node id)), so it is the search deep_search() runs alone.
 template <decode_policy Policy, class Verifier>
-class searcher {
+class lockstep {
  public:
   using state_id = typename Policy::state_id;
 
-  searcher(Policy& policy, Verifier& verifier, const search_params& params, std::uint64_t seed,
-           std::uint32_t stream)
+  lockstep(Policy& policy, Verifier& verifier, const search_params& params, std::uint64_t seed, cpu_t exec)
       : policy_(policy),
         verifier_(verifier),
         p_(params),
         seed_(seed),
-        stream_(stream),
-        width_(params.expansion_width),
-        cap_(static_cast<std::size_t>(params.max_nodes)),
-        max_response_(max_response(params)),
-        t_(params.max_nodes),
-        frontier_(params.max_nodes),
-        states_(policy, cap_),
-        chunk_begin_(cap_, 0),
-        chunk_len_(cap_, 0),
-        path_tokens_(cap_, 0),
-        path_entropy_(cap_, 0.0),
-        result_of_(cap_, outcome::no_answer),
-        backed_up_(cap_, 0) {
-    fp_ = params.frontier;
-    fp_.max_depth = params.max_depth;
+        exec_(exec),
+        width_(params.expansion_width) {
+    frontier_params fp = params.frontier;
+    fp.max_depth = params.max_depth;
+    if (params.frontier_rule)
+      score_ = params.frontier_rule;
+    else
+      score_ = frontier_scorer{fp};
+    if (params.backup_rule)
+      rule_ = params.backup_rule;
+    else
+      rule_ = decayed_constrained_backup{params.backup_floor};
   }
 
-  /// Runs the search from `prompt` to the finished result.
-  search_result run(std::span<const std::int32_t> prompt) {
-    states_.set(root_index, policy_.begin(prompt));
-    std::int32_t cur = root_index;
-    while (static_cast<int>(order_.size()) < p_.num_trajectories) {
-      const int missing = width_ - t_.children(cur);
-      if (missing > 0) expand(cur, missing);
-      std::int32_t next = no_node;
-      const std::int32_t pick = terminal_to_back_up(cur);
-      if (pick != no_node) {
-        backup(pick);
-        if (static_cast<int>(order_.size()) >= p_.num_trajectories) break;
-        next = frontier_.best();
-      } else {
-        next = select_local(cur);
-      }
-      if (next == no_node) {
-        out_.exhausted = true;
-        break;
-      }
-      cur = next;
+  /// Searches prompts[b] with the stream family streams[b], to the finished results.
+  std::vector<search_result> run(std::span<const std::vector<std::int32_t>> prompts,
+                                 std::span<const std::uint32_t> streams) {
+    const std::size_t B = prompts.size();
+    tree_batch<cpu_t> trees(exec_, static_cast<std::int64_t>(B), p_.max_nodes);
+    trees_ = &trees;
+    const tree_batch_ref rows = trees.ref();
+    for (std::size_t b = 0; b < B; ++b)
+      searches_.push_back(std::make_unique<search_state<Policy>>(policy_, p_, streams[b],
+                                                                 rows.tree_at(static_cast<std::int64_t>(b))));
+    const std::vector<state_id> roots = begin_all(prompts);
+    for (std::size_t b = 0; b < B; ++b) searches_[b]->states.set(root_index, roots[b]);
+    while (std::any_of(searches_.begin(), searches_.end(), [](const auto& s) { return !s->done; })) {
+      expand_all();
+      step_all();
     }
-    finish();
-    return std::move(out_);
+    std::vector<search_result> results(B);
+    for (std::size_t b = 0; b < B; ++b) results[b] = searches_[b]->finish(p_);
+    return results;
   }
 
  private:
@@ -281,70 +380,42 @@ class searcher {
   Verifier& verifier_;
   const search_params& p_;
   std::uint64_t seed_;
-  std::uint32_t stream_;
+  cpu_t exec_;
   int width_;
-  std::size_t cap_;
-  std::int64_t max_response_;
-  frontier_params fp_;
-  tree t_;
-  frontier_index frontier_;
-  state_table<Policy> states_;
-  // Per node: its chunk in the token pool, the path's summed token entropy and length (for the
-  // trajectory's mean entropy), its verified outcome (terminal nodes), whether it was backed up.
-  std::vector<std::int64_t> chunk_begin_, chunk_len_, path_tokens_;
-  std::vector<double> path_entropy_;
-  std::vector<outcome> result_of_;
-  std::vector<std::uint8_t> backed_up_;
-  std::vector<std::int32_t> order_;  // backed-up terminal nodes, in order
-  std::vector<std::int32_t> pool_tokens_;
-  std::vector<float> pool_logprobs_;
-  std::vector<std::int32_t> path_scratch_;
-  search_result out_;
+  std::function<double(double, double, double, int)> score_;  // the frontier rule
+  std::function<double(double, double, int, int)> rule_;      // the backup rule
+  tree_batch<cpu_t>* trees_ = nullptr;
+  std::vector<std::unique_ptr<search_state<Policy>>> searches_;
 
-  static bool in(const std::vector<std::int32_t>& set, std::int32_t t) {
-    return std::find(set.begin(), set.end(), t) != set.end();
-  }
-  double score_of(outcome o) const { return detail::score_of(o, p_); }
-  double mean_entropy_of(std::int32_t n) const {
-    return path_entropy_[n] / static_cast<double>(path_tokens_[n]);
-  }
-
-  /// The frontier rule (parameters) applied through tree.hpp's rescoring.
-  void rescore_around(std::int32_t n) {
-    if (p_.frontier_rule) {
-      search::rescore_around(t_, frontier_, n, width_, p_.frontier_rule);
+  std::vector<state_id> begin_all(std::span<const std::vector<std::int32_t>> prompts) {
+    if constexpr (requires {
+                    { policy_.begin(prompts) } -> std::same_as<std::vector<state_id>>;
+                  }) {
+      return policy_.begin(prompts);  // one batched prefill
     } else {
-      search::rescore_around(t_, frontier_, n, width_, [this](double qp, double q, double h, int d) {
-        return frontier_score(qp, q, h, d, fp_);
-      });
+      std::vector<state_id> roots;
+      for (const auto& prompt : prompts)
+        roots.push_back(policy_.begin(std::span<const std::int32_t>(prompt)));
+      return roots;
     }
   }
 
-  /// The response of `node`'s path, and optionally its log-probs, segment offsets and nodes.
-  void response_of(std::int32_t node, std::vector<std::int32_t>* tokens, std::vector<float>* logprobs,
-                   std::vector<std::int64_t>* offsets, std::vector<std::int32_t>* nodes) {
-    path_scratch_.clear();
-    for (std::int32_t n = node; n != root_index; n = t_.parent(n)) path_scratch_.push_back(n);
-    std::reverse(path_scratch_.begin(), path_scratch_.end());
-    tokens->clear();
-    if (offsets) offsets->assign(1, 0);
-    for (std::int32_t n : path_scratch_) {
-      const auto b = pool_tokens_.begin() + chunk_begin_[n];
-      tokens->insert(tokens->end(), b, b + chunk_len_[n]);
-      if (logprobs) {
-        const auto lb = pool_logprobs_.begin() + chunk_begin_[n];
-        logprobs->insert(logprobs->end(), lb, lb + chunk_len_[n]);
-      }
-      if (offsets) offsets->push_back(static_cast<std::int64_t>(tokens->size()));
-    }
-    if (nodes) *nodes = path_scratch_;
-  }
-
+  // One search's expansion in the current round.
+  struct expansion {
+    std::size_t b;
+    std::int32_t cur, first_id;
+    int k;
+    std::int64_t room;      // tokens the response may still take (then the node is terminal)
+    std::size_t chunk_cap;  // tokens this chunk may take
+    bool at_depth_limit;
+  };
   // A child being generated.
   struct growing {
+    std::size_t e;  // its expansion
+    int j;          // its index among the expansion's children
     state_id state;
-    std::vector<std::int32_t> tokens;
-    std::vector<float> logprobs;
+    std::vector<std::int32_t> tokens = {};
+    std::vector<float> logprobs = {};
     double entropy = 0.0;
     bool ended = false;  // drew EOS or a stop token
     bool owned = false;  // the state is still ours to release (not handed to a node)
@@ -361,38 +432,58 @@ class searcher {
         }
     }
   };
+  std::vector<expansion> exps_;
   std::vector<growing> kids_;
   std::vector<std::uint64_t> streams_, draws_;
   std::vector<std::int32_t> drawn_, next_tokens_;
   std::vector<float> lp_, ent_;
   std::vector<state_id> row_states_, next_states_;
   std::vector<float> subset_;
-  std::vector<std::size_t> rows_;
+  std::vector<std::size_t> rows_, still_, step_row_;
+  std::vector<std::int32_t> parent_, count_, leaf_, sel_, next_, best_;
+  std::vector<double> entropy_, v_;
+  std::vector<std::uint8_t> terminal_;
 
-  /// Expansion: generates the `k` children `cur` lacks, one chunk each, from forks of cur's
-  /// state; terminal children are verified at once.
-  void expand(std::int32_t cur, int k) {
+  static bool in(const std::vector<std::int32_t>& set, std::int32_t t) {
+    return std::find(set.begin(), set.end(), t) != set.end();
+  }
+
+  /// Expansion: every search whose current node lacks children generates them, one chunk each,
+  /// from forks of the node's state, all searches' children in the same decode batch; terminal
+  /// children are verified at once.
+  void expand_all() {
     constexpr const char* fn = "xplor::search::deep_search";
+    const std::int64_t max_response = detail::max_response(p_);
+    exps_.clear();
+    for (std::size_t b = 0; b < searches_.size(); ++b) {
+      const search_state<Policy>& s = *searches_[b];
+      if (s.done) continue;
+      const int k = width_ - s.t.children[s.cur];
+      if (k <= 0) continue;
+      xplor::detail::require(s.t.size() + k <= p_.max_nodes, fn, "the tree is full: expanding node ", s.cur,
+                             " adds ", k, " nodes to the ", s.t.size(),
+                             " in use, over max_nodes = ", p_.max_nodes);
+      const std::int64_t room = max_response - s.path_tokens[s.cur];
+      exps_.push_back({b, s.cur, s.t.size(), k, room,
+                       static_cast<std::size_t>(std::min<std::int64_t>(p_.chunk_tokens, room)),
+                       s.t.depth[s.cur] + 1 >= p_.max_depth});
+    }
+    if (exps_.empty()) return;
     const std::int64_t V = policy_.vocab_size();
     const sample::sampling_params& sp = p_.sampling;
-    xplor::detail::require(static_cast<std::size_t>(t_.size()) + static_cast<std::size_t>(k) <= cap_, fn,
-                           "the tree is full: expanding node ", cur, " adds ", k, " nodes to the ", t_.size(),
-                           " in use, over max_nodes = ", p_.max_nodes);
-    const std::int32_t first_id = t_.size();
-    const bool at_depth_limit = t_.depth(cur) + 1 >= p_.max_depth;
-    // Tokens this chunk may take before the response reaches its cap (then the node is terminal).
-    const std::int64_t room = max_response_ - path_tokens_[cur];
-    const auto chunk_cap = static_cast<std::size_t>(std::min<std::int64_t>(p_.chunk_tokens, room));
-    const std::vector<state_id> forked = policy_.fork(states_.id[cur], k);
-    kids_.assign(static_cast<std::size_t>(k), growing{});
+    kids_.clear();
     release_owned guard{policy_, kids_};
-    for (int j = 0; j < k; ++j) {
-      kids_[j].state = forked[j];
-      kids_[j].owned = true;
+    for (std::size_t e = 0; e < exps_.size(); ++e) {
+      const std::vector<state_id> forked =
+          policy_.fork(searches_[exps_[e].b]->states.id[exps_[e].cur], exps_[e].k);
+      for (int j = 0; j < exps_[e].k; ++j)
+        kids_.push_back({e, j, forked[static_cast<std::size_t>(j)], {}, {}, 0.0, false, true});
     }
-    row_states_.assign(forked.begin(), forked.end());
-    rows_.resize(static_cast<std::size_t>(k));
-    for (int j = 0; j < k; ++j) rows_[j] = static_cast<std::size_t>(j);
+    row_states_.clear();
+    for (const growing& g : kids_) row_states_.push_back(g.state);
+    rows_.resize(kids_.size());
+    for (std::size_t r = 0; r < rows_.size(); ++r) rows_[r] = r;
+    step_row_.assign(kids_.size(), 0);
     view2d<const float> logits = policy_.logits(row_states_);
     for (int pos = 0; !rows_.empty(); ++pos) {
       const std::size_t a = rows_.size();
@@ -401,146 +492,159 @@ class searcher {
       drawn_.resize(a);
       lp_.resize(a);
       ent_.resize(a);
-      for (std::size_t r = 0; r < a; ++r)
-        streams_[r] =
-            stream_id(stream_, static_cast<std::uint32_t>(first_id) + static_cast<std::uint32_t>(rows_[r]));
+      for (std::size_t r = 0; r < a; ++r) {
+        const growing& g = kids_[rows_[r]];
+        const expansion& x = exps_[g.e];
+        streams_[r] = stream_id(searches_[x.b]->stream,
+                                static_cast<std::uint32_t>(x.first_id) + static_cast<std::uint32_t>(g.j));
+      }
       sample::sample_rows(cpu, logits, sp, {seed_, streams_, draws_}, {drawn_, lp_, ent_});
       next_states_.clear();
       next_tokens_.clear();
-      std::vector<std::size_t> still;
+      still_.clear();
       for (std::size_t r = 0; r < a; ++r) {
         growing& g = kids_[rows_[r]];
+        const expansion& x = exps_[g.e];
         g.tokens.push_back(drawn_[r]);
         g.logprobs.push_back(lp_[r]);
         g.entropy += p_.exact_entropy ? double(ent_[r]) : -double(lp_[r]);
         g.ended = drawn_[r] == sp.eos_token || in(sp.stop_tokens, drawn_[r]);
-        const bool chunk_done = g.ended || g.tokens.size() >= chunk_cap || in(p_.step_delimiters, drawn_[r]);
+        const bool chunk_done =
+            g.ended || g.tokens.size() >= x.chunk_cap || in(p_.step_delimiters, drawn_[r]);
         // A chunk that continues, or ends a node that will be expanded later, takes its token into
         // the state; a terminal node's state is not needed.
-        const bool last_node = at_depth_limit || static_cast<std::int64_t>(g.tokens.size()) >= room;
+        const bool last_node = x.at_depth_limit || static_cast<std::int64_t>(g.tokens.size()) >= x.room;
         if (!g.ended && !(chunk_done && last_node)) {
+          step_row_[rows_[r]] = next_states_.size();
           next_states_.push_back(g.state);
           next_tokens_.push_back(drawn_[r]);
         }
-        if (!chunk_done) still.push_back(rows_[r]);
+        if (!chunk_done) still_.push_back(rows_[r]);
       }
-      rows_.swap(still);
-      if (!next_states_.empty()) {
-        logits = policy_.step(next_states_, next_tokens_);
-        // step() returned a row per stepped state; when a node ended at a delimiter while its
-        // siblings go on, keep only the rows of those still growing.
-        if (!rows_.empty() && next_states_.size() != rows_.size()) {
-          subset_.resize(rows_.size() * static_cast<std::size_t>(V));
-          for (std::size_t r = 0; r < rows_.size(); ++r) {
-            const auto at = std::find(next_states_.begin(), next_states_.end(), kids_[rows_[r]].state) -
-                            next_states_.begin();
-            for (std::int64_t v = 0; v < V; ++v)
-              subset_[r * static_cast<std::size_t>(V) + static_cast<std::size_t>(v)] = logits(at, v);
-          }
-          logits = make_view(static_cast<const float*>(subset_.data()),
-                             {static_cast<std::int64_t>(rows_.size()), V});
+      rows_.swap(still_);
+      if (next_states_.empty()) continue;
+      logits = policy_.step(next_states_, next_tokens_);
+      // step() returned a row per stepped state; when a node ended at a delimiter while others go
+      // on, keep only the rows of those still growing (each of them was stepped).
+      if (!rows_.empty() && next_states_.size() != rows_.size()) {
+        subset_.resize(rows_.size() * static_cast<std::size_t>(V));
+        for (std::size_t r = 0; r < rows_.size(); ++r) {
+          const auto at = static_cast<std::int64_t>(step_row_[rows_[r]]);
+          for (std::int64_t v = 0; v < V; ++v)
+            subset_[r * static_cast<std::size_t>(V) + static_cast<std::size_t>(v)] = logits(at, v);
         }
+        logits = make_view(static_cast<const float*>(subset_.data()),
+                           {static_cast<std::int64_t>(rows_.size()), V});
       }
     }
-    for (int j = 0; j < k; ++j) {
-      growing& g = kids_[static_cast<std::size_t>(j)];
+    add_kids();
+  }
+
+  /// The generated children into the trees (one tree_batch pass, which also rescores each
+  /// expanded node and its children), then their chunks, states and verified outcomes.
+  void add_kids() {
+    const std::size_t B = searches_.size(), W = static_cast<std::size_t>(width_);
+    parent_.assign(B, no_node);
+    count_.assign(B, 0);
+    entropy_.assign(B * W, 0.0);
+    terminal_.assign(B * W, 0);
+    for (const expansion& x : exps_) {
+      parent_[x.b] = x.cur;
+      count_[x.b] = x.k;
+    }
+    for (const growing& g : kids_) {
+      const expansion& x = exps_[g.e];
       const auto len = static_cast<std::int64_t>(g.tokens.size());
-      const bool terminal = g.ended || at_depth_limit || len >= room;
-      const std::int32_t id = t_.add_child(cur, g.entropy / static_cast<double>(len), terminal);
-      chunk_begin_[id] = static_cast<std::int64_t>(pool_tokens_.size());
-      chunk_len_[id] = len;
-      pool_tokens_.insert(pool_tokens_.end(), g.tokens.begin(), g.tokens.end());
-      pool_logprobs_.insert(pool_logprobs_.end(), g.logprobs.begin(), g.logprobs.end());
-      path_tokens_[id] = path_tokens_[cur] + len;
-      path_entropy_[id] = path_entropy_[cur] + g.entropy;
-      out_.tokens_generated += len;
+      const std::size_t at = x.b * W + static_cast<std::size_t>(g.j);
+      entropy_[at] = g.entropy / static_cast<double>(len);
+      terminal_[at] = g.ended || x.at_depth_limit || len >= x.room;
+    }
+    add_children(exec_, *trees_, parent_, count_, entropy_, terminal_, width_, score_);
+    for (growing& g : kids_) {
+      const expansion& x = exps_[g.e];
+      search_state<Policy>& s = *searches_[x.b];
+      const std::int32_t id = x.first_id + g.j;
+      const auto len = static_cast<std::int64_t>(g.tokens.size());
+      s.chunk_begin[id] = static_cast<std::int64_t>(s.pool_tokens.size());
+      s.chunk_len[id] = len;
+      s.pool_tokens.insert(s.pool_tokens.end(), g.tokens.begin(), g.tokens.end());
+      s.pool_logprobs.insert(s.pool_logprobs.end(), g.logprobs.begin(), g.logprobs.end());
+      s.path_tokens[id] = s.path_tokens[x.cur] + len;
+      s.path_entropy[id] = s.path_entropy[x.cur] + g.entropy;
+      s.out.tokens_generated += len;
       g.owned = false;
-      if (terminal) {
+      if (s.t.terminal[id]) {
         policy_.release(std::span<const state_id>(&g.state, 1));
         std::vector<std::int32_t> response;
-        response_of(id, &response, nullptr, nullptr, nullptr);
-        result_of_[id] = verifier_(std::span<const std::int32_t>(response), g.ended);
+        s.response_of(id, &response, nullptr, nullptr, nullptr);
+        s.result_of[id] = verifier_(x.b, std::span<const std::int32_t>(response), g.ended);
       } else {
-        states_.set(id, g.state);
+        s.states.set(id, g.state);
       }
     }
-    ++out_.expansions;
-    if (t_.children(cur) >= width_) states_.release(cur);  // full: never expanded again
-    rescore_around(cur);
+    for (const expansion& x : exps_) {
+      search_state<Policy>& s = *searches_[x.b];
+      ++s.out.expansions;
+      if (s.t.children[x.cur] >= width_) s.states.release(x.cur);  // full: never expanded again
+    }
   }
 
-  /// The terminal child of `cur` to back up next: correct first, else incorrect, else
-  /// no answer (an abstention ranks with incorrect); then the lowest mean entropy; then the lowest
-  /// node id. no_node when none.
-  std::int32_t terminal_to_back_up(std::int32_t cur) const {
-    auto rank = [](outcome o) { return o == outcome::correct ? 0 : o == outcome::no_answer ? 2 : 1; };
-    std::int32_t pick = no_node;
-    for (std::int32_t c = t_.first_child(cur); c != no_node; c = t_.next_sibling(c)) {
-      if (!t_.terminal(c) || backed_up_[c]) continue;
-      if (pick == no_node) {
-        pick = c;
+  /// Every search backs up its current node's best terminal child (one pass); the others select
+  /// locally (one pass); the searches that backed up go on from their frontier's best.
+  void step_all() {
+    const std::size_t B = searches_.size();
+    leaf_.assign(B, no_node);
+    v_.assign(B, 0.0);
+    for (std::size_t b = 0; b < B; ++b) {
+      const search_state<Policy>& s = *searches_[b];
+      if (s.done) continue;
+      leaf_[b] = s.terminal_to_back_up();
+      if (leaf_[b] != no_node) v_[b] = score_of(s.result_of[leaf_[b]], p_);
+    }
+    search::backup(exec_, *trees_, leaf_, v_, width_, rule_, score_);
+    sel_.assign(B, no_node);
+    for (std::size_t b = 0; b < B; ++b) {
+      search_state<Policy>& s = *searches_[b];
+      if (s.done) continue;
+      if (leaf_[b] == no_node) {
+        sel_[b] = s.cur;
         continue;
       }
-      const int rc = rank(result_of_[c]), rp = rank(result_of_[pick]);
-      const double ec = mean_entropy_of(c), ep = mean_entropy_of(pick);
-      if (rc < rp || (rc == rp && (ec < ep || (ec == ep && c < pick)))) pick = c;
+      s.backed_up[leaf_[b]] = 1;
+      s.order.push_back(leaf_[b]);
+      if (static_cast<int>(s.order.size()) >= p_.num_trajectories) s.done = true;
     }
-    return pick;
-  }
-
-  /// Backup: the pick's reward up its path with the backup rule, then the frontier around it.
-  void backup(std::int32_t pick) {
-    const double v = score_of(result_of_[pick]);
-    if (p_.backup_rule) {
-      t_.backup(pick, v, p_.backup_rule);
-    } else {
-      t_.backup(pick, v, decayed_constrained_backup{p_.backup_floor});
-    }
-    backed_up_[pick] = 1;
-    order_.push_back(pick);
-    for (std::int32_t n = pick; n != no_node; n = t_.parent(n)) rescore_around(n);
-  }
-
-  /// Local selection when `cur` has no terminal child to back up: every child counts a visit
-  /// (the code's update(0)), then the highest UCT among the non-terminal children (ties: the
-  /// earliest generated), else the global frontier's best.
-  std::int32_t select_local(std::int32_t cur) {
-    for (std::int32_t c = t_.first_child(cur); c != no_node; c = t_.next_sibling(c)) {
-      t_.visit(c);
-      rescore_around(c);
-    }
-    double best = -std::numeric_limits<double>::infinity();
-    std::int32_t next = no_node;
-    for (std::int32_t c = t_.first_child(cur); c != no_node; c = t_.next_sibling(c)) {
-      if (t_.terminal(c)) continue;
-      const double u = kernels::uct(t_.q(c), t_.visits(cur), t_.visits(c), p_.lambda_uct);
-      // Children are linked newest first: >= makes ties go to the earliest generated child.
-      if (u >= best) best = u, next = c;
-    }
-    return next == no_node ? frontier_.best() : next;
-  }
-
-  /// Trajectories from the finished tree: values read now (the accumulated value, not value /
-  /// visits, as the code does), soft-clipped except at the terminal node; then advantages.
-  void finish() {
-    out_.trajectories.resize(order_.size());
-    for (std::size_t i = 0; i < order_.size(); ++i) {
-      const std::int32_t leaf = order_[i];
-      search_trajectory& tr = out_.trajectories[i];
-      response_of(leaf, &tr.tokens, &tr.logprobs, &tr.segment_offsets, &tr.nodes);
-      tr.result = result_of_[leaf];
-      tr.score = score_of(tr.result);
-      tr.mean_entropy = mean_entropy_of(leaf);
-      tr.segment_q.resize(tr.nodes.size());
-      for (std::size_t j = 0; j < tr.nodes.size(); ++j) {
-        const double v = t_.value(tr.nodes[j]);
-        tr.segment_q[j] = j + 1 == tr.nodes.size() ? v : soft_clip(v, p_.adv_temperature, p_.q_value_max);
+    next_.assign(B, no_node);
+    best_.assign(B, no_node);
+    select_children(exec_, *trees_, sel_, width_, p_.lambda_uct, std::span<std::int32_t>(next_), score_);
+    frontier_best(exec_, *trees_, std::span<std::int32_t>(best_));
+    for (std::size_t b = 0; b < B; ++b) {
+      search_state<Policy>& s = *searches_[b];
+      if (s.done) continue;
+      const std::int32_t next = leaf_[b] != no_node ? best_[b] : next_[b];
+      if (next == no_node) {
+        s.out.exhausted = true;
+        s.done = true;
+      } else {
+        s.cur = next;
       }
     }
-    assign_advantages(out_.trajectories, p_.advantages);
-    out_.nodes = t_.size();
   }
 };
+
+/// The checks every entry point makes on the parameters against the policy's vocabulary.
+template <decode_policy Policy>
+void check_policy_params(const Policy& policy, const search_params& params, const char* fn) {
+  check_search_params(params, fn);
+  const std::int64_t V = policy.vocab_size();
+  const sample::sampling_params& sp = params.sampling;
+  xplor::detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V,
+                         ")");
+  for (std::int32_t t : sp.stop_tokens)
+    xplor::detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
+  for (std::int32_t t : params.step_delimiters)
+    xplor::detail::require(t >= 0 && t < V, fn, "step delimiter ", t, " is outside [0, ", V, ")");
+}
 
 }  // namespace detail
 
@@ -552,18 +656,37 @@ template <decode_policy Policy, response_verifier Verifier>
 search_result deep_search(Policy& policy, std::span<const std::int32_t> prompt, Verifier&& verifier,
                           const search_params& params, std::uint64_t seed, std::uint32_t stream = 0) {
   constexpr const char* fn = "xplor::search::deep_search";
-  detail::check_search_params(params, fn);
+  detail::check_policy_params(policy, params, fn);
   xplor::detail::require(!prompt.empty(), fn, "prompt is empty");
-  const std::int64_t V = policy.vocab_size();
-  const sample::sampling_params& sp = params.sampling;
-  xplor::detail::require(sp.eos_token < V, fn, "sampling.eos_token = ", sp.eos_token, " is outside [0, ", V,
-                         ")");
-  for (std::int32_t t : sp.stop_tokens)
-    xplor::detail::require(t >= 0 && t < V, fn, "stop token ", t, " is outside [0, ", V, ")");
-  for (std::int32_t t : params.step_delimiters)
-    xplor::detail::require(t >= 0 && t < V, fn, "step delimiter ", t, " is outside [0, ", V, ")");
-  detail::searcher<Policy, std::remove_reference_t<Verifier>> s(policy, verifier, params, seed, stream);
-  return s.run(prompt);
+  auto grade = [&verifier](std::size_t, std::span<const std::int32_t> response, bool done) {
+    return verifier(response, done);
+  };
+  const std::vector<std::vector<std::int32_t>> prompts{
+      std::vector<std::int32_t>(prompt.begin(), prompt.end())};
+  detail::lockstep<Policy, decltype(grade)> search(policy, grade, params, seed, cpu_t{1});
+  return std::move(search.run(prompts, std::span<const std::uint32_t>(&stream, 1))[0]);
+}
+
+/// DeepSearch over a batch of prompts in lockstep with one decode policy: each round generates
+/// the children that every search's current node lacks in one decode batch (all prompts' rows in
+/// each logits / step call), then backs up and selects in all trees in one pass each (the trees
+/// live in one tree_batch; `exec` runs those passes). Prompt i is searched with the Philox stream
+/// family i, so the results equal deep_search(policy, prompts[i], ..., seed, i) whenever the
+/// policy's rows do not depend on which other rows share a batch (true of kv_decoder).
+/// `verifier(i, response, finished)` grades prompt i's responses.
+template <decode_policy Policy, indexed_response_verifier Verifier>
+std::vector<search_result> deep_search_lockstep(Policy& policy,
+                                                std::span<const std::vector<std::int32_t>> prompts,
+                                                Verifier&& verifier, const search_params& params,
+                                                std::uint64_t seed, cpu_t exec = cpu) {
+  constexpr const char* fn = "xplor::search::deep_search_lockstep";
+  detail::check_policy_params(policy, params, fn);
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    xplor::detail::require(!prompts[i].empty(), fn, "prompts[", i, "] is empty");
+  std::vector<std::uint32_t> streams(prompts.size());
+  for (std::size_t i = 0; i < streams.size(); ++i) streams[i] = static_cast<std::uint32_t>(i);
+  detail::lockstep<Policy, std::remove_reference_t<Verifier>> search(policy, verifier, params, seed, exec);
+  return search.run(prompts, streams);
 }
 
 namespace detail {
@@ -601,13 +724,6 @@ void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& 
 /// any number of threads. `make_policy()` builds one decode policy per worker (e.g. a kv_decoder
 /// of a shared, read-only model); `verifier(i, response, finished)` grades prompt i's responses
 /// and is called concurrently.
-/// A verifier for a batch of prompts: (prompt index, response tokens, whether it ended with EOS
-/// or a stop token) -> outcome.
-template <class V>
-concept indexed_response_verifier = std::invocable < V&,
-        std::size_t, std::span<const std::int32_t>,
-bool > &&std::same_as<std::invoke_result_t<V&, std::size_t, std::span<const std::int32_t>, bool>, outcome>;
-
 template <class MakePolicy, indexed_response_verifier Verifier>
 requires decode_policy<std::invoke_result_t<MakePolicy&>> std::vector<search_result> deep_search_batch(
     MakePolicy&& make_policy, std::span<const std::vector<std::int32_t>> prompts, Verifier&& verifier,

@@ -92,16 +92,9 @@ struct frontier_params {
   int max_depth = 64;  // d_T
 };
 
-/// F(s) = l1 tanh(Q(parent)) + l4 tanh(Q(s)) + l2 Hbar(s) [if uncertainty] + l3 D(depth), with
-/// Hbar(s) = -mean log p over the node's own chunk.
-inline double frontier_score(double q_parent, double q_node, double mean_entropy, int depth,
-                             const frontier_params& p = {}) {
-  constexpr const char* fn = "xplor::search::frontier_score";
-  detail::require(std::isfinite(q_parent) && std::isfinite(q_node) && std::isfinite(mean_entropy), fn,
-                  "q_parent = ", q_parent, ", q_node = ", q_node, ", mean_entropy = ", mean_entropy,
-                  " must be finite");
-  detail::require(depth >= 0, fn, "depth = ", depth, " is negative");
-  detail::require(p.max_depth >= 1, fn, "max_depth = ", p.max_depth, " must be >= 1");
+namespace kernels {
+XPLOR_HD inline double frontier_score(double q_parent, double q_node, double mean_entropy, int depth,
+                                      const frontier_params& p) {
   double d = 0.0;
   switch (p.bonus) {
     case depth_bonus::sqrt:
@@ -118,6 +111,29 @@ inline double frontier_score(double q_parent, double q_node, double mean_entropy
   if (p.uncertainty) f += p.lambda2 * mean_entropy;
   return f;
 }
+}  // namespace kernels
+
+/// F(s) = l1 tanh(Q(parent)) + l4 tanh(Q(s)) + l2 Hbar(s) [if uncertainty] + l3 D(depth), with
+/// Hbar(s) = -mean log p over the node's own chunk.
+inline double frontier_score(double q_parent, double q_node, double mean_entropy, int depth,
+                             const frontier_params& p = {}) {
+  constexpr const char* fn = "xplor::search::frontier_score";
+  detail::require(std::isfinite(q_parent) && std::isfinite(q_node) && std::isfinite(mean_entropy), fn,
+                  "q_parent = ", q_parent, ", q_node = ", q_node, ", mean_entropy = ", mean_entropy,
+                  " must be finite");
+  detail::require(depth >= 0, fn, "depth = ", depth, " is negative");
+  detail::require(p.max_depth >= 1, fn, "max_depth = ", p.max_depth, " must be >= 1");
+  return kernels::frontier_score(q_parent, q_node, mean_entropy, depth, p);
+}
+
+/// DeepSearch's frontier score as a functor (Q(parent), Q(s), mean entropy, depth) -> F, for the
+/// tree operations on either backend (frontier_params checked where it is built: search_params).
+struct frontier_scorer {
+  frontier_params p{};
+  XPLOR_HD double operator()(double q_parent, double q_node, double mean_entropy, int depth) const {
+    return kernels::frontier_score(q_parent, q_node, mean_entropy, depth, p);
+  }
+};
 
 /// Node values enter the loss soft-clipped: tanh(value / temperature) * q_max
 /// (sglang_mcts_wrapper.py; adv_temperature and q_value_max, both 1 by default).
