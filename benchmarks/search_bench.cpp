@@ -28,6 +28,8 @@
 #include <xplor/search/tree.hpp>
 #include <xplor/search/tree_batch.hpp>
 
+#include "forest.hpp"
+
 namespace {
 
 namespace xs = xplor::search;
@@ -89,110 +91,45 @@ void frontier(benchmark::State& state, bool incremental) {
 void frontier_full_scan(benchmark::State& state) { frontier(state, false); }
 void frontier_incremental(benchmark::State& state) { frontier(state, true); }
 
-/// B trees grown to `capacity` nodes each (breadth first, 1 to 8 children, a third terminal), held
-/// both as single trees and as one tree_batch, and a fixed cycle of calls: at step s tree b backs
-/// +-1 up from a terminal node and then selects locally from that node's parent.
-struct forest {
-  static constexpr std::int64_t B = 1024;
-  static constexpr std::int32_t capacity = 4096;
-  static constexpr std::size_t steps = 64;
-  std::vector<xs::tree> single;
-  std::vector<xs::frontier_index> fronts;
-  xs::tree_batch<xplor::cpu_t> batch{xplor::cpu, B, capacity};
-  std::vector<std::vector<std::int32_t>> leaf, cur;  // [steps][B]
-  std::vector<double> v_plus, v_minus;
-  xs::frontier_scorer score{};
-
-  forest() {
-    std::mt19937 gen(11);
-    std::vector<std::vector<std::int32_t>> open(B, std::vector<std::int32_t>{xs::root_index}), leaves(B);
-    std::vector<std::size_t> head(B, 0);
-    for (std::int64_t b = 0; b < B; ++b) {
-      single.emplace_back(capacity);
-      fronts.emplace_back(capacity);
-    }
-    // One expansion per tree per round, the same on both sides, until every tree is full.
-    for (bool grew = true; grew;) {
-      grew = false;
-      std::vector<std::int32_t> parent(B, xs::no_node), count(B, 0);
-      std::vector<double> h(B * width, 0.0);
-      std::vector<std::uint8_t> term(B * width, 0);
-      for (std::int64_t b = 0; b < B; ++b) {
-        xs::tree& t = single[static_cast<std::size_t>(b)];
-        auto& o = open[static_cast<std::size_t>(b)];
-        auto& at = head[static_cast<std::size_t>(b)];
-        if (t.size() >= capacity || at >= o.size()) continue;
-        const std::int32_t p = o[at++];
-        const int k = std::min(1 + static_cast<int>(gen() % width), capacity - t.size());
-        parent[static_cast<std::size_t>(b)] = p;
-        count[static_cast<std::size_t>(b)] = k;
-        for (int c = 0; c < k; ++c) {
-          const bool terminal = gen() % 3 == 0 || t.depth(p) + 1 >= 64;
-          const double entropy = 0.5 + 0.001 * static_cast<double>(gen() % 1000);
-          const auto at_j = static_cast<std::size_t>(b * width + c);
-          h[at_j] = entropy;
-          term[at_j] = terminal;
-          const auto id = t.add_child(p, entropy, terminal);
-          (terminal ? leaves[static_cast<std::size_t>(b)] : o).push_back(id);
-        }
-        xs::rescore_around(t, fronts[static_cast<std::size_t>(b)], p, width, score);
-        grew = true;
-      }
-      xs::add_children(xplor::cpu, batch, parent, count, h, term, width, score);
-    }
-    for (std::size_t s = 0; s < steps; ++s) {
-      leaf.emplace_back(B);
-      cur.emplace_back(B);
-      for (std::size_t b = 0; b < static_cast<std::size_t>(B); ++b) {
-        const auto& l = leaves[b];
-        leaf[s][b] = l[gen() % l.size()];
-        cur[s][b] = single[b].parent(leaf[s][b]);
-      }
-    }
-    v_plus.assign(B, 1.0);
-    v_minus.assign(B, -1.0);
-  }
-  static forest& get() {
-    static forest f;
+/// The B = 1024 trees of forest.hpp, as single trees and as one tree_batch on the CPU.
+struct cpu_forest {
+  xs::tree_batch<xplor::cpu_t> batch{xplor::cpu, xplor::bench::forest::B, xplor::bench::forest::capacity};
+  xplor::bench::forest f{[this](const auto& parent, const auto& count, const auto& h, const auto& term) {
+    xs::add_children(xplor::cpu, batch, parent, count, h, term, xplor::bench::forest::width);
+  }};
+  static cpu_forest& get() {
+    static cpu_forest f;
     return f;
   }
 };
 
-constexpr double lambda_uct = 2.0;
-
 void trees_single_calls(benchmark::State& state) {
-  forest& f = forest::get();
-  const xs::decayed_constrained_backup rule{};
+  auto& f = cpu_forest::get().f;
+  std::vector<std::int32_t> next(f.B);
   std::size_t s = 0;
   std::int64_t trees = 0;
   for (auto _ : state) {
-    const double v = s % 2 ? -1.0 : 1.0;
-    for (std::size_t b = 0; b < static_cast<std::size_t>(forest::B); ++b) {
-      xs::tree& t = f.single[b];
-      t.backup(f.leaf[s][b], v, rule);
-      xs::rescore_after_backup(t, f.fronts[b], f.leaf[s][b], width, f.score);
-      benchmark::DoNotOptimize(
-          xs::select_child(t.ref(), f.fronts[b].ref(), f.cur[s][b], width, lambda_uct, f.score));
-    }
-    s = (s + 1) % forest::steps;
-    trees += forest::B;
+    f.single_step(s, next);
+    benchmark::DoNotOptimize(next.data());
+    s = (s + 1) % f.steps;
+    trees += f.B;
   }
   state.SetItemsProcessed(trees);
   state.SetLabel("baseline");
 }
 
 void trees_batched(benchmark::State& state) {
-  forest& f = forest::get();
+  auto& [batch, f] = cpu_forest::get();
   const xplor::cpu_t exec{static_cast<int>(state.range(0))};
-  std::vector<std::int32_t> next(forest::B);
+  std::vector<std::int32_t> next(f.B);
   std::size_t s = 0;
   std::int64_t trees = 0;
   for (auto _ : state) {
-    xs::backup(exec, f.batch, f.leaf[s], s % 2 ? f.v_minus : f.v_plus, width);
-    xs::select_children(exec, f.batch, f.cur[s], width, lambda_uct, std::span<std::int32_t>(next));
+    xs::backup(exec, batch, f.leaf[s], s % 2 ? f.v_minus : f.v_plus, f.width);
+    xs::select_children(exec, batch, f.cur[s], f.width, f.lambda_uct, std::span<std::int32_t>(next));
     benchmark::DoNotOptimize(next.data());
-    s = (s + 1) % forest::steps;
-    trees += forest::B;
+    s = (s + 1) % f.steps;
+    trees += f.B;
   }
   state.SetItemsProcessed(trees);
 }

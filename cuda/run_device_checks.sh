@@ -105,4 +105,5 @@ tbl "device " bench | while read -r l; do echo "| bench device | $l |"; done
 tbl "sampling" bench | while read -r l; do echo "| ${l%%:*} | ${l#*: } |"; done
 tbl "training" bench | while read -r l; do echo "| ${l%%:*} | ${l#*: } |"; done
 tbl "knapsack" bench | while read -r l; do echo "| ${l%%:*} | ${l#*: } |"; done
+tbl "trees" bench | while read -r l; do echo "| ${l%%:*} | ${l#*: } |"; done
 exit $status

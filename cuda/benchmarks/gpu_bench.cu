@@ -5,7 +5,10 @@
 //   2. a GPT-2-small-like training step (forward, backward, clip, AdamW) as tokens/s and achieved
 //      TFLOP/s (matrix-product FLOPs), next to cuBLAS running the same GEMM shapes back to back;
 //   3. the exact knapsack rollout allocator at a million prompts on the GPU, next to the host
-//      solver on one CPU core in the same run (the counts must be equal).
+//      solver on one CPU core in the same run (the counts must be equal);
+//   4. selection + backup over B = 1024 DeepSearch trees of 4096 nodes (benchmarks/forest.hpp's
+//      workload) with the batched drivers on the GPU, as trees/s, next to B calls of the
+//      single-tree code on one CPU core in the same run (the selections must be equal).
 // Prints "[table] ..." lines that cuda/run_device_checks.sh collects. Usage: gpu_bench [--quick]
 #include <algorithm>
 #include <chrono>
@@ -24,6 +27,9 @@
 
 #include "xplor/model/cuda/transformer.cuh"
 #include "xplor/sample/cuda/sample_kernel.cuh"
+#include "xplor/search/tree_batch.hpp"
+
+#include "../../benchmarks/forest.hpp"
 
 namespace {
 using xplor::gpu::check_cuda;
@@ -232,6 +238,64 @@ void allocation_bench(int reps) {
       device_ms, host_ms[host_ms.size() / 2], host_ms[host_ms.size() / 2] / device_ms,
       equal ? "equal" : "DIFFER");
 }
+
+/// The forest's cycle of backup + local selection: all B trees per call on the GPU vs B
+/// single-tree calls on the host, each over the full cycle of steps.
+void trees_bench(int reps) {
+  namespace xs = xplor::search;
+  using xplor::bench::forest;
+  using dvec_i = thrust::device_vector<std::int32_t>;
+  xs::tree_batch<xplor::device_t> batch(xplor::device, forest::B, forest::capacity);
+  forest f([&](const auto& parent, const auto& count, const auto& h, const auto& term) {
+    const dvec_i d_parent(parent.begin(), parent.end()), d_count(count.begin(), count.end());
+    const thrust::device_vector<double> d_h(h.begin(), h.end());
+    const thrust::device_vector<std::uint8_t> d_term(term.begin(), term.end());
+    xs::add_children(xplor::device, batch, xplor::as_span(d_parent), xplor::as_span(d_count),
+                     xplor::as_span(d_h), xplor::as_span(d_term), forest::width);
+  });
+  std::vector<dvec_i> d_leaf, d_cur;
+  for (std::size_t s = 0; s < forest::steps; ++s) {
+    d_leaf.emplace_back(f.leaf[s].begin(), f.leaf[s].end());
+    d_cur.emplace_back(f.cur[s].begin(), f.cur[s].end());
+  }
+  const thrust::device_vector<double> d_plus(f.v_plus.begin(), f.v_plus.end()),
+      d_minus(f.v_minus.begin(), f.v_minus.end());
+  std::vector<dvec_i> d_next(forest::steps, dvec_i(forest::B));
+  const auto device_cycle = [&] {
+    for (std::size_t s = 0; s < forest::steps; ++s) {
+      xs::backup(xplor::device, batch, xplor::as_span(d_leaf[s]), xplor::as_span(s % 2 ? d_minus : d_plus),
+                 forest::width);
+      xs::select_children(xplor::device, batch, xplor::as_span(d_cur[s]), forest::width, forest::lambda_uct,
+                          xplor::as_span(d_next[s]));
+    }
+  };
+  // The host trees take the warm-up cycle too, so both sides run the same calls in the same order.
+  std::vector<std::vector<std::int32_t>> host_next(forest::steps, std::vector<std::int32_t>(forest::B));
+  const auto host_cycle = [&] {
+    for (std::size_t s = 0; s < forest::steps; ++s) f.single_step(s, host_next[s]);
+  };
+  const double device_ms = median_ms(reps, device_cycle);
+  std::vector<double> host_ms;
+  for (int r = 0; r <= reps; ++r) {  // reps + 1 cycles: the device's warm-up and its reps
+    const auto t0 = std::chrono::steady_clock::now();
+    host_cycle();
+    host_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  bool equal = true;
+  for (std::size_t s = 0; s < forest::steps; ++s) {
+    const thrust::host_vector<std::int32_t> got = d_next[s];
+    equal = equal && std::equal(host_next[s].begin(), host_next[s].end(), got.begin());
+  }
+  std::sort(host_ms.begin(), host_ms.end());
+  const double trees = double(forest::B) * double(forest::steps);
+  const double host = host_ms[host_ms.size() / 2];
+  std::printf(
+      "[table] trees B = 1024 x 4096 nodes, backup + select: GPU %.3g M trees/s, host single-tree calls (1 "
+      "core) "
+      "%.3g M trees/s, %.1fx, selections %s\n",
+      trees / (device_ms * 1e3), trees / (host * 1e3), host / device_ms, equal ? "equal" : "DIFFER");
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,6 +308,7 @@ int main(int argc, char** argv) {
     sampling_bench(quick ? 3 : 9);
     training_bench(quick ? 3 : 5, quick);
     allocation_bench(quick ? 3 : 7);
+    trees_bench(quick ? 3 : 7);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_bench failed: %s\n", e.what());
     return 1;
