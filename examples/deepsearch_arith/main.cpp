@@ -15,6 +15,12 @@
 // 3. pass@1 on held-out hard problems every --eval-every generated tokens, as the paper measures
 //    it (the accuracy of samples at T = 1, averaged; the paper takes 32 per problem, here 4): a
 //    table, a TSV and a PNG of pass@1 against rollout tokens for both.
+//
+// --plateau runs the paper's regime instead: GRPO from the SFT checkpoint until its pass@1 on a
+// validation set stops improving (no gain above --plateau-delta over its best for --patience
+// evaluations in a row), then GRPO and DeepSearch each continue from that plateau checkpoint
+// (weights, AdamW moments and the prompt stream) for --budget more generated tokens; pass@1 is
+// compared at equal extra tokens and at equal extra wall time.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -57,6 +63,11 @@ struct options {
   float lr = 1e-4f;
   bool plot = true;
   bool drop_unsolved = false;  // ablation: no update from trees without a correct trajectory
+  bool lockstep = false;       // deep_search_lockstep (one decode batch) instead of per-prompt threads
+  bool plateau = false;        // GRPO to a plateau first, then both continue from it
+  int patience = 3;            // evaluations without a gain above plateau_delta: a plateau
+  double plateau_delta = 0.01;
+  std::int64_t plateau_max = 6000000;  // GRPO tokens before giving up on a plateau
 };
 
 options parse(int argc, char** argv) {
@@ -104,6 +115,22 @@ options parse(int argc, char** argv) {
   app.add_flag("--drop-unsolved", o.drop_unsolved,
                "ablation: DeepSearch does not learn from trees without a correct trajectory (their mean-only "
                "advantages reward the wrong steps)");
+  app.add_flag("--lockstep", o.lockstep,
+               "DeepSearch steps all prompts' trees in lockstep through one decode policy "
+               "(deep_search_lockstep; the same results as the per-prompt threads)");
+  app.add_flag("--plateau", o.plateau,
+               "the paper's regime: GRPO until validation pass@1 plateaus, then GRPO and DeepSearch each "
+               "continue from that checkpoint for --budget tokens");
+  ex::add_integer(app, "--patience", o.patience, 1, 1000,
+                  "--plateau: evaluations in a row without a gain above --plateau-delta (default 3)")
+      ->type_name("K");
+  ex::add_number(app, "--plateau-delta", o.plateau_delta, 0.0, 1.0,
+                 "--plateau: the pass@1 gain over the best so far that counts as progress (default 0.01)")
+      ->type_name("D");
+  ex::add_integer(
+      app, "--plateau-max", o.plateau_max, 1, 1LL << 40,
+      "--plateau: GRPO tokens after which the first phase stops without a plateau (default 6000000)")
+      ->type_name("TOKENS");
   app.add_flag("--quick", quick, "a tiny configuration (the test suite's); flags given with it still apply");
   app.add_flag_callback(
       "--no-plot", [&o] { o.plot = false; }, "do not call gnuplot");
@@ -119,6 +146,8 @@ options parse(int argc, char** argv) {
     if (unset("--prompts")) o.prompts = 2;
     if (unset("--n")) o.n = 4;
     if (unset("--width")) o.width = 2;
+    if (unset("--patience")) o.patience = 1;
+    if (unset("--plateau-max")) o.plateau_max = 3000;
   }
   return o;
 }
@@ -210,10 +239,17 @@ step_data search_step(const xm::transformer& model, const xm::byte_tokenizer& to
   p.num_trajectories = o.n;
   p.max_response_tokens = max_completion;  // as the GRPO rollouts; prompt + response fit max_seq_len
   p.max_nodes = 16384;
-  const auto results = xs::deep_search_batch([&model] { return xm::kv_decoder(model); }, prompts,
-                                             [&](std::size_t i, std::span<const std::int32_t> r,
-                                                 bool finished) { return grade(tok, batch[i], r, finished); },
-                                             p, seed, o.threads);
+  const auto verifier = [&](std::size_t i, std::span<const std::int32_t> r, bool finished) {
+    return grade(tok, batch[i], r, finished);
+  };
+  std::vector<xs::search_result> results;
+  if (o.lockstep) {
+    xm::kv_decoder dec(model);  // every tree's rows in one batch per token position
+    results = xs::deep_search_lockstep(dec, prompts, verifier, p, seed, xplor::cpu_t{o.threads});
+  } else {
+    results = xs::deep_search_batch([&model] { return xm::kv_decoder(model); }, prompts, verifier, p, seed,
+                                    o.threads);
+  }
   step_data d;
   for (std::size_t i = 0; i < results.size(); ++i) {
     d.tokens += results[i].tokens_generated;
@@ -238,40 +274,85 @@ step_data search_step(const xm::transformer& model, const xm::byte_tokenizer& to
   return d;
 }
 
-std::vector<point> run_rl(const char* name, bool search, const xm::transformer& sft,
-                          const xm::byte_tokenizer& tok, const std::vector<rlvr::example>& pool,
-                          const std::vector<rlvr::example>& held_out, const options& o) {
-  xm::transformer model = sft;
-  xm::adamw opt(model.layout(), {.lr = o.lr, .weight_decay = 0.0f});
+/// Where an RL run starts and how far it got: the policy, its optimizer's moments, the next
+/// prompt of the stream and the step count (which seeds the step's sampling).
+struct rl_state {
+  xm::transformer model;
+  xm::adamw opt;
+  std::size_t cursor = 0;
+  std::int64_t step = 0;
+};
+
+rl_state fresh_state(const xm::transformer& model, const options& o) {
+  return {model, xm::adamw(model.layout(), {.lr = o.lr, .weight_decay = 0.0f})};
+}
+
+/// Trains `s` with GRPO or DeepSearch steps until `budget` tokens are generated or `stop(curve)`
+/// says so after an evaluation; pass@1 on `eval_set` every o.eval_every tokens. A point's
+/// seconds are training time only (evaluations excluded), so equal-time comparisons are fair.
+template <class Stop>
+std::vector<point> run_rl(const char* name, bool search, rl_state& s, const xm::byte_tokenizer& tok,
+                          const std::vector<rlvr::example>& pool, const std::vector<rlvr::example>& eval_set,
+                          const options& o, std::int64_t budget, Stop&& stop) {
   xplor::rl::loss_options loss;  // dapo token mean, no KL
   loss.epsilon_high = 0.28f;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  std::vector<point> curve{{0, pass_at_1(model, tok, held_out), 0.0}};
+  double train_seconds = 0;
+  std::vector<point> curve{{0, pass_at_1(s.model, tok, eval_set), 0.0}};
   std::int64_t used = 0, next_eval = o.eval_every;
   double found = 0, sampled = 0;
-  std::size_t cursor = 0;
-  for (std::int64_t step = 0; used < o.budget; ++step) {
+  while (used < budget) {
+    const auto t0 = std::chrono::steady_clock::now();
     std::vector<rlvr::example> batch;
-    for (int k = 0; k < o.prompts; ++k) batch.push_back(pool[cursor++ % pool.size()]);
-    const std::uint64_t step_seed = o.seed * 1000003ULL + static_cast<std::uint64_t>(step);
-    step_data d =
-        search ? search_step(model, tok, batch, o, step_seed) : grpo_step(model, tok, batch, o, step_seed);
+    for (int k = 0; k < o.prompts; ++k) batch.push_back(pool[s.cursor++ % pool.size()]);
+    const std::uint64_t step_seed = o.seed * 1000003ULL + static_cast<std::uint64_t>(s.step++);
+    step_data d = search ? search_step(s.model, tok, batch, o, step_seed)
+                         : grpo_step(s.model, tok, batch, o, step_seed);
     loss.num_items_in_batch = static_cast<double>(d.completion_tokens);
-    examples::policy_update(model, opt, o.lr, d.seqs, loss, 32, static_cast<std::int32_t>(tok.pad()));
+    examples::policy_update(s.model, s.opt, o.lr, d.seqs, loss, 32, static_cast<std::int32_t>(tok.pad()));
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     used += d.tokens;
     found += d.correct;
     sampled += d.total;
-    std::fprintf(stderr, "\r%-10s step %3lld  tokens %7lld / %lld  train acc %.2f  ", name,
-                 static_cast<long long>(step + 1), static_cast<long long>(used),
-                 static_cast<long long>(o.budget), d.total > 0 ? d.correct / d.total : 0.0);
-    if (used >= next_eval || used >= o.budget) {
-      curve.push_back({used, pass_at_1(model, tok, held_out), seconds(), found, sampled});
+    std::fprintf(stderr, "\r%-10s step %4lld  tokens %7lld / %lld  train acc %.2f  ", name,
+                 static_cast<long long>(s.step), static_cast<long long>(used), static_cast<long long>(budget),
+                 d.total > 0 ? d.correct / d.total : 0.0);
+    if (used >= next_eval || used >= budget) {
+      curve.push_back({used, pass_at_1(s.model, tok, eval_set), train_seconds, found, sampled});
       while (next_eval <= used) next_eval += o.eval_every;
+      if (stop(curve)) break;
     }
   }
   std::fputc('\n', stderr);
   return curve;
+}
+
+/// The plateau rule: the last `patience` evaluations gained at most `delta` over the best pass@1
+/// before them.
+bool plateaued(const std::vector<point>& curve, int patience, double delta) {
+  const auto k = static_cast<std::size_t>(patience);
+  if (curve.size() <= k) return false;
+  double before = 0, recent = 0;
+  for (std::size_t i = 0; i < curve.size(); ++i) {
+    double& best = i + k < curve.size() ? before : recent;
+    best = std::max(best, curve[i].pass1);
+  }
+  return recent <= before + delta;
+}
+
+/// pass@1 of the last evaluation within `seconds` of training.
+double pass1_within(const std::vector<point>& curve, double seconds) {
+  double v = curve.front().pass1;
+  for (const auto& p : curve)
+    if (p.seconds <= seconds) v = p.pass1;
+  return v;
+}
+
+void write_curves(const fs::path& file,
+                  std::initializer_list<std::pair<const char*, const std::vector<point>*>> runs) {
+  std::ofstream tsv(file);
+  tsv << "# method\ttokens\tpass1\tseconds\n";
+  for (const auto& [name, c] : runs)
+    for (const auto& p : *c) tsv << name << '\t' << p.tokens << '\t' << p.pass1 << '\t' << p.seconds << '\n';
 }
 
 }  // namespace
@@ -307,22 +388,45 @@ int main(int argc, char** argv) {
     const auto held_out = rlvr::draw_examples(o.seed, 0xd5000002ULL, o.eval, 0, rlvr::num_train_templates,
                                               o.level_lo, o.level_hi);
 
-    const auto grpo = run_rl("GRPO", false, model, tok, pool, held_out, o);
-    const auto search = run_rl("DeepSearch", true, model, tok, pool, held_out, o);
+    const auto never = [](const std::vector<point>&) { return false; };
+    std::vector<point> plateau;  // --plateau: GRPO's first phase, on the validation set
+    rl_state start = fresh_state(model, o);
+    if (o.plateau) {
+      const auto validation = rlvr::draw_examples(o.seed, 0xd5000003ULL, o.eval, 0, rlvr::num_train_templates,
+                                                  o.level_lo, o.level_hi);
+      plateau =
+          run_rl("GRPO", false, start, tok, pool, validation, o, o.plateau_max,
+                 [&o](const std::vector<point>& c) { return plateaued(c, o.patience, o.plateau_delta); });
+      xm::save_checkpoint(fs::path(o.out) / "plateau.safetensors", start.model, &start.opt, {});
+    }
+    rl_state grpo_state = start, search_state = start;  // both continue from the same state
+    const auto grpo = run_rl("GRPO", false, grpo_state, tok, pool, held_out, o, o.budget, never);
+    const auto search = run_rl("DeepSearch", true, search_state, tok, pool, held_out, o, o.budget, never);
 
     std::printf(
         "deepsearch_arith: pass@1 (mean of 4 samples at T = 1) on %d held-out problems of levels %d-%d, seed "
         "%llu\n",
         o.eval, o.level_lo, o.level_hi, static_cast<unsigned long long>(o.seed));
     std::printf("SFT: %d steps, %.0f s\n\n", o.sft_steps, sft_seconds);
+    if (o.plateau) {
+      const bool found_plateau = plateaued(plateau, o.patience, o.plateau_delta);
+      std::printf(
+          "GRPO to a plateau (pass@1 on %d validation problems):\n\n| rollout tokens | pass@1 "
+          "|\n|---:|---:|\n",
+          o.eval);
+      for (const auto& p : plateau)
+        std::printf("| %lld | %.3f |\n", static_cast<long long>(p.tokens), p.pass1);
+      std::printf(
+          "\n%s after %lld tokens (%lld steps, %.0f s of training); both runs continue from there\n\n",
+          found_plateau ? "plateau" : "no plateau (stopped at --plateau-max)",
+          static_cast<long long>(plateau.back().tokens), static_cast<long long>(start.step),
+          plateau.back().seconds);
+      write_curves(fs::path(o.out) / "plateau.tsv", {{"grpo", &plateau}});
+    }
     std::printf(
-        "| rollout tokens (GRPO / DeepSearch) | GRPO pass@1 | DeepSearch pass@1 |\n|---:|---:|---:|\n");
-    std::ofstream tsv(fs::path(o.out) / "curves.tsv");
-    tsv << "# method\ttokens\tpass1\tseconds\n";
-    for (const auto& [name, c] : {std::pair{"grpo", &grpo}, std::pair{"deepsearch", &search}})
-      for (const auto& p : *c)
-        tsv << name << '\t' << p.tokens << '\t' << p.pass1 << '\t' << p.seconds << '\n';
-    tsv.close();
+        "| %srollout tokens (GRPO / DeepSearch) | GRPO pass@1 | DeepSearch pass@1 |\n|---:|---:|---:|\n",
+        o.plateau ? "extra " : "");
+    write_curves(fs::path(o.out) / "curves.tsv", {{"grpo", &grpo}, {"deepsearch", &search}});
     // Both runs evaluate when their generated tokens first reach each multiple of --eval-every.
     for (std::size_t i = 0; i < std::min(grpo.size(), search.size()); ++i)
       std::printf("| %lld / %lld | %.3f | %.3f |\n", static_cast<long long>(grpo[i].tokens),
@@ -333,7 +437,12 @@ int main(int argc, char** argv) {
         grpo.back().found / std::max(1.0, grpo.back().sampled), grpo.back().found, grpo.back().sampled,
         search.back().found / std::max(1.0, search.back().sampled), search.back().found,
         search.back().sampled);
-    std::printf("wall time: GRPO %.0f s, DeepSearch %.0f s\n", grpo.back().seconds, search.back().seconds);
+    const double equal_time = std::min(grpo.back().seconds, search.back().seconds);
+    std::printf(
+        "training time: GRPO %.0f s, DeepSearch %.0f s; pass@1 at equal time (%.0f s): GRPO %.3f, "
+        "DeepSearch %.3f\n",
+        grpo.back().seconds, search.back().seconds, equal_time, pass1_within(grpo, equal_time),
+        pass1_within(search, equal_time));
     bool finite = true;
     for (const auto* c : {&grpo, &search})
       for (const auto& p : *c) finite = finite && std::isfinite(p.pass1);
@@ -341,7 +450,9 @@ int main(int argc, char** argv) {
       const std::string dir = o.out, png = dir + "/pass_at_1.png", script = dir + "/pass_at_1.gp";
       std::ofstream gp(script);
       gp << "set terminal pngcairo size 800,500\nset output '" << png << "'\n"
-         << "set xlabel 'rollout tokens generated'\nset ylabel 'pass@1 (T = 1, held-out)'\nset key bottom "
+         << "set xlabel '"
+         << (o.plateau ? "rollout tokens generated after the plateau" : "rollout tokens generated")
+         << "'\nset ylabel 'pass@1 (T = 1, held-out)'\nset key bottom "
             "right\n"
          << "set datafile separator '\\t'\n"
          << "plot '< grep ^grpo " << dir << "/curves.tsv' using 2:3 with linespoints title 'GRPO', "
