@@ -2,17 +2,17 @@
 // causal over the stream order, RoPE at the streams' fractional positions, and the stream scores
 // c entering twice — as a score channel (after RoPE the last dimension of every head's query is
 // set to 1 and of its key to c, adding c_key / sqrt(D) to each logit) and as value attenuation
-// (v <- exp(c) v). With c = 0 and no score channel it is the transformer's attention.
+// (v <- exp(c) v). The softmax attention itself is the transformer's (model/attention.hpp), so
+// with c = 0, no score channel and integer positions the result is the transformer's, bit for bit.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <span>
 #include <vector>
 
 #include "xplor/core/error.hpp"
+#include "xplor/model/attention.hpp"
 #include "xplor/model/layers.hpp"
 
 namespace xplor::bubble {
@@ -91,32 +91,11 @@ void attention_forward(int H, int C, bool fork_channel, std::span<const T> qkv, 
       }
     }
   }
-  const T scale = T(1) / std::sqrt(static_cast<T>(D));
+  const auto rows = static_cast<std::int64_t>(N), ld = static_cast<std::int64_t>(Cs),
+             Dl = static_cast<std::int64_t>(D);
   for (std::size_t h = 0; h < static_cast<std::size_t>(H); ++h)
-    for (std::size_t i = 0; i < N; ++i) {
-      T* p = cache.p.data() + (h * N + i) * N;
-      const T* q = cache.q.data() + i * Cs + h * D;
-      T m = -std::numeric_limits<T>::infinity();
-      for (std::size_t j = 0; j <= i; ++j) {
-        const T* k = cache.k.data() + j * Cs + h * D;
-        T s = 0;
-        for (std::size_t d = 0; d < D; ++d) s += q[d] * k[d];
-        p[j] = s * scale;
-        m = std::max(m, p[j]);
-      }
-      T sum = 0;
-      for (std::size_t j = 0; j <= i; ++j) {
-        p[j] = std::exp(p[j] - m);
-        sum += p[j];
-      }
-      T* out = y.data() + i * Cs + h * D;
-      std::fill(out, out + D, T(0));
-      for (std::size_t j = 0; j <= i; ++j) {
-        p[j] /= sum;
-        const T* v = cache.v.data() + j * Cs + h * D;
-        for (std::size_t d = 0; d < D; ++d) out[d] += p[j] * v[d];
-      }
-    }
+    model::attention::head_forward(cache.q.data() + h * D, cache.k.data() + h * D, cache.v.data() + h * D, ld,
+                                   rows, Dl, cache.p.data() + h * N * N, y.data() + h * D, ld);
 }
 
 /// Backward of attention_forward for one row: writes dL/dqkv [N, 3C] and adds dL/dc to dc [N],
@@ -132,37 +111,15 @@ void attention_backward(int H, int C, bool fork_channel, std::span<const T> c, s
   xplor::detail::require(
       dy.size() == N * Cs && dc.size() == N && cache.p.size() == static_cast<std::size_t>(H) * N * N, fn,
       "dy [N, C], dc [N] and the forward's cache must hold ", N, " streams");
-  std::fill(dqkv.begin(), dqkv.end(), T(0));
-  const T scale = T(1) / std::sqrt(static_cast<T>(D));
-  std::vector<T> dp(N);
-  for (std::size_t h = 0; h < static_cast<std::size_t>(H); ++h)
-    for (std::size_t i = 0; i < N; ++i) {
-      const T* p = cache.p.data() + (h * N + i) * N;
-      const T* d_out = dy.data() + i * Cs + h * D;
-      T dot = 0;  // sum_j p_ij dp_ij
-      for (std::size_t j = 0; j <= i; ++j) {
-        const T* v = cache.v.data() + j * Cs + h * D;
-        T* dv = dqkv.data() + j * 3 * Cs + 2 * Cs + h * D;  // attenuated values' gradient for now
-        T s = 0;
-        for (std::size_t d = 0; d < D; ++d) {
-          s += d_out[d] * v[d];
-          dv[d] += p[j] * d_out[d];
-        }
-        dp[j] = s;
-        dot += p[j] * s;
-      }
-      const T* q = cache.q.data() + i * Cs + h * D;
-      T* dq = dqkv.data() + i * 3 * Cs + h * D;
-      for (std::size_t j = 0; j <= i; ++j) {
-        const T ds = p[j] * (dp[j] - dot) * scale;
-        const T* k = cache.k.data() + j * Cs + h * D;
-        T* dk = dqkv.data() + j * 3 * Cs + Cs + h * D;
-        for (std::size_t d = 0; d < D; ++d) {
-          dq[d] += ds * k[d];
-          dk[d] += ds * q[d];
-        }
-      }
-    }
+  const auto rows = static_cast<std::int64_t>(N), ld = static_cast<std::int64_t>(Cs),
+             Dl = static_cast<std::int64_t>(D);
+  std::vector<T> dP(N * N);
+  for (std::size_t h = 0; h < static_cast<std::size_t>(H); ++h) {
+    T* d = dqkv.data() + h * D;  // the attenuated values' gradient lands in the v part for now
+    model::attention::head_backward(cache.q.data() + h * D, cache.k.data() + h * D, cache.v.data() + h * D,
+                                    ld, cache.p.data() + h * N * N, dy.data() + h * D, ld, rows, Dl,
+                                    dP.data(), d, d + Cs, d + 2 * Cs, 3 * ld);
+  }
   for (std::size_t n = 0; n < N; ++n) {
     T* row = dqkv.data() + n * 3 * Cs;
     // v = exp(c) v_raw: dv_raw = exp(c) dv, dc += dv . v.

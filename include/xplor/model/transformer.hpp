@@ -23,6 +23,7 @@
 #include "xplor/core/numerics.hpp"
 #include "xplor/core/random.hpp"
 #include "xplor/core/view.hpp"
+#include "xplor/model/attention.hpp"
 #include "xplor/model/config.hpp"
 #include "xplor/model/dense.hpp"
 #include "xplor/model/layers.hpp"
@@ -415,34 +416,15 @@ class transformer {
     dense::linear_forward(act, p(o.mlp_down), out, n, F, C, /*accumulate=*/true);
   }
 
-  /// Causal self-attention of one (sequence b, head h): att = softmax(q k^T / sqrt(D)) masked,
+  /// Causal self-attention of every (sequence b, head h): att = softmax(q k^T / sqrt(D)) masked,
   /// y = att v. q, k, v are read from qkv [N, 3C]; y is written into att_y [N, C].
   void attention_forward(const float* qkv, float* att, float* att_y, std::int64_t B, std::int64_t T) const {
     const std::int64_t C = cfg_.d_model, D = cfg_.head_dim(), H = cfg_.n_heads;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     dense::thread_independent_for(B * H, double(B * H) * double(T * T * D), [&](std::int64_t bh) {
       const std::int64_t b = bh / H, h = bh % H;
       const float* base = qkv + b * T * 3 * C + h * D;
-      const dense::const_strided_map q(base, T, D, Eigen::OuterStride<>(3 * C));
-      const dense::const_strided_map k(base + C, T, D, Eigen::OuterStride<>(3 * C));
-      const dense::const_strided_map v(base + 2 * C, T, D, Eigen::OuterStride<>(3 * C));
-      auto P = dense::mat(att + bh * T * T, T, T);
-      P.noalias() = (q * k.transpose()) * scale;
-      for (std::int64_t i = 0; i < T; ++i) {
-        float* row = P.data() + i * T;
-        float m = -std::numeric_limits<float>::infinity();
-        for (std::int64_t j = 0; j <= i; ++j) m = std::max(m, row[j]);
-        float sum = 0.0f;
-        for (std::int64_t j = 0; j <= i; ++j) {
-          row[j] = std::exp(row[j] - m);
-          sum += row[j];
-        }
-        const float inv = 1.0f / sum;
-        for (std::int64_t j = 0; j <= i; ++j) row[j] *= inv;
-        for (std::int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
-      }
-      dense::strided_map y(att_y + b * T * C + h * D, T, D, Eigen::OuterStride<>(C));
-      y.noalias() = P * v;
+      attention::head_forward(base, base + C, base + 2 * C, 3 * C, T, D, att + bh * T * T,
+                              att_y + b * T * C + h * D, C);
     });
   }
 
@@ -502,32 +484,16 @@ class transformer {
     std::fill(act_.datt_y.begin(), act_.datt_y.end(), 0.0f);
     dense::linear_backward(act_.att_y[l].data(), p(o.attn_out), dmid, act_.datt_y.data(), g(o.attn_out), N, C,
                            C);
-    // Attention core, per (b, h): dP = dY V^T, dV = P^T dY, dS = P * (dP - rowsum(P * dP)) * scale,
-    // dQ = dS K, dK = dS^T Q.
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    // Attention core, per (b, h).
     const float* qkv = act_.qkv[l].data();
     float* dqkv = act_.dqkv.data();
     dense::thread_independent_for(B * H, double(B * H) * double(T * T * D), [&](std::int64_t bh) {
       const std::int64_t b = bh / H, h = bh % H;
       const float* base = qkv + b * T * 3 * C + h * D;
       float* dbase = dqkv + b * T * 3 * C + h * D;
-      const Eigen::OuterStride<> s3(3 * C), s1(C);
-      const dense::const_strided_map q(base, T, D, s3), k(base + C, T, D, s3), v(base + 2 * C, T, D, s3);
-      dense::strided_map dq(dbase, T, D, s3), dk(dbase + C, T, D, s3), dv(dbase + 2 * C, T, D, s3);
-      const dense::const_strided_map dy(act_.datt_y.data() + b * T * C + h * D, T, D, s1);
-      const auto P = dense::mat(static_cast<const float*>(act_.att[l].data()) + bh * T * T, T, T);
-      auto dP = dense::mat(act_.datt.data() + bh * T * T, T, T);
-      dP.noalias() = dy * v.transpose();
-      dv.noalias() = P.transpose() * dy;
-      for (std::int64_t i = 0; i < T; ++i) {
-        const float* pr = P.data() + i * T;
-        float* dr = dP.data() + i * T;
-        float dot = 0.0f;
-        for (std::int64_t j = 0; j <= i; ++j) dot += pr[j] * dr[j];
-        for (std::int64_t j = 0; j < T; ++j) dr[j] = j <= i ? pr[j] * (dr[j] - dot) * scale : 0.0f;
-      }
-      dq.noalias() = dP * k;
-      dk.noalias() = dP.transpose() * q;
+      attention::head_backward(base, base + C, base + 2 * C, 3 * C, act_.att[l].data() + bh * T * T,
+                               act_.datt_y.data() + b * T * C + h * D, C, T, D, act_.datt.data() + bh * T * T,
+                               dbase, dbase + C, dbase + 2 * C, 3 * C);
     });
     rope_rows(dqkv, positions_.data(), N, -1.0f);
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
