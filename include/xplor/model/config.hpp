@@ -133,7 +133,9 @@ struct parameter_layout {
   /// The unembedding matrix (V, C): lm_head, or the token embedding when tied.
   std::int64_t unembed() const { return lm_head >= 0 ? lm_head : embed; }
 
- private:
+  /// Appends a tensor to the table and returns its offset: how a model variant (a bubble model's
+  /// fork layers) extends the transformer's parameters, so that one buffer, optimizer and
+  /// checkpoint hold them all.
   std::int64_t add(std::string name, std::vector<std::int64_t> shape, bool decay) {
     std::int64_t n = 1;
     for (auto d : shape) n *= d;

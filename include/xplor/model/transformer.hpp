@@ -27,6 +27,7 @@
 #include "xplor/model/config.hpp"
 #include "xplor/model/dense.hpp"
 #include "xplor/model/layers.hpp"
+#include "xplor/model/rowwise.hpp"
 
 namespace xplor::model {
 
@@ -54,6 +55,119 @@ struct forward_batch {
 /// straight-through estimator for replacements.
 struct forward_hooks {
   std::function<void(int layer, view2d<float> residual)> after_block = {};
+};
+
+/// Throws xplor::error (prefixed with fn) naming the first field of `b` that does not fit `cfg`.
+inline void validate_batch(const transformer_config& cfg, const forward_batch& b, const char* fn) {
+  xplor::detail::require(b.batch > 0, fn, "batch = ", b.batch, " must be positive");
+  xplor::detail::require(b.seq_len > 0 && b.seq_len <= cfg.max_seq_len, fn, "seq_len = ", b.seq_len,
+                         " is outside [1, max_seq_len = ", cfg.max_seq_len, "]");
+  const std::int64_t N = b.batch * b.seq_len;
+  xplor::detail::require(static_cast<std::int64_t>(b.tokens.size()) == N, fn, "tokens has ", b.tokens.size(),
+                         " elements for batch x seq_len = ", N);
+  std::int64_t latents = 0;
+  for (std::int64_t n = 0; n < N; ++n) {
+    const std::int32_t t = b.tokens[n];
+    if (t == latent_slot) {
+      ++latents;
+      continue;
+    }
+    xplor::detail::require(t >= 0 && t < cfg.vocab_size, fn, "tokens[", n, "] = ", t,
+                           " is outside [0, vocab_size = ", cfg.vocab_size, ")");
+  }
+  xplor::detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ",
+                         latents, " latent_slot positions");
+  xplor::detail::require(latents == 0 || b.latents.cols() == cfg.d_model, fn, "latents has ",
+                         b.latents.cols(), " columns, d_model = ", cfg.d_model);
+  if (!b.targets.empty()) {
+    xplor::detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ",
+                           b.targets.size(), " elements for ", N, " positions");
+    for (std::int64_t n = 0; n < N; ++n)
+      xplor::detail::require(
+          b.targets[n] == ignore_target || (b.targets[n] >= 0 && b.targets[n] < cfg.vocab_size), fn,
+          "targets[", n, "] = ", b.targets[n], " is outside [0, vocab_size = ", cfg.vocab_size,
+          ") and is not ignore_target");
+  }
+  if (!b.loss_mask.empty()) {
+    xplor::detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ",
+                           b.loss_mask.size(), " elements for ", N, " positions");
+    for (std::int64_t n = 0; n < N; ++n)
+      xplor::detail::require(std::isfinite(b.loss_mask[n]) && b.loss_mask[n] >= 0.0f, fn, "loss_mask[", n,
+                             "] = ", b.loss_mask[n], " must be finite and >= 0");
+  }
+}
+
+/// The loss end of a language model, shared by the transformer and the models built from its
+/// blocks: targets and weights of a batch, log-probabilities of the targets from the logits and
+/// the weighted mean cross-entropy, and d log p / d logits for the backward pass.
+struct target_scores {
+  std::vector<std::int32_t> targets;
+  std::vector<float> weights, lse, logp;
+  float loss_weight = 0.0f;
+
+  /// Targets (ignore_target where the batch has none) and weights (the loss mask, 0 without a target).
+  void set(const forward_batch& b) {
+    const auto N = static_cast<std::size_t>(b.batch * b.seq_len);
+    targets.assign(N, ignore_target);
+    if (!b.targets.empty()) std::copy(b.targets.begin(), b.targets.end(), targets.begin());
+    weights.assign(N, 0.0f);
+    for (std::size_t n = 0; n < N; ++n)
+      if (targets[n] >= 0) weights[n] = b.loss_mask.empty() ? 1.0f : b.loss_mask[n];
+  }
+
+  /// log p(target) of every row of logits [N, V]; returns the weighted mean cross-entropy (0 when
+  /// no target counts).
+  float score(const float* logits, std::int64_t V) {
+    const auto N = static_cast<std::int64_t>(targets.size());
+    lse.resize(targets.size());
+    logp.resize(targets.size());
+    for_each_index(
+        cpu, N,
+        [&](std::int64_t n) {
+          const float* row = logits + n * V;
+          lse[n] = xplor::detail::row_logsumexp({row, V, 1});
+          logp[n] = targets[n] >= 0 ? row[targets[n]] - lse[n] : 0.0f;
+        },
+        V);
+    double loss = 0.0, weight = 0.0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      loss -= double(weights[n]) * logp[n];
+      weight += weights[n];
+    }
+    loss_weight = static_cast<float>(weight);
+    return weight > 0.0 ? static_cast<float>(loss / weight) : 0.0f;
+  }
+
+  /// Throws unless dlogp has one finite entry per row, non-zero only where a target is.
+  void check(std::span<const float> dlogp, const char* fn) const {
+    const auto N = static_cast<std::int64_t>(targets.size());
+    xplor::detail::require(N > 0, fn, "no forward pass to differentiate");
+    xplor::detail::require(static_cast<std::int64_t>(dlogp.size()) == N, fn, "dlogp has ", dlogp.size(),
+                           " elements for ", N, " positions");
+    for (std::int64_t n = 0; n < N; ++n) {
+      xplor::detail::require(std::isfinite(dlogp[n]), fn, "dlogp[", n, "] = ", dlogp[n], " is not finite");
+      xplor::detail::require(dlogp[n] == 0.0f || targets[n] >= 0, fn, "dlogp[", n, "] = ", dlogp[n],
+                             " at a position without a target");
+    }
+  }
+
+  /// dlogits [N, V] = dlogp[n] (onehot(target) - softmax(logits)): the gradient of sum dlogp log p.
+  void logit_grads(const float* logits, std::span<const float> dlogp, float* dlogits, std::int64_t V) const {
+    for_each_index(
+        cpu, static_cast<std::int64_t>(targets.size()),
+        [&](std::int64_t n) {
+          float* d = dlogits + n * V;
+          const float g = dlogp[n];
+          if (g == 0.0f) {
+            std::fill(d, d + V, 0.0f);
+            return;
+          }
+          const float* row = logits + n * V;
+          for (std::int64_t v = 0; v < V; ++v) d[v] = -g * std::exp(row[v] - lse[n]);
+          d[targets[n]] += g;
+        },
+        V);
+  }
 };
 
 class transformer {
@@ -90,16 +204,12 @@ class transformer {
   /// Runs the model over `batch`; returns the mean cross-entropy over the weighted targets (0 when
   /// there are none). Keeps the activations for backward(), logits() and residual().
   float forward(const forward_batch& batch, const forward_hooks& hooks = {}) {
-    validate(batch);
+    validate_batch(cfg_, batch, "xplor::model::transformer::forward");
     const std::int64_t B = batch.batch, T = batch.seq_len, N = B * T;
     const std::int64_t C = cfg_.d_model, V = cfg_.vocab_size;
     resize_activations(B, T);
     std::copy(batch.tokens.begin(), batch.tokens.end(), tokens_.begin());
-    targets_.assign(static_cast<std::size_t>(N), ignore_target);
-    if (!batch.targets.empty()) std::copy(batch.targets.begin(), batch.targets.end(), targets_.begin());
-    weights_.assign(static_cast<std::size_t>(N), 0.0f);
-    for (std::int64_t n = 0; n < N; ++n)
-      if (targets_[n] >= 0) weights_[n] = batch.loss_mask.empty() ? 1.0f : batch.loss_mask[n];
+    scores_.set(batch);
     positions_.resize(static_cast<std::size_t>(N));
     for (std::int64_t n = 0; n < N; ++n) positions_[n] = static_cast<std::int32_t>(n % T);
 
@@ -108,33 +218,18 @@ class transformer {
       block_forward(l, B, T);
       if (hooks.after_block) hooks.after_block(l, view2d<float>(act_.residual[l + 1].data(), {N, C}, {C, 1}));
     }
-    // Final norm and unembedding.
+    // Final norm, unembedding, log-probabilities of the targets and the weighted mean cross-entropy.
     norm_rows(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
               act_.final_norm.data(), act_.final_mean.data(), act_.final_rstd.data(), N);
     dense::linear_forward(act_.final_norm.data(), p(layout_.unembed()), act_.logits.data(), N, C, V);
-    // Log-probabilities of the targets and the weighted mean cross-entropy.
-    for_each_index(
-        cpu, N,
-        [&](std::int64_t n) {
-          const float* row = act_.logits.data() + n * V;
-          act_.lse[n] = xplor::detail::row_logsumexp({row, V, 1});
-          act_.target_logp[n] = targets_[n] >= 0 ? row[targets_[n]] - act_.lse[n] : 0.0f;
-        },
-        V);
-    double loss = 0.0, weight = 0.0;
-    for (std::int64_t n = 0; n < N; ++n) {
-      loss -= double(weights_[n]) * act_.target_logp[n];
-      weight += weights_[n];
-    }
-    loss_weight_ = static_cast<float>(weight);
-    return weight > 0.0 ? static_cast<float>(loss / weight) : 0.0f;
+    return scores_.score(act_.logits.data(), V);
   }
 
   /// Logits [N, V] of the last forward.
   view2d<const float> logits() const { return make_view(act_.logits.data(), {rows(), cfg_.vocab_size}); }
   /// log p(target) [N] of the last forward (0 where the target is ignore_target).
   std::span<const float> target_logprobs() const {
-    return std::span<const float>(act_.target_logp.data(), static_cast<std::size_t>(rows()));
+    return std::span<const float>(scores_.logp.data(), static_cast<std::size_t>(rows()));
   }
   /// The residual stream [N, C] entering block `layer` of the last forward; layer == n_layers is
   /// the stream after the last block (before the final norm). Index 0 is the embeddings.
@@ -151,8 +246,7 @@ class transformer {
   /// mean cross-entropy it returned). For gradient accumulation over k micro-batches, pass
   /// loss_scale = 1/k so the sum is the gradient of the mean.
   void backward(float loss_scale = 1.0f) {
-    const std::vector<float> dlogp = cross_entropy_dlogp(
-        std::span<const float>(weights_.data(), static_cast<std::size_t>(rows())), loss_weight_, loss_scale);
+    const std::vector<float> dlogp = cross_entropy_dlogp(scores_.weights, scores_.loss_weight, loss_scale);
     backward(std::span<const float>(dlogp));
   }
 
@@ -160,32 +254,9 @@ class transformer {
   /// for policy losses, which give the gradient of their loss with respect to each sampled token's
   /// log-probability (e.g. -advantage / num_tokens for a REINFORCE-style loss). dlogp is [N].
   void backward(std::span<const float> dlogp) {
-    constexpr const char* fn = "xplor::model::transformer::backward";
+    scores_.check(dlogp, "xplor::model::transformer::backward");
     const std::int64_t N = rows(), C = cfg_.d_model, V = cfg_.vocab_size;
-    xplor::detail::require(N > 0, fn, "no forward pass to differentiate");
-    xplor::detail::require(static_cast<std::int64_t>(dlogp.size()) == N, fn, "dlogp has ", dlogp.size(),
-                           " elements for ", N, " positions");
-    for (std::int64_t n = 0; n < N; ++n) {
-      xplor::detail::require(std::isfinite(dlogp[n]), fn, "dlogp[", n, "] = ", dlogp[n], " is not finite");
-      xplor::detail::require(dlogp[n] == 0.0f || targets_[n] >= 0, fn, "dlogp[", n, "] = ", dlogp[n],
-                             " at a position without a target");
-    }
-    // d log p(y) / d logits = onehot(y) - softmax(logits).
-    for_each_index(
-        cpu, N,
-        [&](std::int64_t n) {
-          float* d = act_.dlogits.data() + n * V;
-          const float g = dlogp[n];
-          if (g == 0.0f) {
-            std::fill(d, d + V, 0.0f);
-            return;
-          }
-          const float* row = act_.logits.data() + n * V;
-          const float lse = act_.lse[n];
-          for (std::int64_t v = 0; v < V; ++v) d[v] = -g * std::exp(row[v] - lse);
-          d[targets_[n]] += g;
-        },
-        V);
+    scores_.logit_grads(act_.logits.data(), dlogp, act_.dlogits.data(), V);
     // Unembedding and final norm.
     std::fill(act_.dx.begin(), act_.dx.end(), 0.0f);
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
@@ -211,7 +282,7 @@ class transformer {
     std::vector<std::vector<float>> residual;  // L + 1 of (N, C)
     std::vector<std::vector<float>> norm1, mean1, rstd1, qkv, att, att_y, mid, norm2, mean2, rstd2, mlp_a,
         mlp_b, mlp_act;
-    std::vector<float> final_norm, final_mean, final_rstd, logits, lse, target_logp, dlogits;
+    std::vector<float> final_norm, final_mean, final_rstd, logits, dlogits;
     std::vector<float> transposed;                                         // linear_backward's copies
     std::vector<float> dx, dnorm, dmid, dqkv, datt_y, dmlp, dmlp_b, datt;  // backward scratch
   };
@@ -226,46 +297,6 @@ class transformer {
     for (const auto& t : layout_.tensors)
       if (t.name == name) return std::span<T>(buffer + t.offset, static_cast<std::size_t>(t.size));
     xplor::detail::fail("xplor::model::transformer::param", "no tensor named '", name, "'");
-  }
-
-  void validate(const forward_batch& b) const {
-    constexpr const char* fn = "xplor::model::transformer::forward";
-    xplor::detail::require(b.batch > 0, fn, "batch = ", b.batch, " must be positive");
-    xplor::detail::require(b.seq_len > 0 && b.seq_len <= cfg_.max_seq_len, fn, "seq_len = ", b.seq_len,
-                           " is outside [1, max_seq_len = ", cfg_.max_seq_len, "]");
-    const std::int64_t N = b.batch * b.seq_len;
-    xplor::detail::require(static_cast<std::int64_t>(b.tokens.size()) == N, fn, "tokens has ",
-                           b.tokens.size(), " elements for batch x seq_len = ", N);
-    std::int64_t latents = 0;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const std::int32_t t = b.tokens[n];
-      if (t == latent_slot) {
-        ++latents;
-        continue;
-      }
-      xplor::detail::require(t >= 0 && t < cfg_.vocab_size, fn, "tokens[", n, "] = ", t,
-                             " is outside [0, vocab_size = ", cfg_.vocab_size, ")");
-    }
-    xplor::detail::require(b.latents.rows() == latents, fn, "latents has ", b.latents.rows(), " rows for ",
-                           latents, " latent_slot positions");
-    xplor::detail::require(latents == 0 || b.latents.cols() == cfg_.d_model, fn, "latents has ",
-                           b.latents.cols(), " columns, d_model = ", cfg_.d_model);
-    if (!b.targets.empty()) {
-      xplor::detail::require(static_cast<std::int64_t>(b.targets.size()) == N, fn, "targets has ",
-                             b.targets.size(), " elements for ", N, " positions");
-      for (std::int64_t n = 0; n < N; ++n)
-        xplor::detail::require(
-            b.targets[n] == ignore_target || (b.targets[n] >= 0 && b.targets[n] < cfg_.vocab_size), fn,
-            "targets[", n, "] = ", b.targets[n], " is outside [0, vocab_size = ", cfg_.vocab_size,
-            ") and is not ignore_target");
-    }
-    if (!b.loss_mask.empty()) {
-      xplor::detail::require(static_cast<std::int64_t>(b.loss_mask.size()) == N, fn, "loss_mask has ",
-                             b.loss_mask.size(), " elements for ", N, " positions");
-      for (std::int64_t n = 0; n < N; ++n)
-        xplor::detail::require(std::isfinite(b.loss_mask[n]) && b.loss_mask[n] >= 0.0f, fn, "loss_mask[", n,
-                               "] = ", b.loss_mask[n], " must be finite and >= 0");
-    }
   }
 
   void resize_activations(std::int64_t B, std::int64_t T) {
@@ -296,8 +327,6 @@ class transformer {
     flat(act_.final_mean, N);
     flat(act_.final_rstd, N);
     flat(act_.logits, N * V);
-    flat(act_.lse, N);
-    flat(act_.target_logp, N);
     flat(act_.dlogits, N * V);
     flat(act_.dx, N * C);
     flat(act_.dnorm, N * C);
@@ -339,40 +368,15 @@ class transformer {
 
   void norm_rows(const float* x, std::int64_t w_off, std::int64_t b_off, float* y, float* mean, float* rstd,
                  std::int64_t n_rows) const {
-    const int C = cfg_.d_model;
-    const float* w = p(w_off);
-    const float* b = b_off >= 0 ? p(b_off) : nullptr;
-    for_each_index(
-        cpu, n_rows,
-        [&](std::int64_t n) {
-          layers::norm_forward(x + n * C, w, b, y + n * C, C, cfg_.norm_eps, mean + n, rstd + n);
-        },
-        C);
+    rowwise::norm_forward(x, p(w_off), b_off >= 0 ? p(b_off) : nullptr, y, mean, rstd, n_rows, cfg_.d_model,
+                          cfg_.norm_eps);
   }
 
   /// dx += d(norm)/dx^T dy per row (parallel); dw, db accumulated serially (no races).
   void norm_rows_backward(const float* x, std::int64_t w_off, std::int64_t b_off, const float* mean,
                           const float* rstd, const float* dy, float* dx, std::int64_t n_rows) {
-    const int C = cfg_.d_model;
-    const bool ln = b_off >= 0;
-    const float* w = p(w_off);
-    for_each_index(
-        cpu, n_rows,
-        [&](std::int64_t n) {
-          layers::norm_backward<float>(x + n * C, w, ln, mean[n], rstd[n], dy + n * C, dx + n * C, nullptr,
-                                       nullptr, C);
-        },
-        C);
-    float* dw = g(w_off);
-    float* db = ln ? g(b_off) : nullptr;
-    for (std::int64_t n = 0; n < n_rows; ++n) {
-      const float* xr = x + n * C;
-      const float* dyr = dy + n * C;
-      for (int c = 0; c < C; ++c) {
-        dw[c] += dyr[c] * (xr[c] - mean[n]) * rstd[n];
-        if (ln) db[c] += dyr[c];
-      }
-    }
+    rowwise::norm_backward(x, p(w_off), mean, rstd, dy, dx, g(w_off), b_off >= 0 ? g(b_off) : nullptr, n_rows,
+                           cfg_.d_model);
   }
 
   /// Rotates the q and k parts of qkv rows [n, 3C] at their positions (sign -1: inverse).
@@ -393,27 +397,16 @@ class transformer {
         2 * C);
   }
 
-  /// MLP activation: act = gelu(a) or silu(a) * b, elementwise over [n, F].
-  void mlp_activation(const float* a, const float* b, float* act, std::int64_t count) const {
-    if (cfg_.mlp == mlp_kind::gelu)
-      for_each_index(cpu, count, [&](std::int64_t i) { act[i] = layers::gelu(a[i]); });
-    else
-      for_each_index(cpu, count, [&](std::int64_t i) { act[i] = layers::silu(a[i]) * b[i]; });
+  rowwise::mlp_weights mlp_weights_of(int l) const {
+    const layer_offsets& o = layout_.layers[l];
+    return {o.mlp_gate >= 0 ? p(o.mlp_gate) : nullptr, p(o.mlp_up), p(o.mlp_down)};
   }
 
-  /// norm2 -> MLP -> out (+)= MLP output, for n rows. a, b, act are [n, F] workspaces.
+  /// norm2 -> MLP -> out += MLP output, for n rows. a, b, act are [n, F] workspaces.
   void mlp_forward(int l, const float* x_norm, float* a, float* b, float* act, float* out,
                    std::int64_t n) const {
-    const layer_offsets& o = layout_.layers[l];
-    const std::int64_t C = cfg_.d_model, F = cfg_.d_ff;
-    if (cfg_.mlp == mlp_kind::swiglu) {
-      dense::linear_forward(x_norm, p(o.mlp_gate), a, n, C, F);
-      dense::linear_forward(x_norm, p(o.mlp_up), b, n, C, F);
-    } else {
-      dense::linear_forward(x_norm, p(o.mlp_up), a, n, C, F);
-    }
-    mlp_activation(a, b, act, n * F);
-    dense::linear_forward(act, p(o.mlp_down), out, n, F, C, /*accumulate=*/true);
+    rowwise::mlp_forward(cfg_.mlp, mlp_weights_of(l), x_norm, a, b, act, out, n, cfg_.d_model, cfg_.d_ff,
+                         /*accumulate=*/true);
   }
 
   /// Causal self-attention of every (sequence b, head h): att = softmax(q k^T / sqrt(D)) masked,
@@ -455,26 +448,11 @@ class transformer {
                        D = cfg_.head_dim();
     float* dx = act_.dx.data();
     // MLP: out = mid + down(act).
-    std::fill(act_.dmlp.begin(), act_.dmlp.end(), 0.0f);
-    dense::linear_backward(act_.mlp_act[l].data(), p(o.mlp_down), dx, act_.dmlp.data(), g(o.mlp_down), N, F,
-                           C);
-    const float* a = act_.mlp_a[l].data();
-    float* da = act_.dmlp.data();  // d act -> d a in place
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
-    if (cfg_.mlp == mlp_kind::gelu) {
-      for_each_index(cpu, N * F, [&](std::int64_t i) { da[i] *= layers::gelu_grad(a[i]); });
-      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_up), da, act_.dnorm.data(), g(o.mlp_up), N, C, F);
-    } else {
-      const float* bu = act_.mlp_b[l].data();
-      float* db = act_.dmlp_b.data();
-      for_each_index(cpu, N * F, [&](std::int64_t i) {
-        db[i] = da[i] * layers::silu(a[i]);
-        da[i] *= bu[i] * layers::silu_grad(a[i]);
-      });
-      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_gate), da, act_.dnorm.data(), g(o.mlp_gate), N, C,
-                             F);
-      dense::linear_backward(act_.norm2[l].data(), p(o.mlp_up), db, act_.dnorm.data(), g(o.mlp_up), N, C, F);
-    }
+    rowwise::mlp_backward(
+        cfg_.mlp, mlp_weights_of(l), {o.mlp_gate >= 0 ? g(o.mlp_gate) : nullptr, g(o.mlp_up), g(o.mlp_down)},
+        act_.norm2[l].data(), act_.mlp_a[l].data(), act_.mlp_b[l].data(), act_.mlp_act[l].data(), dx,
+        act_.dmlp.data(), act_.dmlp_b.data(), act_.dnorm.data(), N, C, F);
     // dmid = dx (residual) + norm2 backward.
     float* dmid = act_.dmid.data();
     std::copy(dx, dx + N * C, dmid);
@@ -528,9 +506,8 @@ class transformer {
   std::vector<float> grads_;
   std::vector<float> rope_cos_, rope_sin_;  // (max_seq_len, D/2)
   activations act_;
-  std::vector<std::int32_t> tokens_, targets_, positions_;
-  std::vector<float> weights_;
-  float loss_weight_ = 0.0f;
+  std::vector<std::int32_t> tokens_, positions_;
+  target_scores scores_;
   std::int64_t n_latents_ = 0;
   std::vector<float> latent_grads_;
 };
