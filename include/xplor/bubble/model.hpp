@@ -178,6 +178,25 @@ class transformer {
     return std::span<const float>(s.c).subspan(lo, hi - lo);
   }
 
+  /// Bytes of activations the last forward keeps for the backward pass (what extra streams cost
+  /// in memory: every per-stream buffer grows with the streams).
+  std::int64_t activation_bytes() const {
+    std::size_t floats = 0, ints = 0;
+    const auto add = [&floats](const auto&... v) { ((floats += v.size()), ...); };
+    for (const layer_acts& a : layers_) {
+      add(a.in.x, a.in.c, a.pre_x, a.gate, a.cos, a.sin, a.norm1, a.mean1, a.rstd1, a.qkv, a.att_y, a.attn,
+          a.mid, a.norm2, a.mean2, a.rstd2, a.mlp_a, a.mlp_b, a.mlp_act, a.mlp, a.out);
+      ints += a.in.tok.size();
+      for (const auto& c : a.att) add(c.q, c.k, c.v, c.p);
+      for (const auto& f : a.fork) {
+        add(f.normed, f.mean, f.rstd, f.s);
+        ints += f.kept.size();
+      }
+    }
+    add(last_.x, last_.c, merged_, final_norm_, final_mean_, final_rstd_, logits_);
+    return static_cast<std::int64_t>(floats * sizeof(float) + ints * sizeof(std::int32_t));
+  }
+
   /// Accumulates into grads() the gradient of loss_scale x the last forward's loss.
   void backward(float loss_scale = 1.0f) {
     const std::vector<float> dlogp =
