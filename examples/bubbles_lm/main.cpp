@@ -8,7 +8,7 @@
 // Every model trains on the plain next-token loss; the validation loss is reported per kind of
 // target (lookup values, filler, all).
 //
-// Models (4 layers, d_model 128, 4 heads unless flags say otherwise):
+// Models (4 layers, d_model 64, 4 heads unless flags say otherwise):
 //   plain        the reference transformer;
 //   bubble 1x    fork layers before blocks 1 and 2, stream budget = the tokens (scores and gates, no copies);
 //   bubble 1.5x  the same with 1.5 streams per token;
@@ -50,7 +50,7 @@ enum kind : std::uint8_t { other, lookup, filler };  // what the target at a pos
 struct options {
   std::string out = "bubbles_out";
   std::uint64_t seed = 1;
-  int steps = 800, batch = 16, pairs = 6, segments = 7, d_model = 128, layers = 4, heads = 4, eval = 128;
+  int steps = 800, batch = 32, pairs = 4, segments = 8, d_model = 64, layers = 4, heads = 4, eval = 128;
   float lr = 3e-3f;
   bool plot = true;
 };
@@ -65,12 +65,12 @@ options parse(int argc, char** argv) {
   ex::add_integer(app, "--seed", o.seed, 0, 1LL << 53, "seed of data and models (default 1)")->type_name("S");
   ex::add_integer(app, "--steps", o.steps, 1, 1000000, "training steps per model (default 800)")
       ->type_name("N");
-  ex::add_integer(app, "--batch", o.batch, 1, 4096, "sequences per step (default 16)")->type_name("B");
-  ex::add_integer(app, "--pairs", o.pairs, 1, n_keys, "key-value pairs per sequence (default 6)")
+  ex::add_integer(app, "--batch", o.batch, 1, 4096, "sequences per step (default 32)")->type_name("B");
+  ex::add_integer(app, "--pairs", o.pairs, 1, n_keys, "key-value pairs per sequence (default 4)")
       ->type_name("P");
-  ex::add_integer(app, "--segments", o.segments, 1, 1000, "query segments per sequence (default 7)")
+  ex::add_integer(app, "--segments", o.segments, 1, 1000, "query segments per sequence (default 8)")
       ->type_name("S");
-  ex::add_integer(app, "--d-model", o.d_model, 8, 4096, "model width (default 128)")->type_name("C");
+  ex::add_integer(app, "--d-model", o.d_model, 8, 4096, "model width (default 64)")->type_name("C");
   ex::add_integer(app, "--layers", o.layers, 3, 64, "blocks (default 4; forks before blocks 1 and 2)")
       ->type_name("L");
   ex::add_integer(app, "--heads", o.heads, 1, 64, "attention heads (default 4)")->type_name("H");

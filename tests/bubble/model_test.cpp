@@ -2,9 +2,11 @@
 // inside a forward pass, finite-difference gradients through the scores into the fork weights,
 // causality without budget competition, learning with AdamW, and bad input.
 #include "xplor/bubble/model.hpp"
+#include "xplor/bubble/checkpoint.hpp"
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <vector>
 
@@ -247,4 +249,37 @@ TEST_CASE("bubble model: bad configurations and input are xplor::errors", "[bubb
   const std::vector<std::int32_t> bad{1, 2, 99};
   CHECK_THROWS_WITH(m.forward({bad, 1, 3, {}, {}, {}}),
                     Contains("tokens[2] = 99 is outside [0, vocab_size = 19)"));
+}
+
+TEST_CASE("bubble checkpoints round-trip with the optimizer and refuse other configurations",
+          "[bubble][model][checkpoint]") {
+  using Catch::Matchers::Contains;
+  const auto dir = std::filesystem::temp_directory_path() / "xplor_bubble_checkpoint_test";
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "bubble.safetensors";
+  const auto cfg = tiny();
+  xb::transformer m(cfg, plan({R, F, R}, 8, 12), 3);
+  xm::adamw opt(m.layout(), {.lr = 1e-2f});
+  const batch b(2, 8, 4);
+  m.forward(b.view());
+  m.backward();
+  opt.step(m.params(), m.grads(), 1e-2f);
+  xb::save_checkpoint(file, m, &opt, {{"step", "1"}});
+
+  xb::transformer back(cfg, plan({R, F, R}, 8, 12), 99);
+  xm::adamw back_opt(back.layout(), {.lr = 1e-2f});
+  const auto meta = xb::load_checkpoint(file, back, &back_opt);
+  CHECK(meta.at("step") == "1");
+  CHECK(std::equal(m.params().begin(), m.params().end(), back.params().begin()));
+  CHECK(std::equal(opt.second_moment().begin(), opt.second_moment().end(), back_opt.second_moment().begin()));
+  CHECK(back.forward(b.view()) == m.forward(b.view()));
+
+  xb::transformer other(cfg, plan({R, F, R}, 8, 16), 3);
+  CHECK_THROWS_WITH(xb::load_checkpoint(file, other), Contains("bubble.max_block_size: file 12, model 16"));
+  xm::transformer plain(cfg, 3);
+  CHECK_THROWS_WITH(xm::load_checkpoint(file, plain), Contains("unexpected tensor 'layers.1.fork."));
+  xm::save_checkpoint(dir / "plain.safetensors", plain);
+  CHECK_THROWS_WITH(xb::load_checkpoint(dir / "plain.safetensors", back),
+                    Contains("not a bubble model's checkpoint"));
+  std::filesystem::remove_all(dir);
 }

@@ -2,6 +2,10 @@
 // the reference transformer and Thoughtbubbles' attention over streams (bubble/attention.hpp), so
 // that both compute the same bits from the same q, k and v. Templated on the scalar so that the
 // bubble tests can check gradients in double.
+//
+// Every product is evaluated into Eigen's own (aligned) storage and then copied out: Eigen picks
+// its kernels by the destination's alignment, so writing straight into a slice of a buffer made
+// a head's bits depend on where the slice happened to start (its batch row, the allocator).
 #pragma once
 
 #include <Eigen/Core>
@@ -28,7 +32,7 @@ void head_forward(const T* q, const T* k, const T* v, std::int64_t ld, std::int6
   const Eigen::OuterStride<> s(ld);
   const const_strided<T> qm(q, n, D, s), km(k, n, D, s), vm(v, n, D, s);
   Eigen::Map<row_matrix<T>> Pm(P, n, n);
-  Pm.noalias() = (qm * km.transpose()) * scale;
+  Pm = row_matrix<T>((qm * km.transpose()) * scale);
   for (std::int64_t i = 0; i < n; ++i) {
     T* row = P + i * n;
     T m = -std::numeric_limits<T>::infinity();
@@ -43,7 +47,7 @@ void head_forward(const T* q, const T* k, const T* v, std::int64_t ld, std::int6
     for (std::int64_t j = i + 1; j < n; ++j) row[j] = T(0);
   }
   strided<T> ym(y, n, D, Eigen::OuterStride<>(ldy));
-  ym.noalias() = Pm * vm;
+  ym = row_matrix<T>(Pm * vm);
 }
 
 /// Backward of head_forward: dP = dy v^T, dv = P^T dy, dS = P (dP - rowsum(P dP)) / sqrt(D),
@@ -60,8 +64,8 @@ void head_backward(const T* q, const T* k, const T* v, std::int64_t ld, const T*
   const const_strided<T> dym(dy, n, D, Eigen::OuterStride<>(ldy));
   const Eigen::Map<const row_matrix<T>> Pm(P, n, n);
   Eigen::Map<row_matrix<T>> dPm(dP, n, n);
-  dPm.noalias() = dym * vm.transpose();
-  dvm.noalias() = Pm.transpose() * dym;
+  dPm = row_matrix<T>(dym * vm.transpose());
+  dvm = row_matrix<T>(Pm.transpose() * dym);
   for (std::int64_t i = 0; i < n; ++i) {
     const T* pr = P + i * n;
     T* dr = dP + i * n;
@@ -69,8 +73,8 @@ void head_backward(const T* q, const T* k, const T* v, std::int64_t ld, const T*
     for (std::int64_t j = 0; j <= i; ++j) dot += pr[j] * dr[j];
     for (std::int64_t j = 0; j < n; ++j) dr[j] = j <= i ? pr[j] * (dr[j] - dot) * scale : T(0);
   }
-  dqm.noalias() = dPm * km;
-  dkm.noalias() = dPm.transpose() * qm;
+  dqm = row_matrix<T>(dPm * km);
+  dkm = row_matrix<T>(dPm.transpose() * qm);
 }
 
 }  // namespace xplor::model::attention

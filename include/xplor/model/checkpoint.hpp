@@ -9,6 +9,7 @@
 #include <bit>
 #include <charconv>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -229,12 +230,21 @@ inline void stage(const safetensors_contents& file, const parameter_layout& layo
 
 }  // namespace detail
 
+/// A model whose parameters a checkpoint holds: the transformer's configuration and a parameter
+/// table over one buffer (xplor::model::transformer, xplor::bubble::transformer).
+template <class Model>
+concept checkpointable = requires(Model& m, const Model& cm) {
+  { cm.config() } -> std::convertible_to<const transformer_config&>;
+  { cm.layout() } -> std::convertible_to<const parameter_layout&>;
+  { m.params() } -> std::convertible_to<std::span<float>>;
+};
+
 /// Writes the model's parameters (and, given an optimizer, its moments as "optimizer.m.<name>" and
 /// "optimizer.v.<name>" with its step count) to `path` atomically. `extra` metadata (e.g. the
 /// training step of an example) is stored beside the config.
-inline void save_checkpoint(const std::filesystem::path& path, const transformer& model,
-                            adamw* optimizer = nullptr,
-                            const std::map<std::string, std::string>& extra = {}) {
+template <checkpointable Model>
+void save_checkpoint(const std::filesystem::path& path, const Model& model, adamw* optimizer = nullptr,
+                     const std::map<std::string, std::string>& extra = {}) {
   auto metadata = detail::config_metadata(model.config());
   for (const auto& [k, v] : extra) {
     xplor::detail::require(!metadata.contains(k), "xplor::model::save_checkpoint", "extra metadata key '", k,
@@ -283,8 +293,9 @@ inline transformer_config read_checkpoint_config(const std::filesystem::path& pa
 
 /// Loads parameters (and, given an optimizer, its state) from `path` into `model`; returns the
 /// file's metadata. On any problem throws xplor::error and changes nothing.
-inline std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& path,
-                                                          transformer& model, adamw* optimizer = nullptr) {
+template <checkpointable Model>
+std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& path, Model& model,
+                                                   adamw* optimizer = nullptr) {
   constexpr const char* fn = "xplor::model::load_checkpoint";
   const safetensors_contents file = read_safetensors(path);
   detail::verify_content_hash(file, path);
