@@ -3,9 +3,9 @@
 // that both compute the same bits from the same q, k and v. Templated on the scalar so that the
 // bubble tests can check gradients in double.
 //
-// Every product is evaluated into Eigen's own (aligned) storage and then copied out: Eigen picks
-// its kernels by the destination's alignment, so writing straight into a slice of a buffer made
-// a head's bits depend on where the slice happened to start (its batch row, the allocator).
+// Every product is evaluated into Eigen's own (aligned) storage and then copied out: Eigen may
+// pick its kernel by the destination's alignment (seen in double at small sizes), so writing
+// straight into a slice of a buffer could make a head's bits depend on where the slice started.
 #pragma once
 
 #include <Eigen/Core>
