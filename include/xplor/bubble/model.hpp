@@ -97,7 +97,7 @@ class transformer {
 
   /// Runs the model over `batch` (token ids only: no latent slots); returns the mean cross-entropy
   /// over the weighted targets. after_block(l, streams) sees every row's streams after block l,
-  /// concatenated [streams(l + 1), C], and may edit them (the backward treats edits as additive).
+  /// concatenated [streams(l), C], and may edit them (the backward treats edits as additive).
   float forward(const xplor::model::forward_batch& batch, const xplor::model::forward_hooks& hooks = {}) {
     constexpr const char* fn = "xplor::bubble::transformer::forward";
     xplor::model::validate_batch(cfg_, batch, fn);
