@@ -342,18 +342,9 @@ class transformer {
     dc = std::move(dc_prev);
   }
 
-  void block_forward(int l, layer_acts& a) {
-    const xplor::model::layer_offsets& o = layout_.layers[static_cast<std::size_t>(l)];
-    const std::int64_t S = streams(a.in), C = cfg_.d_model, F = cfg_.d_ff, D = cfg_.head_dim();
-    const auto Sz = static_cast<std::size_t>(S), Cs = static_cast<std::size_t>(C);
-    const auto resize = [](std::vector<float>& v, std::int64_t n) { v.resize(static_cast<std::size_t>(n)); };
-    for (auto* v : {&a.norm1, &a.att_y, &a.attn, &a.mid, &a.norm2, &a.mlp, &a.out}) resize(*v, S * C);
-    for (auto* v : {&a.mean1, &a.rstd1, &a.mean2, &a.rstd2, &a.gate}) resize(*v, S);
-    resize(a.qkv, S * 3 * C);
-    for (auto* v : {&a.mlp_a, &a.mlp_act}) resize(*v, S * F);
-    resize(a.mlp_b, cfg_.mlp == xplor::model::mlp_kind::swiglu ? S * F : 0);
-    for (std::size_t n = 0; n < Sz; ++n) a.gate[n] = std::exp(a.in.c[n]);
-    // RoPE tables at each row's stream positions (token t at position t, its copies below it).
+  /// RoPE tables [streams, D/2] at each row's stream positions.
+  void rope_tables(layer_acts& a) const {
+    const int D = cfg_.head_dim();
     a.cos.clear();
     a.sin.clear();
     std::vector<std::int32_t> position(static_cast<std::size_t>(T_));
@@ -365,9 +356,30 @@ class transformer {
       const auto [lo, hi] = row_range(a.in, b);
       pos.resize(hi - lo);
       stream_positions(std::span<const std::int32_t>(a.in.tok).subspan(lo, hi - lo), position, pos);
-      rope_at(std::span<const double>(pos), static_cast<int>(D), double(cfg_.rope_theta), cs, sn);
+      rope_at(std::span<const double>(pos), D, double(cfg_.rope_theta), cs, sn);
       a.cos.insert(a.cos.end(), cs.begin(), cs.end());
       a.sin.insert(a.sin.end(), sn.begin(), sn.end());
+    }
+  }
+
+  void block_forward(int l, layer_acts& a) {
+    const xplor::model::layer_offsets& o = layout_.layers[static_cast<std::size_t>(l)];
+    const std::int64_t S = streams(a.in), C = cfg_.d_model, F = cfg_.d_ff, D = cfg_.head_dim();
+    const auto Sz = static_cast<std::size_t>(S), Cs = static_cast<std::size_t>(C);
+    const auto resize = [](std::vector<float>& v, std::int64_t n) { v.resize(static_cast<std::size_t>(n)); };
+    for (auto* v : {&a.norm1, &a.att_y, &a.attn, &a.mid, &a.norm2, &a.mlp, &a.out}) resize(*v, S * C);
+    for (auto* v : {&a.mean1, &a.rstd1, &a.mean2, &a.rstd2, &a.gate}) resize(*v, S);
+    resize(a.qkv, S * 3 * C);
+    for (auto* v : {&a.mlp_a, &a.mlp_act}) resize(*v, S * F);
+    resize(a.mlp_b, cfg_.mlp == xplor::model::mlp_kind::swiglu ? S * F : 0);
+    for (std::size_t n = 0; n < Sz; ++n) a.gate[n] = std::exp(a.in.c[n]);
+    // RoPE tables at each row's stream positions (token t at position t, its copies below it);
+    // the streams change only at fork layers, so a regular layer takes its predecessor's tables.
+    if (l > 0 && bubble_.plan[static_cast<std::size_t>(l)] == layer_kind::regular) {
+      a.cos = layers_[static_cast<std::size_t>(l - 1)].cos;
+      a.sin = layers_[static_cast<std::size_t>(l - 1)].sin;
+    } else {
+      rope_tables(a);
     }
     xplor::model::rowwise::norm_forward(a.in.x.data(), p(o.attn_norm_w),
                                         o.attn_norm_b >= 0 ? p(o.attn_norm_b) : nullptr, a.norm1.data(),
