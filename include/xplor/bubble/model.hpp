@@ -214,8 +214,8 @@ class transformer {
     xplor::model::dense::linear_backward(final_norm_.data(), p(layout_.unembed()), dlogits_.data(),
                                          dnorm.data(), g(layout_.unembed()), N, C, V);
     xplor::model::rowwise::norm_backward(
-        merged_.data(), p(layout_.final_norm_w), final_mean_.data(), final_rstd_.data(), dnorm.data(),
-        dmerged.data(), g(layout_.final_norm_w),
+        merged_.data(), p(layout_.final_norm_w), layout_.final_norm_b >= 0, final_mean_.data(),
+        final_rstd_.data(), dnorm.data(), dmerged.data(), g(layout_.final_norm_w),
         layout_.final_norm_b >= 0 ? g(layout_.final_norm_b) : nullptr, N, cfg_.d_model);
     // Through the merge into the last streams.
     const auto S = static_cast<std::size_t>(streams(last_));
@@ -423,8 +423,8 @@ class transformer {
                                         a.mlp_a.data(), a.mlp_b.data(), a.mlp_act.data(), dbranch.data(),
                                         da.data(), db.data(), dnorm.data(), S, C, F);
     std::vector<float> dmid = dx;
-    xplor::model::rowwise::norm_backward(a.mid.data(), p(o.mlp_norm_w), a.mean2.data(), a.rstd2.data(),
-                                         dnorm.data(), dmid.data(), g(o.mlp_norm_w),
+    xplor::model::rowwise::norm_backward(a.mid.data(), p(o.mlp_norm_w), o.mlp_norm_b >= 0, a.mean2.data(),
+                                         a.rstd2.data(), dnorm.data(), dmid.data(), g(o.mlp_norm_w),
                                          o.mlp_norm_b >= 0 ? g(o.mlp_norm_b) : nullptr, S, cfg_.d_model);
     // mid = x + g * attn: d attn = g dmid, dc += g (dmid . attn), dx = dmid.
     gate_backward(a.gate, a.attn, dmid, dbranch, dc);
@@ -447,8 +447,8 @@ class transformer {
     xplor::model::dense::linear_backward(a.norm1.data(), p(o.qkv), dqkv.data(), dnorm.data(), g(o.qkv), S, C,
                                          3 * C);
     dx = std::move(dmid);
-    xplor::model::rowwise::norm_backward(a.in.x.data(), p(o.attn_norm_w), a.mean1.data(), a.rstd1.data(),
-                                         dnorm.data(), dx.data(), g(o.attn_norm_w),
+    xplor::model::rowwise::norm_backward(a.in.x.data(), p(o.attn_norm_w), o.attn_norm_b >= 0, a.mean1.data(),
+                                         a.rstd1.data(), dnorm.data(), dx.data(), g(o.attn_norm_w),
                                          o.attn_norm_b >= 0 ? g(o.attn_norm_b) : nullptr, S, cfg_.d_model);
   }
 

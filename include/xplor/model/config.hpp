@@ -105,6 +105,10 @@ struct parameter_layout {
   std::int64_t final_norm_w = -1, final_norm_b = -1;  // (C)
   std::int64_t lm_head = -1;                          // (V, C), untied only
 
+  /// An empty table, for trainable tensors that are not a transformer's (an adapter, MemGen's
+  /// weaver), added with add().
+  parameter_layout() = default;
+
   explicit parameter_layout(const transformer_config& c) {
     c.validate();
     const std::int64_t V = c.vocab_size, C = c.d_model, T = c.max_seq_len, F = c.d_ff;

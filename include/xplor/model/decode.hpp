@@ -238,10 +238,15 @@ class kv_decoder {
     act_.resize(a_.size());
     m.embed_rows(tokens.data(), positions_.data(), embeddings, n, x_.data());
     plan_attention(rows);
+    // An attached LoRA adapter runs as in eval mode (no dropout).
+    lora_weights lora = m.adapter() != nullptr ? *m.adapter() : lora_weights{};
+    lora.training = false;
     for (int l = 0; l < c.n_layers; ++l) {
       const layer_offsets& o = m.layout().layers[l];
       m.norm_rows(x_.data(), o.attn_norm_w, o.attn_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
       dense::linear_forward(norm_.data(), m.p(o.qkv), qkv_.data(), n, C, 3 * C);
+      if (lora.layout != nullptr)
+        lora_forward(lora, l, lora_site::qkv, norm_.data(), n, qkv_.data(), nullptr);
       m.rope_rows(qkv_.data(), positions_.data(), n, 1.0f);
       for (std::int64_t i = 0; i < n; ++i) {  // append keys and values
         segment& g = *states_[rows[i].s].seg;
@@ -251,6 +256,7 @@ class kv_decoder {
       }
       attend(l, n);
       dense::linear_forward(att_y_.data(), m.p(o.attn_out), x_.data(), n, C, C, /*accumulate=*/true);
+      if (lora.layout != nullptr) lora_forward(lora, l, lora_site::out, att_y_.data(), n, x_.data(), nullptr);
       m.norm_rows(x_.data(), o.mlp_norm_w, o.mlp_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
       m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n);
     }

@@ -293,11 +293,12 @@ inline void outer_products(const float* a, std::int64_t ai, std::int64_t ak, con
   });
 }
 
-/// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x.
+/// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x (skipped when dw is null: a frozen weight).
 inline void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                             std::int64_t n, std::int64_t in, std::int64_t out) {
   outer_products(dy, out, 1, w, in, dx, in, n, in, out);  // dx[i, c] += sum_o dy[i, o] W[o, c]
-  outer_products(dy, 1, out, x, in, dw, in, out, in, n);  // dW[o, c] += sum_i dy[i, o] x[i, c]
+  if (dw != nullptr)
+    outer_products(dy, 1, out, x, in, dw, in, out, in, n);  // dW[o, c] += sum_i dy[i, o] x[i, c]
 }
 
 }  // namespace xplor::model::dense

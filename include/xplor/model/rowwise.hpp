@@ -23,24 +23,25 @@ inline void norm_forward(const float* x, const float* w, const float* b, float* 
       C);
 }
 
-/// dx += d(norm)/dx^T dy per row (parallel); dw (and db for LayerNorm, db non-null) accumulated
-/// serially.
-inline void norm_backward(const float* x, const float* w, const float* mean, const float* rstd,
-                          const float* dy, float* dx, float* dw, float* db, std::int64_t n, int C) {
-  const bool ln = db != nullptr;
+/// dx += d(norm)/dx^T dy per row (parallel); dw (and db for LayerNorm) accumulated serially,
+/// unless dw is null (a frozen model: no parameter gradients).
+inline void norm_backward(const float* x, const float* w, bool layernorm, const float* mean,
+                          const float* rstd, const float* dy, float* dx, float* dw, float* db, std::int64_t n,
+                          int C) {
   for_each_index(
       cpu, n,
       [&](std::int64_t r) {
-        layers::norm_backward<float>(x + r * C, w, ln, mean[r], rstd[r], dy + r * C, dx + r * C, nullptr,
-                                     nullptr, C);
+        layers::norm_backward<float>(x + r * C, w, layernorm, mean[r], rstd[r], dy + r * C, dx + r * C,
+                                     nullptr, nullptr, C);
       },
       C);
+  if (dw == nullptr) return;
   for (std::int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * C;
     const float* dyr = dy + r * C;
     for (int c = 0; c < C; ++c) {
       dw[c] += dyr[c] * (xr[c] - mean[r]) * rstd[r];
-      if (ln) db[c] += dyr[c];
+      if (layernorm) db[c] += dyr[c];
     }
   }
 }
@@ -80,7 +81,7 @@ inline void mlp_forward(mlp_kind kind, const mlp_weights& w, const float* x_norm
 }
 
 /// Backward of mlp_forward from dy [n, C]: dx_norm [n, C] += dL/dx_norm and the weight gradients
-/// accumulated. da, db_scratch [n, F] are workspaces (db_scratch SwiGLU only).
+/// accumulated (not when they are null). da, db_scratch [n, F] are workspaces (db_scratch SwiGLU only).
 inline void mlp_backward(mlp_kind kind, const mlp_weights& w, const mlp_grads& g, const float* x_norm,
                          const float* a, const float* b, const float* act, const float* dy, float* da,
                          float* db_scratch, float* dx_norm, std::int64_t n, std::int64_t C, std::int64_t F) {

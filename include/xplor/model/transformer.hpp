@@ -27,6 +27,7 @@
 #include "xplor/model/config.hpp"
 #include "xplor/model/dense.hpp"
 #include "xplor/model/layers.hpp"
+#include "xplor/model/lora.hpp"
 #include "xplor/model/rowwise.hpp"
 
 namespace xplor::model {
@@ -198,31 +199,53 @@ class transformer {
 
   void zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
+  /// A frozen model's backward passes compute input gradients (latent_grads(), an attached
+  /// adapter's gradients) and leave grads() untouched: exactly zero after zero_grad(), and no time
+  /// spent on weight gradients.
+  void freeze(bool frozen = true) { frozen_ = frozen; }
+  bool frozen() const { return frozen_; }
+
+  /// Runs every later forward and backward with the LoRA adapter `w` (its buffers must outlive the
+  /// attachment); backward accumulates the adapter's gradients into w.grads when it is set.
+  void attach(const lora_weights& w) {
+    constexpr const char* fn = "xplor::model::transformer::attach";
+    xplor::detail::require(w.layout != nullptr && w.params != nullptr, fn,
+                           "the adapter has no layout or params");
+    xplor::detail::require(w.layout->d_model() == cfg_.d_model && w.layout->n_layers() == cfg_.n_layers, fn,
+                           "the adapter is for d_model ", w.layout->d_model(), ", ", w.layout->n_layers(),
+                           " layers; the model has ", cfg_.d_model, ", ", cfg_.n_layers);
+    lora_ = w;
+    has_lora_ = true;
+  }
+  void detach() { has_lora_ = false; }
+  /// The attached adapter, or null.
+  const lora_weights* adapter() const { return has_lora_ ? &lora_ : nullptr; }
+
   // -------------------------------------------------------------------------------------------
   // Forward
 
   /// Runs the model over `batch`; returns the mean cross-entropy over the weighted targets (0 when
   /// there are none). Keeps the activations for backward(), logits() and residual().
   float forward(const forward_batch& batch, const forward_hooks& hooks = {}) {
-    validate_batch(cfg_, batch, "xplor::model::transformer::forward");
-    const std::int64_t B = batch.batch, T = batch.seq_len, N = B * T;
-    const std::int64_t C = cfg_.d_model, V = cfg_.vocab_size;
-    resize_activations(B, T);
-    std::copy(batch.tokens.begin(), batch.tokens.end(), tokens_.begin());
-    scores_.set(batch);
-    positions_.resize(static_cast<std::size_t>(N));
-    for (std::int64_t n = 0; n < N; ++n) positions_[n] = static_cast<std::int32_t>(n % T);
-
-    n_latents_ = embed_rows(tokens_.data(), positions_.data(), batch.latents, N, act_.residual[0].data());
-    for (int l = 0; l < cfg_.n_layers; ++l) {
-      block_forward(l, B, T);
-      if (hooks.after_block) hooks.after_block(l, view2d<float>(act_.residual[l + 1].data(), {N, C}, {C, 1}));
-    }
-    // Final norm, unembedding, log-probabilities of the targets and the weighted mean cross-entropy.
-    norm_rows(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
-              act_.final_norm.data(), act_.final_mean.data(), act_.final_rstd.data(), N);
-    dense::linear_forward(act_.final_norm.data(), p(layout_.unembed()), act_.logits.data(), N, C, V);
+    run_blocks(batch, hooks, "xplor::model::transformer::forward");
+    // Unembedding, log-probabilities of the targets and the weighted mean cross-entropy.
+    const std::int64_t V = cfg_.vocab_size;
+    dense::linear_forward(act_.final_norm.data(), p(layout_.unembed()), act_.logits.data(), rows(),
+                          cfg_.d_model, V);
+    has_logits_ = true;
     return scores_.score(act_.logits.data(), V);
+  }
+
+  /// Runs the model over `batch` up to the final norm (no unembedding, no loss): hidden() holds the
+  /// last layer's normalised hidden states (HuggingFace's hidden_states[-1]), for models whose
+  /// output is a representation (MemGen's weaver, probes). Continue with backward_hidden().
+  void forward_hidden(const forward_batch& batch, const forward_hooks& hooks = {}) {
+    run_blocks(batch, hooks, "xplor::model::transformer::forward_hidden");
+  }
+
+  /// The final norm's output [N, C] of the last forward or forward_hidden.
+  view2d<const float> hidden() const {
+    return make_view(act_.final_norm.data(), {rows(), std::int64_t{cfg_.d_model}});
   }
 
   /// Logits [N, V] of the last forward.
@@ -254,18 +277,33 @@ class transformer {
   /// for policy losses, which give the gradient of their loss with respect to each sampled token's
   /// log-probability (e.g. -advantage / num_tokens for a REINFORCE-style loss). dlogp is [N].
   void backward(std::span<const float> dlogp) {
-    scores_.check(dlogp, "xplor::model::transformer::backward");
+    constexpr const char* fn = "xplor::model::transformer::backward";
+    xplor::detail::require(has_logits_, fn, "the last forward pass was forward_hidden (no logits)");
+    scores_.check(dlogp, fn);
     const std::int64_t N = rows(), C = cfg_.d_model, V = cfg_.vocab_size;
     scores_.logit_grads(act_.logits.data(), dlogp, act_.dlogits.data(), V);
-    // Unembedding and final norm.
-    std::fill(act_.dx.begin(), act_.dx.end(), 0.0f);
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
     dense::linear_backward(act_.final_norm.data(), p(layout_.unembed()), act_.dlogits.data(),
                            act_.dnorm.data(), g(layout_.unembed()), N, C, V);
-    norm_rows_backward(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
-                       act_.final_mean.data(), act_.final_rstd.data(), act_.dnorm.data(), act_.dx.data(), N);
-    for (int l = cfg_.n_layers - 1; l >= 0; --l) block_backward(l);
-    embed_backward();
+    backward_from_hidden();
+  }
+
+  /// Accumulates the gradient of sum(dhidden * hidden()) ([N, C], the gradient of a loss on the
+  /// hidden states) after forward or forward_hidden.
+  void backward_hidden(view2d<const float> dhidden) {
+    constexpr const char* fn = "xplor::model::transformer::backward_hidden";
+    xplor::detail::require(rows() > 0, fn, "no forward pass to differentiate");
+    xplor::detail::require(dhidden.rows() == rows() && dhidden.cols() == cfg_.d_model, fn, "dhidden is ",
+                           dhidden.rows(), " x ", dhidden.cols(), " for ", rows(), " x ", cfg_.d_model,
+                           " hidden states");
+    const std::int64_t C = cfg_.d_model;
+    for (std::int64_t n = 0; n < rows(); ++n)
+      for (std::int64_t c = 0; c < C; ++c) {
+        const float d = dhidden(n, c);
+        xplor::detail::require(std::isfinite(d), fn, "dhidden(", n, ", ", c, ") = ", d, " is not finite");
+        act_.dnorm[static_cast<std::size_t>(n * C + c)] = d;
+      }
+    backward_from_hidden();
   }
 
   /// Gradient [n_latents, C] with respect to the latent vectors of the last forward (filled by
@@ -285,12 +323,44 @@ class transformer {
     std::vector<float> final_norm, final_mean, final_rstd, logits, dlogits;
     std::vector<float> transposed;                                         // linear_backward's copies
     std::vector<float> dx, dnorm, dmid, dqkv, datt_y, dmlp, dmlp_b, datt;  // backward scratch
+    std::vector<lora_cache> lora_qkv, lora_out;                            // per layer, with an adapter
   };
 
   float* p(std::int64_t offset) { return params_.data() + offset; }
   const float* p(std::int64_t offset) const { return params_.data() + offset; }
-  float* g(std::int64_t offset) { return grads_.data() + offset; }
+  /// Where the gradient of the tensor at `offset` accumulates: nowhere when frozen.
+  float* g(std::int64_t offset) { return frozen_ ? nullptr : grads_.data() + offset; }
   std::int64_t rows() const { return act_.B * act_.T; }
+
+  /// Embeddings and blocks up to the final norm: the common part of forward and forward_hidden.
+  void run_blocks(const forward_batch& batch, const forward_hooks& hooks, const char* fn) {
+    validate_batch(cfg_, batch, fn);
+    const std::int64_t B = batch.batch, T = batch.seq_len, N = B * T, C = cfg_.d_model;
+    resize_activations(B, T);
+    has_logits_ = false;
+    std::copy(batch.tokens.begin(), batch.tokens.end(), tokens_.begin());
+    scores_.set(batch);
+    positions_.resize(static_cast<std::size_t>(N));
+    for (std::int64_t n = 0; n < N; ++n) positions_[n] = static_cast<std::int32_t>(n % T);
+
+    n_latents_ = embed_rows(tokens_.data(), positions_.data(), batch.latents, N, act_.residual[0].data());
+    for (int l = 0; l < cfg_.n_layers; ++l) {
+      block_forward(l, B, T);
+      if (hooks.after_block) hooks.after_block(l, view2d<float>(act_.residual[l + 1].data(), {N, C}, {C, 1}));
+    }
+    norm_rows(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
+              act_.final_norm.data(), act_.final_mean.data(), act_.final_rstd.data(), N);
+  }
+
+  /// From dL/d(final norm output) in act_.dnorm down to the embeddings.
+  void backward_from_hidden() {
+    std::fill(act_.dx.begin(), act_.dx.end(), 0.0f);
+    norm_rows_backward(act_.residual[cfg_.n_layers].data(), layout_.final_norm_w, layout_.final_norm_b,
+                       act_.final_mean.data(), act_.final_rstd.data(), act_.dnorm.data(), act_.dx.data(),
+                       rows());
+    for (int l = cfg_.n_layers - 1; l >= 0; --l) block_backward(l);
+    embed_backward();
+  }
 
   template <class T>
   std::span<T> slice(T* buffer, std::string_view name) const {
@@ -336,6 +406,8 @@ class transformer {
     flat(act_.dmlp, N * F);
     flat(act_.dmlp_b, cfg_.mlp == mlp_kind::swiglu ? N * F : 0);
     flat(act_.datt, B * H * T * T);
+    act_.lora_qkv.resize(L);
+    act_.lora_out.resize(L);
     tokens_.resize(static_cast<std::size_t>(N));
     act_.B = B;
     act_.T = T;
@@ -375,8 +447,8 @@ class transformer {
   /// dx += d(norm)/dx^T dy per row (parallel); dw, db accumulated serially (no races).
   void norm_rows_backward(const float* x, std::int64_t w_off, std::int64_t b_off, const float* mean,
                           const float* rstd, const float* dy, float* dx, std::int64_t n_rows) {
-    rowwise::norm_backward(x, p(w_off), mean, rstd, dy, dx, g(w_off), b_off >= 0 ? g(b_off) : nullptr, n_rows,
-                           cfg_.d_model);
+    rowwise::norm_backward(x, p(w_off), b_off >= 0, mean, rstd, dy, dx, g(w_off),
+                           b_off >= 0 ? g(b_off) : nullptr, n_rows, cfg_.d_model);
   }
 
   /// Rotates the q and k parts of qkv rows [n, 3C] at their positions (sign -1: inverse).
@@ -428,11 +500,14 @@ class transformer {
     norm_rows(x, o.attn_norm_w, o.attn_norm_b, act_.norm1[l].data(), act_.mean1[l].data(),
               act_.rstd1[l].data(), N);
     dense::linear_forward(act_.norm1[l].data(), p(o.qkv), act_.qkv[l].data(), N, C, 3 * C);
+    if (has_lora_)
+      lora_forward(lora_, l, lora_site::qkv, act_.norm1[l].data(), N, act_.qkv[l].data(), &act_.lora_qkv[l]);
     rope_rows(act_.qkv[l].data(), positions_.data(), N, 1.0f);
     attention_forward(act_.qkv[l].data(), act_.att[l].data(), act_.att_y[l].data(), B, T);
     float* mid = act_.mid[l].data();
     std::copy(x, x + N * C, mid);
     dense::linear_forward(act_.att_y[l].data(), p(o.attn_out), mid, N, C, C, /*accumulate=*/true);
+    if (has_lora_) lora_forward(lora_, l, lora_site::out, act_.att_y[l].data(), N, mid, &act_.lora_out[l]);
     norm_rows(mid, o.mlp_norm_w, o.mlp_norm_b, act_.norm2[l].data(), act_.mean2[l].data(),
               act_.rstd2[l].data(), N);
     float* out = act_.residual[l + 1].data();
@@ -462,6 +537,9 @@ class transformer {
     std::fill(act_.datt_y.begin(), act_.datt_y.end(), 0.0f);
     dense::linear_backward(act_.att_y[l].data(), p(o.attn_out), dmid, act_.datt_y.data(), g(o.attn_out), N, C,
                            C);
+    if (has_lora_)
+      lora_backward(lora_, l, lora_site::out, act_.att_y[l].data(), dmid, N, act_.datt_y.data(),
+                    act_.lora_out[l]);
     // Attention core, per (b, h).
     const float* qkv = act_.qkv[l].data();
     float* dqkv = act_.dqkv.data();
@@ -476,6 +554,9 @@ class transformer {
     rope_rows(dqkv, positions_.data(), N, -1.0f);
     std::fill(act_.dnorm.begin(), act_.dnorm.end(), 0.0f);
     dense::linear_backward(act_.norm1[l].data(), p(o.qkv), dqkv, act_.dnorm.data(), g(o.qkv), N, C, 3 * C);
+    if (has_lora_)
+      lora_backward(lora_, l, lora_site::qkv, act_.norm1[l].data(), dqkv, N, act_.dnorm.data(),
+                    act_.lora_qkv[l]);
     // dx = dmid (residual) + norm1 backward.
     std::copy(dmid, dmid + N * C, dx);
     norm_rows_backward(act_.residual[l].data(), o.attn_norm_w, o.attn_norm_b, act_.mean1[l].data(),
@@ -491,9 +572,11 @@ class transformer {
     for (std::int64_t n = 0; n < N; ++n) {
       const float* d = act_.dx.data() + n * C;
       float* dst = tokens_[n] == latent_slot ? latent_grads_.data() + (next_latent++) * C
+                   : frozen_                 ? nullptr
                                              : g(layout_.embed) + std::int64_t{tokens_[n]} * C;
-      for (std::int64_t c = 0; c < C; ++c) dst[c] += d[c];
-      if (layout_.pos_embed >= 0) {
+      if (dst != nullptr)
+        for (std::int64_t c = 0; c < C; ++c) dst[c] += d[c];
+      if (layout_.pos_embed >= 0 && !frozen_) {
         float* dp = g(layout_.pos_embed) + std::int64_t{positions_[n]} * C;
         for (std::int64_t c = 0; c < C; ++c) dp[c] += d[c];
       }
@@ -510,6 +593,8 @@ class transformer {
   target_scores scores_;
   std::int64_t n_latents_ = 0;
   std::vector<float> latent_grads_;
+  bool has_logits_ = false, frozen_ = false, has_lora_ = false;
+  lora_weights lora_;
 };
 
 }  // namespace xplor::model
