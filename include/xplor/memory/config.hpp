@@ -1,0 +1,44 @@
+// MemGen (Zhang, Fu, Yan, "MemGen: Weaving Generative Latent Memory for Self-Evolving Agents",
+// arXiv 2509.24704): the configuration shared by the weaver, the trigger and the insertion rule.
+// Defaults are the authors' (configuration_memgen.py, configs/latent_memory/gsm8k.yaml).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "xplor/core/error.hpp"
+#include "xplor/model/config.hpp"
+#include "xplor/model/lora.hpp"
+
+namespace xplor::memory {
+
+struct memgen_config {
+  int prompt_latents = 8;      // K of the prompt bank: latents woven at the prompt/completion boundary
+  int inference_latents = 8;   // K of the inference bank: latents woven after a delimiter
+  bool prompt_augment = true;  // weave at the prompt end (the authors' max_prompt_aug_num = 1)
+  int max_inference_aug = 5;   // at most this many insertions after delimiters, the first ones
+  std::vector<std::int32_t> delimiters = {};  // token ids after which an inference insertion may happen
+  model::lora_config weaver_lora = {};        // r 16, alpha 32, q and v, dropout 0.1
+  model::lora_config trigger_lora = {};
+
+  /// Throws xplor::error naming the first field that does not fit a reasoner of `reasoner` shape.
+  void validate(const model::transformer_config& reasoner) const {
+    constexpr const char* fn = "xplor::memory::memgen_config";
+    xplor::detail::require(prompt_latents >= 1, fn, "prompt_latents = ", prompt_latents, " must be positive");
+    xplor::detail::require(inference_latents >= 1, fn, "inference_latents = ", inference_latents,
+                           " must be positive");
+    xplor::detail::require(max_inference_aug >= 0, fn, "max_inference_aug = ", max_inference_aug,
+                           " is negative");
+    xplor::detail::require(max_inference_aug == 0 || !delimiters.empty(), fn,
+                           "max_inference_aug = ", max_inference_aug,
+                           " needs delimiters (the list is empty)");
+    for (std::size_t i = 0; i < delimiters.size(); ++i)
+      xplor::detail::require(delimiters[i] >= 0 && delimiters[i] < reasoner.vocab_size, fn, "delimiters[", i,
+                             "] = ", delimiters[i], " is outside [0, vocab_size = ", reasoner.vocab_size,
+                             ")");
+    weaver_lora.validate();
+    trigger_lora.validate();
+  }
+};
+
+}  // namespace xplor::memory
