@@ -12,6 +12,13 @@
 
 namespace xplor::memory {
 
+/// Dropout in an adapter (the weaver's, the trigger's): on for training, with masks keyed by
+/// `dropout_key` (a new key per step; the same key reproduces a pass).
+struct pass_options {
+  bool training = false;
+  std::uint64_t dropout_key = 0;
+};
+
 struct memgen_config {
   int prompt_latents = 8;      // K of the prompt bank: latents woven at the prompt/completion boundary
   int inference_latents = 8;   // K of the inference bank: latents woven after a delimiter

@@ -21,13 +21,6 @@
 
 namespace xplor::memory {
 
-/// Dropout in the weaver's adapter: on for training, with masks keyed by `dropout_key` (use a new
-/// key per step; the same key reproduces a pass).
-struct pass_options {
-  bool training = false;
-  std::uint64_t dropout_key = 0;
-};
-
 class memgen {
  public:
   /// A MemGen model over a frozen copy of `reasoner` (the reasoner object itself is untouched).
