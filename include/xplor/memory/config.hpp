@@ -25,7 +25,10 @@ struct memgen_config {
   bool prompt_augment = true;  // weave at the prompt end (the authors' max_prompt_aug_num = 1)
   int max_inference_aug = 5;   // at most this many insertions after delimiters, the first ones
   std::vector<std::int32_t> delimiters = {};  // token ids after which an inference insertion may happen
-  model::lora_config weaver_lora = {};        // r 16, alpha 32, q and v, dropout 0.1
+  /// The weaver reads no context: its latents depend on the bank alone (learned embeddings through
+  /// the weaver's own parameters, a prefix-tuning baseline with the same trainable tensors).
+  bool static_latents = false;
+  model::lora_config weaver_lora = {};  // r 16, alpha 32, q and v, dropout 0.1
   model::lora_config trigger_lora = {};
 
   /// Throws xplor::error naming the first field that does not fit a reasoner of `reasoner` shape.

@@ -140,14 +140,15 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
       }
       if (actions[k] != invoke) continue;
       invokers.push_back(eligible[k]);
-      call.lengths.push_back(static_cast<std::int64_t>(r.context.size()) / C);
+      call.lengths.push_back(cfg.static_latents ? 0 : static_cast<std::int64_t>(r.context.size()) / C);
     }
     if (invokers.empty()) return;
     call.width = *std::max_element(call.lengths.begin(), call.lengths.end());
     call.context.assign(static_cast<std::size_t>(call.members() * call.width * C), 0.0f);
-    for (std::size_t k = 0; k < invokers.size(); ++k)
-      std::copy(runs[invokers[k]].context.begin(), runs[invokers[k]].context.end(),
-                call.context.begin() + static_cast<std::int64_t>(k) * call.width * C);
+    if (!cfg.static_latents)
+      for (std::size_t k = 0; k < invokers.size(); ++k)
+        std::copy(runs[invokers[k]].context.begin(), runs[invokers[k]].context.end(),
+                  call.context.begin() + static_cast<std::int64_t>(k) * call.width * C);
     m.weaver().forward(call);
     const std::int64_t K = m.weaver().latents(which);
     std::vector<model::kv_decoder::state_id> ids;

@@ -146,7 +146,7 @@ class memgen {
       for (std::size_t m = 0; m < members.size(); ++m) {
         const auto [b, j] = members[m];
         const interleaved& r = rows_[b];
-        for (std::size_t e = 0; e < j; ++e) {
+        for (std::size_t e = 0; e < j && call.lengths[m] > 0; ++e) {
           const std::int64_t start = r.block_start[e];
           auto& d = dblock_[b][e];
           const float* src = dctx.data() + (static_cast<std::int64_t>(m) * call.width + start) * C;
@@ -192,13 +192,14 @@ class memgen {
     for (std::size_t b : members)
       if ((batch[b].points[j] == 0) == (which == bank::prompt)) {
         ids.emplace_back(b, j);
-        call.lengths.push_back(rows_[b].block_start[j]);
+        call.lengths.push_back(cfg_.static_latents ? 0 : rows_[b].block_start[j]);
       }
     if (ids.empty()) return;
     call.width = *std::max_element(call.lengths.begin(), call.lengths.end());
     call.context.assign(static_cast<std::size_t>(call.members() * call.width * C), 0.0f);
-    for (std::size_t m = 0; m < ids.size(); ++m)
-      context_rows(ids[m].first, j, call.context.data() + static_cast<std::int64_t>(m) * call.width * C);
+    if (!cfg_.static_latents)
+      for (std::size_t m = 0; m < ids.size(); ++m)
+        context_rows(ids[m].first, j, call.context.data() + static_cast<std::int64_t>(m) * call.width * C);
     weaver_.forward(call);
     const std::int64_t K = weaver_.latents(which);
     for (std::size_t m = 0; m < ids.size(); ++m)

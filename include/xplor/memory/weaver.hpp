@@ -112,8 +112,8 @@ class weaver {
                            "context has ", call.context.size(), " floats for ", B, " x ", call.width, " x ",
                            C);
     for (std::int64_t b = 0; b < B; ++b)
-      xplor::detail::require(call.lengths[b] >= 1 && call.lengths[b] <= call.width, fn, "lengths[", b,
-                             "] = ", call.lengths[b], " is outside [1, width = ", call.width, "]");
+      xplor::detail::require(call.lengths[b] >= 0 && call.lengths[b] <= call.width, fn, "lengths[", b,
+                             "] = ", call.lengths[b], " is outside [0, width = ", call.width, "]");
     xplor::detail::require(call.width + K <= base_.config().max_seq_len, fn, "a context of ", call.width,
                            " rows and ", K, " queries exceeds max_seq_len = ", base_.config().max_seq_len);
     run_base(call);
@@ -177,6 +177,7 @@ class weaver {
     std::fill(dcontext.begin(), dcontext.end(), 0.0f);
     for (std::int64_t b = 0; b < B; ++b) {
       const std::int64_t n = call.lengths[b];
+      if (n == 0) continue;
       std::vector<float> dx(static_cast<std::size_t>(n * C));
       for (std::int64_t r = 0; r < n; ++r)
         for (std::int64_t c = 0; c < C; ++c) {
@@ -220,7 +221,8 @@ class weaver {
     for (std::int64_t b = 0; b < B; ++b) {
       const std::int64_t n = call.lengths[b];
       float* zb = z_.data() + b * T * C;
-      model::dense::linear_forward(call.context.data() + b * call.width * C, p(r2w_w_), zb, n, C, C);
+      if (n > 0)
+        model::dense::linear_forward(call.context.data() + b * call.width * C, p(r2w_w_), zb, n, C, C);
       for (std::int64_t r = 0; r < n; ++r)
         for (std::int64_t c = 0; c < C; ++c) zb[r * C + c] += p(r2w_b_)[c];
       std::copy(q.begin(), q.end(), zb + n * C);
