@@ -78,6 +78,15 @@ TEST_CASE("generation appends latents incrementally: equal to recomputing the in
     for (std::size_t i = 0; i < lp.size(); ++i) REQUIRE(lp[i] == Approx(r.logprobs[i]).margin(1e-5));
   }
   CHECK(inference_points >= 12);  // the comparison covered inference insertions, not only the prompt's
+  // The authors' way (drop the cache after an insertion, prefill everything again): the same.
+  opt.recompute_after_insertion = true;
+  const auto recomputed = mem::generate(m, prompts, 4, opt);
+  for (std::size_t c = 0; c < rollouts.size(); ++c) {
+    REQUIRE(recomputed[c].seq.completion == rollouts[c].seq.completion);
+    REQUIRE(recomputed[c].seq.points == rollouts[c].seq.points);
+    for (std::size_t i = 0; i < rollouts[c].logprobs.size(); ++i)
+      REQUIRE(recomputed[c].logprobs[i] == Approx(rollouts[c].logprobs[i]).margin(1e-5));
+  }
 }
 
 TEST_CASE("a SKIP-biased trigger gives the plain reasoner's tokens", "[memory][generate][trigger]") {

@@ -1,13 +1,18 @@
 // MemGen's insertion rule, interleaving and alignment by hand; the weaver's formula recomputed
 // from its parts; no insertion points = the reasoner bit for bit; a frozen reasoner; batching
 // equals one sequence at a time; finite differences for every trainable tensor (through earlier
-// latents that later weaver calls read); bad input.
+// latents that later weaver calls read); adapter files; bad input.
 #include "xplor/memory/memgen.hpp"
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <vector>
+
+#include "xplor/memory/checkpoint.hpp"
+#include "xplor/memory/trigger.hpp"
 
 namespace xm = xplor::model;
 namespace mem = xplor::memory;
@@ -265,4 +270,50 @@ TEST_CASE("bad MemGen configurations and sequences are xplor::errors", "[memory]
   model.forward(std::vector<mem::sequence>{seq({1}, {2, 3}, cfg)});
   CHECK_THROWS_WITH(model.backward(std::vector<float>(3, 0.0f)),
                     Catch::Contains("dlogp has 3 elements for 2"));
+}
+
+TEST_CASE("weaver and trigger files round-trip and refuse other settings or base weights",
+          "[memory][checkpoint]") {
+  const auto dir = std::filesystem::temp_directory_path() / "xplor_memgen_adapter_test";
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "weaver.safetensors";
+  xm::transformer reasoner(tiny(), 3);
+  const mem::memgen_config cfg = small_config();
+  mem::weaver w(reasoner, cfg, 1);
+  randomize_lora_b(w, 4);
+  mem::save_adapter(path, w);
+  mem::weaver same(reasoner, cfg, 99);
+  mem::load_adapter(path, same);
+  CHECK(std::vector<float>(same.params().begin(), same.params().end()) ==
+        std::vector<float>(w.params().begin(), w.params().end()));
+  mem::memgen_config other_alpha = cfg;
+  other_alpha.weaver_lora.alpha = 8.0f;
+  mem::weaver alpha(reasoner, other_alpha, 1);
+  const std::vector<float> before(alpha.params().begin(), alpha.params().end());
+  CHECK_THROWS_WITH(mem::load_adapter(path, alpha), Catch::Contains("lora.alpha is 4, the module's is 8"));
+  CHECK(std::vector<float>(alpha.params().begin(), alpha.params().end()) == before);
+  xm::transformer other_reasoner(tiny(), 4);
+  mem::weaver elsewhere(other_reasoner, cfg, 1);
+  CHECK_THROWS_WITH(mem::load_adapter(path, elsewhere), Catch::Contains("trained on other base weights"));
+  mem::memgen_config more_latents = cfg;
+  more_latents.prompt_latents = 5;
+  mem::weaver bigger(reasoner, more_latents, 1);
+  CHECK_THROWS_WITH(mem::load_adapter(path, bigger),
+                    Catch::Contains("weaver.prompt_query_latents' has shape"));
+  {  // flip one byte of the data: the content hash catches it
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  CHECK_THROWS_WITH(mem::load_adapter(path, same), Catch::Contains("the file is corrupted"));
+  mem::trigger trig(reasoner, cfg, 5);
+  trig.head_bias()[1] = 0.25f;
+  mem::save_adapter(dir / "trigger.safetensors", trig);
+  mem::trigger trig2(reasoner, cfg, 6);
+  mem::load_adapter(dir / "trigger.safetensors", trig2);
+  CHECK(std::vector<float>(trig2.params().begin(), trig2.params().end()) ==
+        std::vector<float>(trig.params().begin(), trig.params().end()));
+  CHECK_THROWS_WITH(mem::load_adapter(dir / "trigger.safetensors", same),
+                    Catch::Contains("module is trigger, the module's is weaver"));
+  std::filesystem::remove_all(dir);
 }

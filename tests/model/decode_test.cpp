@@ -216,6 +216,29 @@ TEST_CASE("step_embeddings with a token's embedding equals stepping the token", 
   }
 }
 
+TEST_CASE("a prefill with latent slots equals the forward pass with latents", "[model][decode]") {
+  for (auto pos : {position_kind::learned, position_kind::rope}) {
+    transformer m(small(norm_kind::rmsnorm, pos, mlp_kind::swiglu, true), 4);
+    std::vector<std::int32_t> tokens = random_tokens(9, 17, 2);
+    tokens[2] = tokens[3] = tokens[7] = latent_slot;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> latents(3 * 16);
+    for (auto& x : latents) x = nd(rng);
+    const auto view = xplor::make_view(static_cast<const float*>(latents.data()), {3, 16});
+    m.forward({tokens, 1, 9, {}, {}, view});
+    kv_decoder dec(m);
+    const auto s = dec.begin(std::span(tokens.data(), 8), view);
+    const auto got = dec.logits(std::span(&s, 1));
+    REQUIRE(rel_err(got.data(), &m.logits()(7, 0), 17) <= 1e-5);
+    const auto next = dec.step(std::span(&s, 1), std::span(tokens.data() + 8, 1));
+    REQUIRE(rel_err(next.data(), &m.logits()(8, 0), 17) <= 1e-5);
+    CHECK_THROWS_WITH(dec.begin(tokens, xplor::make_view(static_cast<const float*>(latents.data()), {2, 16})),
+                      Catch::Contains("prompt has 3 latent slots, latents is 2 x 16"));
+    CHECK_THROWS_WITH(dec.begin(tokens), Catch::Contains("prompt[2] = -1 is outside"));
+  }
+}
+
 TEST_CASE("the decoder rejects bad input", "[model][decode]") {
   transformer m(small(norm_kind::rmsnorm, position_kind::rope, mlp_kind::swiglu, true), 1);
   kv_decoder dec(m);

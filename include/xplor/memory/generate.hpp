@@ -36,6 +36,9 @@ struct generation_options {
   std::uint64_t seed = 0;
   bool trigger_sample = true;        // sample the trigger's decision (false: argmax, ties to SKIP)
   float trigger_temperature = 1.0f;  // the authors' trigger temperature
+  /// The authors' way: after an insertion drop the state's cache and prefill the whole context
+  /// (tokens and latents) again. The same numbers as appending the latents, for comparison.
+  bool recompute_after_insertion = false;
 };
 
 /// One completion: the sequence with the points where latents went in, the trigger's decisions
@@ -79,8 +82,9 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
   struct running {
     model::kv_decoder::state_id state;
     rollout out;
-    std::vector<float> context;  // reasoner-space rows so far (token embeddings and latents)
-    std::vector<float> logits;   // [V] next-token logits
+    std::vector<std::int32_t> rows;  // the sequence so far, model::latent_slot for latent rows
+    std::vector<float> latents;      // the latent rows so far [n, C]
+    std::vector<float> logits;       // [V] next-token logits
     int inference = 0;
     bool done = false;
   };
@@ -96,8 +100,7 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
       r.out.decisions.tokens = prompts[i];
       r.out.prompt_index = static_cast<std::int32_t>(i);
       r.out.sample_index = j;
-      for (std::int32_t t : prompts[i])
-        r.context.insert(r.context.end(), embed.begin() + t * C, embed.begin() + (t + 1) * C);
+      r.rows = prompts[i];
       r.logits.assign(root_logits.data(), root_logits.data() + V);
       runs.push_back(std::move(r));
     }
@@ -140,15 +143,24 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
       }
       if (actions[k] != invoke) continue;
       invokers.push_back(eligible[k]);
-      call.lengths.push_back(cfg.static_latents ? 0 : static_cast<std::int64_t>(r.context.size()) / C);
+      call.lengths.push_back(cfg.static_latents ? 0 : static_cast<std::int64_t>(r.rows.size()));
     }
     if (invokers.empty()) return;
     call.width = *std::max_element(call.lengths.begin(), call.lengths.end());
     call.context.assign(static_cast<std::size_t>(call.members() * call.width * C), 0.0f);
-    if (!cfg.static_latents)
-      for (std::size_t k = 0; k < invokers.size(); ++k)
-        std::copy(runs[invokers[k]].context.begin(), runs[invokers[k]].context.end(),
-                  call.context.begin() + static_cast<std::int64_t>(k) * call.width * C);
+    // The weaver's context: the reasoner's input embeddings of the tokens and the latents so far.
+    for (std::size_t k = 0; k < invokers.size() && !cfg.static_latents; ++k) {
+      const running& r = runs[invokers[k]];
+      float* out = call.context.data() + static_cast<std::int64_t>(k) * call.width * C;
+      std::size_t next_latent = 0;
+      for (std::size_t row = 0; row < r.rows.size(); ++row, out += C) {
+        const std::int32_t t = r.rows[row];
+        const float* src = t == model::latent_slot
+                               ? r.latents.data() + (next_latent++) * static_cast<std::size_t>(C)
+                               : embed.data() + std::int64_t{t} * C;
+        std::copy_n(src, C, out);
+      }
+    }
     m.weaver().forward(call);
     const std::int64_t K = m.weaver().latents(which);
     std::vector<model::kv_decoder::state_id> ids;
@@ -158,7 +170,19 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
       r.out.seq.points.push_back(static_cast<std::int32_t>(r.out.seq.completion.size()));
       if (which == bank::inference) ++r.inference;
       const float* lat = call.latents.data() + static_cast<std::int64_t>(k) * K * C;
-      r.context.insert(r.context.end(), lat, lat + K * C);
+      r.latents.insert(r.latents.end(), lat, lat + K * C);
+      r.rows.insert(r.rows.end(), static_cast<std::size_t>(K), model::latent_slot);
+    }
+    if (opt.recompute_after_insertion) {
+      for (std::size_t invoker : invokers) {
+        running& r = runs[invoker];
+        dec.release(r.state);
+        const auto n = static_cast<std::int64_t>(r.latents.size()) / C;
+        r.state = dec.begin(r.rows, make_view(static_cast<const float*>(r.latents.data()), {n, C}));
+        const auto z = dec.logits(std::span(&r.state, 1));
+        r.logits.assign(z.data(), z.data() + V);
+      }
+      return;
     }
     std::vector<float> rows(invokers.size() * static_cast<std::size_t>(C));
     view2d<const float> logits;
@@ -218,7 +242,7 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
       r.out.seq.completion.push_back(tok);
       r.out.decisions.tokens.push_back(tok);
       r.out.logprobs.push_back(logp[k]);
-      r.context.insert(r.context.end(), embed.begin() + tok * C, embed.begin() + (tok + 1) * C);
+      r.rows.push_back(tok);
       const auto why = stops(tok);
       if (why != sample::finish_reason::length || t + 1 == sp.max_completion_length) {
         r.out.finish = why;

@@ -39,6 +39,8 @@ struct decision_record {
 
 class trigger {
  public:
+  static constexpr const char* module_name = "trigger";
+
   /// A trigger over a copy of `reasoner` (frozen) with cfg.trigger_lora, drawn from `seed`: LoRA
   /// as PEFT, the head as torch.nn.Linear (U(-1/sqrt(C), 1/sqrt(C)) weight and bias).
   trigger(const model::transformer& reasoner, const memgen_config& cfg, std::uint64_t seed)
@@ -65,6 +67,9 @@ class trigger {
   std::span<const float> grads() const { return grads_; }
   void zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
   std::span<float> head_bias() { return {params_.data() + head_b_, 2}; }
+  /// The frozen trigger model (the reasoner's weights) and the adapter's table.
+  const model::transformer& base() const { return base_; }
+  const model::lora_layout& lora() const { return lora_; }
 
   /// Logits [n, 2] (SKIP, INVOKE) after each prefix (eval mode), right-padded into one pass.
   std::vector<float> logits(std::span<const std::vector<std::int32_t>> prefixes) {

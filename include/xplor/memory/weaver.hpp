@@ -50,6 +50,8 @@ struct weave_call {
 
 class weaver {
  public:
+  static constexpr const char* module_name = "weaver";
+
   /// A weaver over a copy of `reasoner` (frozen), with trainable tensors drawn from `seed`: LoRA A
   /// as PEFT, B = 0; banks N(0, 1) (torch.randn); norms 1 / 0; scales 1; projections as
   /// torch.nn.Linear (U(-1/sqrt(C), 1/sqrt(C)) weights and biases).

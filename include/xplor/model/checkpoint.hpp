@@ -207,8 +207,8 @@ inline std::string config_difference(const transformer_config& file, const trans
 /// Copies the tensors of `layout` named prefix + name from the file into `dst`, checking shapes
 /// and finiteness (and, for AdamW's second moment, v >= 0: a negative v gave NaN after a step).
 inline void stage(const safetensors_contents& file, const parameter_layout& layout, const std::string& prefix,
-                  std::vector<float>& dst, const std::filesystem::path& path, bool non_negative = false) {
-  constexpr const char* fn = "xplor::model::load_checkpoint";
+                  std::vector<float>& dst, const std::filesystem::path& path, bool non_negative = false,
+                  const char* fn = "xplor::model::load_checkpoint") {
   dst.assign(static_cast<std::size_t>(layout.total), 0.0f);
   for (const tensor_slot& t : layout.tensors) {
     const std::string name = prefix + t.name;

@@ -38,6 +38,12 @@ class kv_decoder {
     return prefill(std::span(&prompt, 1), false, "xplor::model::kv_decoder::begin")[0];
   }
 
+  /// A new state holding `tokens`, whose latent_slot positions take the rows of `latents` [n, C] in
+  /// order (soft prompts, MemGen's latents), prefilled in one pass.
+  state_id begin(std::span<const std::int32_t> tokens, view2d<const float> latents) {
+    return prefill(std::span(&tokens, 1), false, "xplor::model::kv_decoder::begin", latents)[0];
+  }
+
   /// New states holding prompts[i], all prefilled in one batched forward pass: the same states,
   /// bit for bit, as begin() on each prompt (every product and score is summed per row).
   std::vector<state_id> begin(std::span<const std::vector<std::int32_t>> prompts) {
@@ -178,7 +184,7 @@ class kv_decoder {
   }
 
   std::vector<state_id> prefill(std::span<const std::span<const std::int32_t>> prompts, bool batch,
-                                const char* fn) {
+                                const char* fn, view2d<const float> latents = {}) {
     std::vector<row> rows;
     std::vector<std::int32_t> tokens;
     for (std::size_t p = 0; p < prompts.size(); ++p) {
@@ -187,7 +193,20 @@ class kv_decoder {
       xplor::detail::require(static_cast<std::int64_t>(prompts[p].size()) <= m_->config().max_seq_len, fn,
                              arg, " has ", prompts[p].size(),
                              " tokens, max_seq_len = ", m_->config().max_seq_len);
-      check_tokens(prompts[p], fn, arg.c_str());
+      std::int64_t slots = 0;
+      for (std::size_t i = 0; i < prompts[p].size(); ++i) {
+        const std::int32_t t = prompts[p][i];
+        if (t == latent_slot && latents.rows() > 0) {
+          ++slots;
+          continue;
+        }
+        xplor::detail::require(t >= 0 && t < m_->config().vocab_size, fn, arg, "[", i, "] = ", t,
+                               " is outside [0, vocab_size = ", m_->config().vocab_size, ")");
+      }
+      xplor::detail::require(
+          slots == latents.rows() && (slots == 0 || latents.cols() == m_->config().d_model), fn, arg, " has ",
+          slots, " latent slots, latents is ", latents.rows(), " x ", latents.cols(),
+          " (d_model = ", m_->config().d_model, ")");
     }
     std::vector<state_id> ids;
     ids.reserve(prompts.size());
@@ -197,7 +216,7 @@ class kv_decoder {
         rows.push_back({ids.back(), static_cast<std::int64_t>(i)});
       tokens.insert(tokens.end(), prompt.begin(), prompt.end());
     }
-    run(rows, tokens, {}, /*want_logits=*/false);
+    run(rows, tokens, latents, /*want_logits=*/false);
     return ids;
   }
 
