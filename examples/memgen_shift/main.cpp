@@ -61,7 +61,7 @@ struct options {
   int pretrain_steps = 1500, sft_steps = 600, trigger_steps = 40, batch = 32, eval = 300;
   int d_model = 64, layers = 3, heads = 4, shift = 3, k = 4, max_aug = 3, rank = 8;
   float lr = 3e-3f, trigger_lr = 1e-3f, lambda = 0.5f;
-  bool ablations = true, plot = true;
+  bool ablations = true, plot = true, hidden = false;
 };
 
 options parse(int argc, char** argv) {
@@ -104,6 +104,10 @@ options parse(int argc, char** argv) {
       ->type_name("X");
   app.add_flag_callback(
       "--no-ablations", [&o] { o.ablations = false; }, "skip the K and max_inference_aug sweeps");
+  app.add_flag(
+      "--weaver-hidden", o.hidden,
+      "the weaver reads the reasoner's last hidden states (the paper) instead of its input embeddings "
+      "(the authors' code)");
   app.add_flag("--quick", quick, "a tiny configuration (the test suite's); flags given with it still apply");
   app.add_flag_callback(
       "--no-plot", [&o] { o.plot = false; }, "do not call gnuplot");
@@ -277,6 +281,7 @@ mem::memgen_config memgen_config(const options& o, int k, int max_aug, bool stat
   c.prompt_latents = c.inference_latents = k;
   c.max_inference_aug = max_aug;
   c.delimiters = std::move(delimiters);
+  c.input = o.hidden ? mem::weaver_input::last_hidden : mem::weaver_input::embeddings;
   c.static_latents = static_latents;
   c.weaver_lora.rank = c.trigger_lora.rank = o.rank;
   c.weaver_lora.alpha = c.trigger_lora.alpha = 2.0f * static_cast<float>(o.rank);

@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "fixtures.hpp"
 #include "xplor/sample/rollout.hpp"
 
 namespace xm = xplor::model;
@@ -16,39 +17,12 @@ namespace mem = xplor::memory;
 
 namespace {
 
-xm::transformer_config tiny() {
-  xm::transformer_config c;
-  c.vocab_size = 9;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.d_ff = 24;
-  c.max_seq_len = 64;
-  c.init_std = 0.3f;
-  return c;
-}
+// vocab 9, d_model 16; K 2 (prompt) and 3 (inference), 3 inference points after the frequent
+// tokens 2 and 3, so that rollouts hit several points.
+xm::transformer_config tiny() { return xplor::testing::tiny_reasoner(9, 16, 64); }
+mem::memgen_config small_config() { return xplor::testing::small_memgen({2, 3}, 2, 3, 3); }
 
-mem::memgen_config small_config() {
-  mem::memgen_config cfg;
-  cfg.prompt_latents = 2;
-  cfg.inference_latents = 3;
-  cfg.max_inference_aug = 3;
-  cfg.delimiters = {2, 3};  // frequent, so that rollouts hit several points
-  cfg.weaver_lora.rank = 2;
-  cfg.weaver_lora.dropout = 0.0f;
-  cfg.trigger_lora.rank = 2;
-  cfg.trigger_lora.dropout = 0.0f;
-  return cfg;
-}
-
-template <class Table>
-void randomize_lora_b(const Table& table, std::span<float> params, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.2f);
-  for (const auto& t : table.tensors)
-    if (t.name.ends_with("lora_B.weight"))
-      for (std::int64_t i = 0; i < t.size; ++i) params[static_cast<std::size_t>(t.offset + i)] = nd(rng);
-}
+using xplor::testing::randomize_lora_b;
 
 const std::vector<std::vector<std::int32_t>> prompts{{1, 4, 5}, {6, 7}, {8}};
 
@@ -87,6 +61,37 @@ TEST_CASE("generation appends latents incrementally: equal to recomputing the in
     for (std::size_t i = 0; i < rollouts[c].logprobs.size(); ++i)
       REQUIRE(recomputed[c].logprobs[i] == Approx(rollouts[c].logprobs[i]).margin(1e-5));
   }
+}
+
+TEST_CASE("a weaver reading the reasoner's hidden states: generation equals recomputation too",
+          "[memory][generate]") {
+  xm::transformer reasoner(tiny(), 6);
+  mem::memgen_config cfg = small_config();
+  cfg.input = mem::weaver_input::last_hidden;
+  mem::memgen m(reasoner, cfg, 7);
+  randomize_lora_b(m.weaver().layout(), m.weaver().params(), 2);
+  mem::generation_options opt;
+  opt.sampling.max_completion_length = 12;
+  opt.seed = 3;
+  std::size_t points = 0;
+  for (const auto& r : mem::generate(m, prompts, 3, opt)) {
+    points += r.seq.points.size();
+    m.forward(std::span(&r.seq, 1));
+    const auto lp = m.completion_logprobs();
+    REQUIRE(lp.size() == r.logprobs.size());
+    for (std::size_t i = 0; i < lp.size(); ++i) REQUIRE(lp[i] == Approx(r.logprobs[i]).margin(1e-5));
+  }
+  CHECK(points >= 12);  // 9 prompt points and inference points beyond them
+  // The two inputs give different latents (the weaver reads different things).
+  mem::memgen_config emb = cfg;
+  emb.input = mem::weaver_input::embeddings;
+  mem::memgen e(reasoner, emb, 7);
+  randomize_lora_b(e.weaver().layout(), e.weaver().params(), 2);
+  const mem::sequence s{{1, 4, 5}, {2, 6, 7}, {0, 1}};
+  m.forward(std::span(&s, 1));
+  const std::vector<float> a(m.completion_logprobs().begin(), m.completion_logprobs().end());
+  e.forward(std::span(&s, 1));
+  CHECK(std::vector<float>(e.completion_logprobs().begin(), e.completion_logprobs().end()) != a);
 }
 
 TEST_CASE("a SKIP-biased trigger gives the plain reasoner's tokens", "[memory][generate][trigger]") {
@@ -167,27 +172,8 @@ TEST_CASE("trigger gradients match finite differences", "[memory][trigger][prope
   trig.zero_grad();
   trig.backward(dlogp);
   const std::vector<float> analytic(trig.grads().begin(), trig.grads().end());
-  std::mt19937 rng(2);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  const auto params = trig.params();
-  for (const auto& t : trig.layout().tensors) {
-    std::vector<float> u(static_cast<std::size_t>(t.size));
-    double norm_u = 0.0, dot = 0.0;
-    for (auto& e : u) e = nd(rng), norm_u += double(e) * e;
-    for (std::int64_t i = 0; i < t.size; ++i) dot += analytic[static_cast<std::size_t>(t.offset + i)] * u[i];
-    dot /= std::sqrt(norm_u);
-    const float h = 3e-3f;
-    auto shifted = [&](float sign) {
-      for (std::int64_t i = 0; i < t.size; ++i)
-        params[static_cast<std::size_t>(t.offset + i)] += sign * h * u[i] / float(std::sqrt(norm_u));
-      const double v = objective();
-      for (std::int64_t i = 0; i < t.size; ++i)
-        params[static_cast<std::size_t>(t.offset + i)] -= sign * h * u[i] / float(std::sqrt(norm_u));
-      return v;
-    };
-    INFO("tensor " << t.name);
-    REQUIRE(dot == Approx((shifted(1.0f) - shifted(-1.0f)) / (2.0 * h)).epsilon(3e-2).margin(3e-4));
-  }
+  xplor::testing::check_directional_gradients(trig.layout(), trig.params(), analytic, objective,
+                                              [](const std::string&) { return false; });
   // log p(action) by hand from the head: p = softmax(W h + b).
   const auto lp = trig.forward(records);
   const std::vector<std::vector<std::int32_t>> prefix{{1, 2, 3}};

@@ -8,43 +8,18 @@
 #include <random>
 #include <vector>
 
+#include "fixtures.hpp"
+
 namespace xm = xplor::model;
 namespace mem = xplor::memory;
 
 namespace {
 
-xm::transformer_config tiny() {
-  xm::transformer_config c;
-  c.vocab_size = 9;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.d_ff = 24;
-  c.max_seq_len = 64;
-  c.init_std = 0.3f;
-  return c;
-}
+// vocab 9, d_model 16; K 2 for both banks, 2 inference points after tokens 2 and 3.
+xm::transformer_config tiny() { return xplor::testing::tiny_reasoner(9, 16, 64); }
+mem::memgen_config small_config() { return xplor::testing::small_memgen({2, 3}, 2, 2, 2); }
 
-mem::memgen_config small_config() {
-  mem::memgen_config cfg;
-  cfg.prompt_latents = 2;
-  cfg.inference_latents = 2;
-  cfg.max_inference_aug = 2;
-  cfg.delimiters = {2, 3};
-  cfg.weaver_lora.rank = 2;
-  cfg.weaver_lora.dropout = 0.0f;
-  cfg.trigger_lora.rank = 2;
-  cfg.trigger_lora.dropout = 0.0f;
-  return cfg;
-}
-
-void randomize_lora_b(const xm::parameter_layout& table, std::span<float> params, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.2f);
-  for (const auto& t : table.tensors)
-    if (t.name.ends_with("lora_B.weight"))
-      for (std::int64_t i = 0; i < t.size; ++i) params[static_cast<std::size_t>(t.offset + i)] = nd(rng);
-}
+using xplor::testing::randomize_lora_b;
 
 mem::rollout with_actions(std::vector<std::int32_t> actions) {
   mem::rollout r;

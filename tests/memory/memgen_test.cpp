@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "fixtures.hpp"
 #include "xplor/memory/checkpoint.hpp"
 #include "xplor/memory/trigger.hpp"
 
@@ -19,38 +20,11 @@ namespace mem = xplor::memory;
 
 namespace {
 
-xm::transformer_config tiny() {
-  xm::transformer_config c;
-  c.vocab_size = 11;
-  c.d_model = 8;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.d_ff = 12;
-  c.max_seq_len = 40;
-  c.init_std = 0.2f;
-  return c;
-}
+using xplor::testing::randomize_lora_b;
 
-mem::memgen_config small_config() {
-  mem::memgen_config cfg;
-  cfg.prompt_latents = 2;
-  cfg.inference_latents = 3;
-  cfg.max_inference_aug = 2;
-  cfg.delimiters = {5};
-  cfg.weaver_lora.rank = 2;
-  cfg.weaver_lora.alpha = 4.0f;
-  cfg.weaver_lora.dropout = 0.0f;
-  return cfg;
-}
-
-/// Random LoRA B (a new adapter has B = 0, where A gets no gradient).
-void randomize_lora_b(mem::weaver& w, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.2f);
-  for (const auto& t : w.layout().tensors)
-    if (t.name.ends_with("lora_B.weight"))
-      for (std::int64_t i = 0; i < t.size; ++i) w.params()[static_cast<std::size_t>(t.offset + i)] = nd(rng);
-}
+// vocab 11, d_model 8; K 2 (prompt) and 3 (inference), 2 inference points after token 5.
+xm::transformer_config tiny() { return xplor::testing::tiny_reasoner(11, 8, 40); }
+mem::memgen_config small_config() { return xplor::testing::small_memgen({5}, 2, 3, 2); }
 
 mem::sequence seq(std::vector<std::int32_t> prompt, std::vector<std::int32_t> completion,
                   const mem::memgen_config& cfg) {
@@ -115,7 +89,7 @@ TEST_CASE("the weaver computes LN(bank) * scale, the LoRA'd reasoner and both pr
   xm::transformer reasoner(tiny(), 4);
   mem::memgen_config cfg = small_config();
   mem::weaver w(reasoner, cfg, 2);
-  randomize_lora_b(w, 7);
+  randomize_lora_b(w.layout(), w.params(), 7);
   w.param("weaver.inference_latent_scale")[0] = 1.7f;
   const std::int64_t C = 8, n = 5, K = 3;
   std::mt19937 rng(1);
@@ -161,16 +135,21 @@ TEST_CASE("the weaver computes LN(bank) * scale, the LoRA'd reasoner and both pr
     }
 }
 
-TEST_CASE("MemGen's gradients: finite differences for every weaver tensor, zero for the reasoner",
-          "[memory][memgen][property]") {
-  for (float dropout : {0.0f, 0.2f}) {
-    INFO("dropout " << dropout);
+TEST_CASE(
+    "MemGen's gradients: finite differences for every weaver tensor, zero for the reasoner (both weaver "
+    "inputs)",
+    "[memory][memgen][property]") {
+  for (const auto& [dropout, input] :
+       {std::pair{0.0f, mem::weaver_input::embeddings}, std::pair{0.2f, mem::weaver_input::embeddings},
+        std::pair{0.0f, mem::weaver_input::last_hidden}}) {
+    INFO("dropout " << dropout << ", weaver input " << static_cast<int>(input));
     xm::transformer reasoner(tiny(), 5);
     mem::memgen_config cfg = small_config();
     cfg.weaver_lora.dropout = dropout;
+    cfg.input = input;
     cfg.weaver_lora.targets = {xm::lora_target::q, xm::lora_target::v, xm::lora_target::o};
     mem::memgen model(reasoner, cfg, 3);
-    randomize_lora_b(model.weaver(), 11);
+    randomize_lora_b(model.weaver().layout(), model.weaver().params(), 11);
     // Two and three points: later weaver calls read earlier latents.
     const std::vector<mem::sequence> batch{seq({1, 2}, {3, 5, 4, 5, 6, 7}, cfg),
                                            seq({8, 9, 1}, {5, 2, 3}, cfg)};
@@ -182,30 +161,11 @@ TEST_CASE("MemGen's gradients: finite differences for every weaver tensor, zero 
     model.backward();
     for (float g : model.reasoner().grads()) REQUIRE(g == 0.0f);
     const std::vector<float> analytic(model.weaver().grads().begin(), model.weaver().grads().end());
-    std::mt19937 rng(9);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    const auto params = model.weaver().params();
-    for (const auto& t : model.weaver().layout().tensors) {
-      std::vector<float> u(static_cast<std::size_t>(t.size));
-      double norm_u = 0.0, dot = 0.0;
-      for (auto& e : u) e = nd(rng), norm_u += double(e) * e;
-      for (std::int64_t i = 0; i < t.size; ++i)
-        dot += analytic[static_cast<std::size_t>(t.offset + i)] * u[i];
-      dot /= std::sqrt(norm_u);
-      if (t.name.ends_with("lora_B.weight") || t.name.starts_with("weaver_to_reasoner"))
-        CHECK(dot != 0.0);  // every trainable path is live
-      const float h = 3e-3f;
-      auto shifted = [&](float sign) {
-        for (std::int64_t i = 0; i < t.size; ++i)
-          params[static_cast<std::size_t>(t.offset + i)] += sign * h * u[i] / float(std::sqrt(norm_u));
-        const double v = loss();
-        for (std::int64_t i = 0; i < t.size; ++i)
-          params[static_cast<std::size_t>(t.offset + i)] -= sign * h * u[i] / float(std::sqrt(norm_u));
-        return v;
-      };
-      INFO("tensor " << t.name);
-      REQUIRE(dot == Approx((shifted(1.0f) - shifted(-1.0f)) / (2.0 * h)).epsilon(3e-2).margin(3e-4));
-    }
+    xplor::testing::check_directional_gradients(
+        model.weaver().layout(), model.weaver().params(), analytic, loss, [](const std::string& name) {
+          return name.ends_with("lora_B.weight") ||
+                 name.starts_with("weaver_to_reasoner");  // every path is live
+        });
   }
 }
 
@@ -213,7 +173,7 @@ TEST_CASE("a batch gives each sequence's log-probabilities and the summed gradie
   xm::transformer reasoner(tiny(), 6);
   mem::memgen_config cfg = small_config();
   mem::memgen model(reasoner, cfg, 4);
-  randomize_lora_b(model.weaver(), 2);
+  randomize_lora_b(model.weaver().layout(), model.weaver().params(), 2);
   std::vector<mem::sequence> batch{seq({1, 2}, {3, 5, 4, 5, 6}, cfg), seq({8}, {5, 2, 5, 1, 1, 1, 2}, cfg),
                                    seq({3, 3, 3}, {4}, cfg)};
   batch[1].points = {1, 3};  // no prompt point: index 0 mixes banks across the batch
@@ -280,7 +240,7 @@ TEST_CASE("weaver and trigger files round-trip and refuse other settings or base
   xm::transformer reasoner(tiny(), 3);
   const mem::memgen_config cfg = small_config();
   mem::weaver w(reasoner, cfg, 1);
-  randomize_lora_b(w, 4);
+  randomize_lora_b(w.layout(), w.params(), 4);
   mem::save_adapter(path, w);
   mem::weaver same(reasoner, cfg, 99);
   mem::load_adapter(path, same);

@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "../gradient_check.hpp"
 #include "xplor/model/decode.hpp"
 #include "xplor/model/transformer.hpp"
 
@@ -39,13 +40,7 @@ struct adapter {
     params.assign(static_cast<std::size_t>(table.total), 0.0f);
     grads.assign(params.size(), 0.0f);
     layout.initialize(params, seed);
-    if (random_b) {
-      std::mt19937 rng(seed);
-      std::normal_distribution<float> nd(0.0f, 0.1f);
-      for (const auto& t : table.tensors)
-        if (t.name.ends_with("lora_B.weight"))
-          for (std::int64_t i = 0; i < t.size; ++i) params[static_cast<std::size_t>(t.offset + i)] = nd(rng);
-    }
+    if (random_b) xplor::testing::randomize_lora_b(table, params, seed, 0.1f);
   }
   lora_weights weights(bool training = false, std::uint64_t key = 0) {
     return {&layout, params.data(), grads.data(), training, key};
@@ -165,27 +160,9 @@ TEST_CASE("adapter gradients match finite differences and a frozen base gets non
     m.backward();
     for (float g : m.grads()) REQUIRE(g == 0.0f);
     const std::vector<float> analytic = a.grads;
-    std::mt19937 rng(5);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    for (const auto& t : a.table.tensors) {
-      std::vector<float> u(static_cast<std::size_t>(t.size));
-      double norm_u = 0.0, dot = 0.0;
-      for (auto& e : u) e = nd(rng), norm_u += double(e) * e;
-      for (std::int64_t i = 0; i < t.size; ++i)
-        dot += analytic[static_cast<std::size_t>(t.offset + i)] * u[i];
-      dot /= std::sqrt(norm_u);
-      const float h = 3e-3f;
-      auto shifted = [&](float sign) {
-        for (std::int64_t i = 0; i < t.size; ++i)
-          a.params[static_cast<std::size_t>(t.offset + i)] += sign * h * u[i] / float(std::sqrt(norm_u));
-        const double v = loss();
-        for (std::int64_t i = 0; i < t.size; ++i)
-          a.params[static_cast<std::size_t>(t.offset + i)] -= sign * h * u[i] / float(std::sqrt(norm_u));
-        return v;
-      };
-      INFO("tensor " << t.name);
-      REQUIRE(dot == Approx((shifted(1.0f) - shifted(-1.0f)) / (2.0 * h)).epsilon(3e-2).margin(3e-4));
-    }
+    xplor::testing::check_directional_gradients(
+        a.table, a.params, analytic, loss,
+        [](const std::string& name) { return name.ends_with("lora_B.weight"); });
   }
 }
 

@@ -19,6 +19,10 @@ struct pass_options {
   std::uint64_t dropout_key = 0;
 };
 
+/// What the weaver reads: the reasoner's input embeddings of the context (the authors' code) or
+/// the frozen reasoner's last hidden states over it (the paper's M = W(H_<j)).
+enum class weaver_input : std::uint8_t { embeddings, last_hidden };
+
 struct memgen_config {
   int prompt_latents = 8;      // K of the prompt bank: latents woven at the prompt/completion boundary
   int inference_latents = 8;   // K of the inference bank: latents woven after a delimiter
@@ -28,6 +32,7 @@ struct memgen_config {
   /// The weaver reads no context: its latents depend on the bank alone (learned embeddings through
   /// the weaver's own parameters, a prefix-tuning baseline with the same trainable tensors).
   bool static_latents = false;
+  weaver_input input = weaver_input::embeddings;
   model::lora_config weaver_lora = {};  // r 16, alpha 32, q and v, dropout 0.1
   model::lora_config trigger_lora = {};
 
@@ -46,6 +51,8 @@ struct memgen_config {
       xplor::detail::require(delimiters[i] >= 0 && delimiters[i] < reasoner.vocab_size, fn, "delimiters[", i,
                              "] = ", delimiters[i], " is outside [0, vocab_size = ", reasoner.vocab_size,
                              ")");
+    xplor::detail::require(input == weaver_input::embeddings || input == weaver_input::last_hidden, fn,
+                           "input = ", static_cast<int>(input), " is neither embeddings nor last_hidden");
     weaver_lora.validate();
     trigger_lora.validate();
   }

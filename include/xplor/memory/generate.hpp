@@ -76,7 +76,6 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
                            " + up to ", latent_rows,
                            " latents exceed max_seq_len = ", reasoner.config().max_seq_len);
   }
-  const auto embed = reasoner.param("embed.weight");
   model::kv_decoder dec(reasoner);
 
   struct running {
@@ -148,18 +147,10 @@ inline std::vector<rollout> generate(memgen& m, std::span<const std::vector<std:
     if (invokers.empty()) return;
     call.width = *std::max_element(call.lengths.begin(), call.lengths.end());
     call.context.assign(static_cast<std::size_t>(call.members() * call.width * C), 0.0f);
-    // The weaver's context: the reasoner's input embeddings of the tokens and the latents so far.
-    for (std::size_t k = 0; k < invokers.size() && !cfg.static_latents; ++k) {
-      const running& r = runs[invokers[k]];
-      float* out = call.context.data() + static_cast<std::int64_t>(k) * call.width * C;
-      std::size_t next_latent = 0;
-      for (std::size_t row = 0; row < r.rows.size(); ++row, out += C) {
-        const std::int32_t t = r.rows[row];
-        const float* src = t == model::latent_slot
-                               ? r.latents.data() + (next_latent++) * static_cast<std::size_t>(C)
-                               : embed.data() + std::int64_t{t} * C;
-        std::copy_n(src, C, out);
-      }
+    if (call.width > 0) {
+      std::vector<prefix> prefixes;
+      for (std::size_t invoker : invokers) prefixes.push_back({runs[invoker].rows, runs[invoker].latents});
+      m.weaver_contexts(prefixes, call.width, call.context);
     }
     m.weaver().forward(call);
     const std::int64_t K = m.weaver().latents(which);

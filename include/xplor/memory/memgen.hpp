@@ -21,6 +21,13 @@
 
 namespace xplor::memory {
 
+/// A sequence so far as the weaver reads it: its rows (tokens, model::latent_slot for latents) and
+/// the latent rows in order [latent slots, C].
+struct prefix {
+  std::span<const std::int32_t> rows = {};
+  std::span<const float> latents = {};
+};
+
 class memgen {
  public:
   /// A MemGen model over a frozen copy of `reasoner` (the reasoner object itself is untouched).
@@ -35,6 +42,34 @@ class memgen {
   /// The frozen reasoner (its grads() stay zero).
   const model::transformer& reasoner() const { return reasoner_; }
 
+  /// The weaver's context for each prefix into out [prefixes, width, C] (rows past a prefix are
+  /// 0): the reasoner's input embeddings of its rows (token embeddings, latents as they are) or,
+  /// with weaver_input::last_hidden, the frozen reasoner's last hidden states over them (one
+  /// right-padded pass).
+  void weaver_contexts(std::span<const prefix> prefixes, std::int64_t width, std::span<float> out) {
+    const std::int64_t C = reasoner_.config().d_model, P = static_cast<std::int64_t>(prefixes.size());
+    std::fill(out.begin(), out.end(), 0.0f);
+    if (cfg_.input == weaver_input::last_hidden) {
+      run_prefixes(prefixes, width);
+      const auto h = reasoner_.hidden();
+      for (std::int64_t m = 0; m < P; ++m)
+        std::copy_n(h.data() + m * width * C, static_cast<std::int64_t>(prefixes[m].rows.size()) * C,
+                    out.data() + m * width * C);
+      return;
+    }
+    const auto embed = reasoner_.param("embed.weight");
+    for (std::int64_t m = 0; m < P; ++m) {
+      float* o = out.data() + m * width * C;
+      std::size_t next_latent = 0;
+      for (const std::int32_t t : prefixes[m].rows) {
+        const float* src = t == model::latent_slot ? prefixes[m].latents.data() + (next_latent++) * C
+                                                   : embed.data() + std::int64_t{t} * C;
+        std::copy_n(src, C, o);
+        o += C;
+      }
+    }
+  }
+
   /// Forward over `batch` (each sequence with its insertion points; insertion_points() gives the
   /// training rule's). Returns the mean cross-entropy of the completion tokens.
   float forward(std::span<const sequence> batch, const pass_options& opt = {}) {
@@ -48,9 +83,8 @@ class memgen {
       rows_.push_back(interleave(cfg_, s));
       max_points = std::max(max_points, s.points.size());
     }
-    // Latent blocks per row, filled point index by point index.
-    block_latents_.assign(batch.size(), {});
-    for (std::size_t b = 0; b < batch.size(); ++b) block_latents_[b].resize(batch[b].points.size());
+    // Each row's latents, block after block, filled point index by point index.
+    row_latents_.assign(batch.size(), {});
     calls_.clear();
     call_rows_.clear();
     for (std::size_t j = 0; j < max_points; ++j) {
@@ -72,8 +106,8 @@ class memgen {
       const interleaved& r = rows_[static_cast<std::size_t>(b)];
       std::copy(r.tokens.begin(), r.tokens.end(), tokens_.begin() + b * T);
       std::copy(r.targets.begin(), r.targets.end(), targets_.begin() + b * T);
-      for (const auto& block : block_latents_[static_cast<std::size_t>(b)])
-        latents_.insert(latents_.end(), block.begin(), block.end());
+      const auto& lat = row_latents_[static_cast<std::size_t>(b)];
+      latents_.insert(latents_.end(), lat.begin(), lat.end());
     }
     T_ = T;
     const auto n_latents = static_cast<std::int64_t>(latents_.size()) / C;
@@ -119,16 +153,14 @@ class memgen {
         row_dlogp[static_cast<std::size_t>(static_cast<std::int64_t>(b) * T_ + row)] = dlogp[i++];
       }
     reasoner_.backward(std::span<const float>(row_dlogp));
-    // Gradients of each latent block, in the order forward() laid them out.
+    // Each row's latent gradients, in the order forward() laid the latents out.
     const auto lg = reasoner_.latent_grads();
-    dblock_.assign(rows_.size(), {});
-    std::int64_t next = 0;
-    for (std::size_t b = 0; b < rows_.size(); ++b)
-      for (const auto& block : block_latents_[b]) {
-        dblock_[b].emplace_back(lg.data() + next * C,
-                                lg.data() + next * C + static_cast<std::int64_t>(block.size()));
-        next += static_cast<std::int64_t>(block.size()) / C;
-      }
+    dlatents_.assign(rows_.size(), {});
+    const float* next = lg.data();
+    for (std::size_t b = 0; b < rows_.size(); ++b) {
+      dlatents_[b].assign(next, next + row_latents_[b].size());
+      next += row_latents_[b].size();
+    }
     // Weaver calls last to first: a call's latents have their full gradient once every later
     // call (whose context held them) has passed its share back.
     for (std::size_t c = calls_.size(); c-- > 0;) {
@@ -137,50 +169,89 @@ class memgen {
       const std::int64_t K = weaver_.latents(call.which);
       std::vector<float> dlat(static_cast<std::size_t>(call.members() * K * C));
       for (std::size_t m = 0; m < members.size(); ++m) {
-        const auto& d = dblock_[members[m].first][members[m].second];
-        std::copy(d.begin(), d.end(), dlat.begin() + static_cast<std::int64_t>(m) * K * C);
+        const auto [b, j] = members[m];
+        const float* d = dlatents_[b].data() + latent_rows_before(b, j) * C;
+        std::copy_n(d, K * C, dlat.begin() + static_cast<std::int64_t>(m) * K * C);
       }
       std::vector<float> dctx(call.context.size());
       weaver_.backward(call, dlat, dctx, /*recompute=*/c + 1 != calls_.size());
-      // Context rows that were earlier latents pass their gradient on.
+      if (call.width == 0) continue;  // static latents read no context
+      // The context's latent rows (earlier blocks) pass their gradient on.
+      const std::vector<prefix> prefixes = call_prefixes(members);
+      std::vector<std::vector<float>> dprefix;
+      weaver_contexts_backward(prefixes, call.width, dctx, dprefix);
       for (std::size_t m = 0; m < members.size(); ++m) {
-        const auto [b, j] = members[m];
-        const interleaved& r = rows_[b];
-        for (std::size_t e = 0; e < j && call.lengths[m] > 0; ++e) {
-          const std::int64_t start = r.block_start[e];
-          auto& d = dblock_[b][e];
-          const float* src = dctx.data() + (static_cast<std::int64_t>(m) * call.width + start) * C;
-          for (std::size_t x = 0; x < d.size(); ++x) d[x] += src[x];
-        }
+        float* d = dlatents_[members[m].first].data();
+        for (std::size_t x = 0; x < dprefix[m].size(); ++x) d[x] += dprefix[m][x];
       }
     }
   }
 
  private:
-  /// The reasoner-space embeddings of row b's interleaved rows before its block j: token
-  /// embeddings (the reasoner's input embeddings, as the authors' get_input_embeddings()) and the
-  /// earlier blocks' latents.
-  void context_rows(std::size_t b, std::size_t j, float* out) const {
-    const std::int64_t C = reasoner_.config().d_model;
+  /// Latent rows of row b before its block j.
+  std::int64_t latent_rows_before(std::size_t b, std::size_t j) const {
     const interleaved& r = rows_[b];
-    const auto embed = reasoner_.param("embed.weight");
-    std::size_t block = 0;
-    for (std::int64_t row = 0; row < r.block_start[j]; ++row) {
-      float* o = out + row * C;
-      const std::int32_t t = r.tokens[static_cast<std::size_t>(row)];
-      if (t == model::latent_slot) {
-        const std::int64_t k = row - r.block_start[block];
-        const auto& lat = block_latents_[b][block];
-        std::copy_n(lat.data() + k * C, C, o);
-        if ((k + 1) * C == static_cast<std::int64_t>(lat.size())) ++block;
-      } else {
-        std::copy_n(embed.data() + std::int64_t{t} * C, C, o);
+    return std::count(r.tokens.begin(), r.tokens.begin() + r.block_start[j], model::latent_slot);
+  }
+
+  /// The prefixes a call's members read: row b's interleaved rows before block j.
+  std::vector<prefix> call_prefixes(const std::vector<std::pair<std::size_t, std::size_t>>& members) const {
+    const std::int64_t C = reasoner_.config().d_model;
+    std::vector<prefix> out;
+    for (const auto& [b, j] : members)
+      out.push_back(
+          {std::span(rows_[b].tokens).first(static_cast<std::size_t>(rows_[b].block_start[j])),
+           std::span(row_latents_[b]).first(static_cast<std::size_t>(latent_rows_before(b, j) * C))});
+    return out;
+  }
+
+  /// The prefixes' rows through the frozen reasoner, right-padded to `width` (last_hidden mode).
+  void run_prefixes(std::span<const prefix> prefixes, std::int64_t width) {
+    const std::int64_t C = reasoner_.config().d_model, P = static_cast<std::int64_t>(prefixes.size());
+    prefix_tokens_.assign(static_cast<std::size_t>(P * width), 0);
+    prefix_latents_.clear();
+    for (std::int64_t m = 0; m < P; ++m) {
+      std::copy(prefixes[m].rows.begin(), prefixes[m].rows.end(), prefix_tokens_.begin() + m * width);
+      prefix_latents_.insert(prefix_latents_.end(), prefixes[m].latents.begin(), prefixes[m].latents.end());
+    }
+    const auto n = static_cast<std::int64_t>(prefix_latents_.size()) / C;
+    reasoner_.forward_hidden({prefix_tokens_,
+                              P,
+                              width,
+                              {},
+                              {},
+                              make_view(static_cast<const float*>(prefix_latents_.data()), {n, C})});
+  }
+
+  /// Backward of weaver_contexts: the gradient of each prefix's latents, dprefix[m] [latent slots,
+  /// C], from dcontext [prefixes, width, C]. Recomputes the reasoner pass in last_hidden mode.
+  void weaver_contexts_backward(std::span<const prefix> prefixes, std::int64_t width,
+                                std::span<const float> dcontext, std::vector<std::vector<float>>& dprefix) {
+    const std::int64_t C = reasoner_.config().d_model, P = static_cast<std::int64_t>(prefixes.size());
+    dprefix.assign(prefixes.size(), {});
+    if (cfg_.input == weaver_input::last_hidden) {
+      run_prefixes(prefixes, width);
+      std::vector<float> dh(dcontext.begin(), dcontext.end());
+      for (std::int64_t m = 0; m < P; ++m)  // padding rows carry no gradient
+        std::fill(dh.begin() + (m * width + static_cast<std::int64_t>(prefixes[m].rows.size())) * C,
+                  dh.begin() + (m + 1) * width * C, 0.0f);
+      reasoner_.backward_hidden(make_view(static_cast<const float*>(dh.data()), {P * width, C}));
+      const float* g = reasoner_.latent_grads().data();
+      for (std::int64_t m = 0; m < P; ++m) {
+        dprefix[m].assign(g, g + prefixes[m].latents.size());
+        g += prefixes[m].latents.size();
       }
+      return;
+    }
+    for (std::int64_t m = 0; m < P; ++m) {
+      const float* d = dcontext.data() + m * width * C;
+      for (std::size_t row = 0; row < prefixes[m].rows.size(); ++row, d += C)
+        if (prefixes[m].rows[row] == model::latent_slot) dprefix[m].insert(dprefix[m].end(), d, d + C);
     }
   }
 
   /// Runs the weaver for point index j of those `members` whose point there uses bank `which`,
-  /// and stores their latents in block_latents_.
+  /// and appends their latents to row_latents_.
   void weave(const std::vector<std::size_t>& members, bank which, std::span<const sequence> batch,
              std::size_t j, const pass_options& opt) {
     const std::int64_t C = reasoner_.config().d_model;
@@ -197,14 +268,14 @@ class memgen {
     if (ids.empty()) return;
     call.width = *std::max_element(call.lengths.begin(), call.lengths.end());
     call.context.assign(static_cast<std::size_t>(call.members() * call.width * C), 0.0f);
-    if (!cfg_.static_latents)
-      for (std::size_t m = 0; m < ids.size(); ++m)
-        context_rows(ids[m].first, j, call.context.data() + static_cast<std::int64_t>(m) * call.width * C);
+    if (call.width > 0) weaver_contexts(call_prefixes(ids), call.width, call.context);
     weaver_.forward(call);
     const std::int64_t K = weaver_.latents(which);
-    for (std::size_t m = 0; m < ids.size(); ++m)
-      block_latents_[ids[m].first][j].assign(call.latents.begin() + static_cast<std::int64_t>(m) * K * C,
-                                             call.latents.begin() + static_cast<std::int64_t>(m + 1) * K * C);
+    for (std::size_t m = 0; m < ids.size(); ++m) {
+      auto& lat = row_latents_[ids[m].first];
+      lat.insert(lat.end(), call.latents.begin() + static_cast<std::int64_t>(m) * K * C,
+                 call.latents.begin() + static_cast<std::int64_t>(m + 1) * K * C);
+    }
     calls_.push_back(std::move(call));
     call_rows_.push_back(std::move(ids));
   }
@@ -214,7 +285,9 @@ class memgen {
   memory::weaver weaver_;
   // The last forward.
   std::vector<interleaved> rows_;
-  std::vector<std::vector<std::vector<float>>> block_latents_, dblock_;  // [row][block] -> [K * C]
+  std::vector<std::vector<float>> row_latents_, dlatents_;  // per row: its latents, block after block
+  std::vector<std::int32_t> prefix_tokens_;                 // last_hidden contexts' reasoner pass
+  std::vector<float> prefix_latents_;
   std::vector<weave_call> calls_;
   std::vector<std::vector<std::pair<std::size_t, std::size_t>>> call_rows_;  // per call: (row, block)
   std::vector<std::int32_t> tokens_, targets_;
