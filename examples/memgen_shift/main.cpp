@@ -58,9 +58,9 @@ std::string text(std::span<const std::int32_t> tokens) {
 struct options {
   std::string out = "memgen_out";
   std::uint64_t seed = 1;
-  int pretrain_steps = 1500, sft_steps = 600, trigger_steps = 40, batch = 32, eval = 300;
+  int pretrain_steps = 1500, sft_steps = 600, trigger_steps = 150, batch = 32, eval = 300;
   int d_model = 64, layers = 3, heads = 4, shift = 3, k = 4, max_aug = 3, rank = 8;
-  float lr = 3e-3f, trigger_lr = 1e-3f, lambda = 0.5f;
+  float lr = 3e-3f, trigger_lr = 1e-3f, lambda = 0.1f;
   bool ablations = true, plot = true, hidden = false;
 };
 
@@ -79,7 +79,7 @@ options parse(int argc, char** argv) {
   ex::add_integer(app, "--sft-steps", o.sft_steps, 1, 1000000, "weaver SFT steps per run (default 600)")
       ->type_name("N");
   ex::add_integer(app, "--trigger-steps", o.trigger_steps, 0, 1000000,
-                  "trigger GRPO steps per run (default 40)")
+                  "trigger GRPO steps per run (default 150)")
       ->type_name("N");
   ex::add_integer(app, "--batch", o.batch, 1, 4096, "sequences per step (default 32)")->type_name("B");
   ex::add_integer(app, "--eval", o.eval, 1, 100000, "held-out rule-B problems (default 300)")->type_name("N");
@@ -100,7 +100,7 @@ options parse(int argc, char** argv) {
                  true)
       ->type_name("LR");
   ex::add_number(app, "--lambda", o.lambda, 0.0, HUGE_VAL,
-                 "invocation penalty of the penalised trigger (default 0.5)", false)
+                 "invocation penalty of the penalised trigger (default 0.1)", false)
       ->type_name("X");
   app.add_flag_callback(
       "--no-ablations", [&o] { o.ablations = false; }, "skip the K and max_inference_aug sweeps");
@@ -221,6 +221,9 @@ struct evaluation {
   double accuracy = 0.0;                   // greedy exact match
   double by_steps[max_steps] = {0, 0, 0};  // accuracy per number of steps
   double invocations = 0.0;                // weaver calls per problem
+  double invoke_rate = 1.0;               // invocations / eligible points (1 without a trigger)
+  double prompt_rate = 0.0;               // problems with a prompt-end insertion
+  double before_answer = 0.0;             // inference insertions right before an answer digit (after '=')
 };
 
 /// Cross-entropy by teacher forcing with the training rule's insertion points, and greedy exact
@@ -260,14 +263,26 @@ evaluation evaluate(mem::memgen& m, const std::vector<problem>& eval, mem::trigg
   std::vector<std::vector<std::int32_t>> prompts;
   for (const auto& p : eval) prompts.push_back(p.prompt);
   const auto rs = mem::generate(m, prompts, 1, g, trig);
-  double count[max_steps] = {0, 0, 0};
+  double count[max_steps] = {0, 0, 0}, inference = 0, decisions = 0, invoked = 0;
   for (std::size_t i = 0; i < eval.size(); ++i) {
     const bool ok = rs[i].seq.completion == eval[i].completion;
     e.accuracy += ok;
     e.by_steps[eval[i].steps - 1] += ok;
     count[eval[i].steps - 1] += 1;
     e.invocations += static_cast<double>(rs[i].seq.points.size());
+    for (std::int32_t p : rs[i].seq.points) {
+      if (p == 0) {
+        e.prompt_rate += 1;
+      } else {
+        inference += 1;
+        e.before_answer += rs[i].seq.completion[static_cast<std::size_t>(p - 1)] == eq;
+      }
+    }
+    for (std::int32_t a : rs[i].decisions.actions) decisions += 1, invoked += a;
   }
+  e.prompt_rate /= static_cast<double>(eval.size());
+  e.before_answer = inference > 0 ? e.before_answer / inference : 0.0;
+  if (trig != nullptr) e.invoke_rate = decisions > 0 ? invoked / decisions : 0.0;
   e.accuracy /= static_cast<double>(eval.size());
   e.invocations /= static_cast<double>(eval.size());
   for (int s = 0; s < max_steps; ++s) e.by_steps[s] = count[s] > 0 ? e.by_steps[s] / count[s] : 0.0;
@@ -343,9 +358,6 @@ mem::memgen train_weaver(const xm::transformer& reasoner, const options& o, run&
 struct trigger_run {
   float lambda = 0.0f;
   evaluation eval;
-  double rate = 0.0;           // invocations / eligible points (greedy trigger)
-  double before_answer = 0.0;  // fraction of inference invocations right before an answer digit
-  double prompt_rate = 0.0;    // fraction of problems with a prompt-end invocation
 };
 
 trigger_run train_trigger(mem::memgen& m, const xm::transformer& reasoner, const options& o, float lambda,
@@ -386,33 +398,9 @@ trigger_run train_trigger(mem::memgen& m, const xm::transformer& reasoner, const
   }
   std::fprintf(stderr, "\n");
   tr.eval = evaluate(m, eval, &trig);
-  // Where the greedy trigger fires on the held-out prompts.
-  mem::generation_options greedy = g;
-  greedy.sampling.top_k = 1;
-  greedy.trigger_sample = false;
-  std::vector<std::vector<std::int32_t>> prompts;
-  for (const auto& p : eval) prompts.push_back(p.prompt);
-  double invoked = 0, decisions = 0, before = 0, inference = 0, at_prompt = 0;
-  for (const auto& r : mem::generate(m, prompts, 1, greedy, &trig)) {
-    for (std::size_t d = 0; d < r.decisions.actions.size(); ++d) {
-      decisions += 1;
-      if (r.decisions.actions[d] != mem::invoke) continue;
-      invoked += 1;
-      const auto row = static_cast<std::size_t>(r.decisions.rows[d]);
-      if (row + 1 == r.seq.prompt.size()) {
-        at_prompt += 1;
-      } else {
-        inference += 1;
-        before += r.decisions.tokens[row] == eq;
-      }
-    }
-  }
-  tr.rate = decisions > 0 ? invoked / decisions : 0.0;
-  tr.before_answer = inference > 0 ? before / inference : 0.0;
-  tr.prompt_rate = at_prompt / static_cast<double>(eval.size());
   jsonl << "{\"stage\":\"trigger\",\"lambda\":" << lambda << ",\"accuracy\":" << tr.eval.accuracy
-        << ",\"invocation_rate\":" << tr.rate << ",\"before_answer\":" << tr.before_answer
-        << ",\"prompt_rate\":" << tr.prompt_rate << ",\"invocations\":" << tr.eval.invocations << "}\n";
+        << ",\"invocation_rate\":" << tr.eval.invoke_rate << ",\"before_answer\":" << tr.eval.before_answer
+        << ",\"prompt_rate\":" << tr.eval.prompt_rate << ",\"invocations\":" << tr.eval.invocations << "}\n";
   return tr;
 }
 
@@ -506,11 +494,12 @@ int main(int argc, char** argv) {
           "\n| trigger | exact match | insertions / problem | invoke rate | prompt-end invocations | "
           "inference "
           "invocations after '=' |\n|---|---:|---:|---:|---:|---:|\n");
-      std::printf("| none: always invoke ('=' and ',') | %.3f | %.2f | 1.00 | 1.00 | - |\n", always.accuracy,
-                  always.invocations);
-      for (const auto& t : triggers)
-        std::printf("| GRPO, lambda %.2f | %.3f | %.2f | %.2f | %.2f | %.2f |\n", t.lambda, t.eval.accuracy,
-                    t.eval.invocations, t.rate, t.prompt_rate, t.before_answer);
+      auto row = [](const std::string& name, const evaluation& e) {
+        std::printf("| %s | %.3f | %.2f | %.2f | %.2f | %.2f |\n", name.c_str(), e.accuracy, e.invocations,
+                    e.invoke_rate, e.prompt_rate, e.before_answer);
+      };
+      row("none: always invoke ('=' and ',')", always);
+      for (const auto& t : triggers) row("GRPO, lambda " + std::to_string(t.lambda).substr(0, 4), t.eval);
     }
     std::printf("\nreasoner weights %s during weaver and trigger training (hash %016llx)\n",
                 unchanged ? "unchanged" : "CHANGED", static_cast<unsigned long long>(hash_before));
