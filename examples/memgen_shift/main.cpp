@@ -221,9 +221,9 @@ struct evaluation {
   double accuracy = 0.0;                   // greedy exact match
   double by_steps[max_steps] = {0, 0, 0};  // accuracy per number of steps
   double invocations = 0.0;                // weaver calls per problem
-  double invoke_rate = 1.0;               // invocations / eligible points (1 without a trigger)
-  double prompt_rate = 0.0;               // problems with a prompt-end insertion
-  double before_answer = 0.0;             // inference insertions right before an answer digit (after '=')
+  double invoke_rate = 1.0;                // invocations / eligible points (1 without a trigger)
+  double prompt_rate = 0.0;                // problems with a prompt-end insertion
+  double before_answer = 0.0;              // inference insertions right before an answer digit (after '=')
 };
 
 /// Cross-entropy by teacher forcing with the training rule's insertion points, and greedy exact
