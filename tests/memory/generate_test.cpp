@@ -206,3 +206,45 @@ TEST_CASE("bad generation and trigger input are xplor::errors", "[memory][genera
   CHECK_THROWS_WITH(trig.backward(std::vector<float>(2, 0.0f)),
                     Catch::Contains("dlogp has 2 elements for 1"));
 }
+
+TEST_CASE(
+    "backward after other passes in between: the weaver, the reasoner and the trigger rerun what they need",
+    "[memory][generate]") {
+  xm::transformer reasoner(tiny(), 8);
+  mem::memgen_config cfg = small_config();
+  cfg.input = mem::weaver_input::last_hidden;  // contexts run the reasoner too
+  mem::memgen m(reasoner, cfg, 3);
+  randomize_lora_b(m.weaver().layout(), m.weaver().params(), 5);
+  mem::trigger trig(reasoner, cfg, 4);
+  randomize_lora_b(trig.layout(), trig.params(), 6);
+  mem::generation_options opt;
+  opt.sampling.max_completion_length = 10;
+  const auto rs = mem::generate(m, prompts, 2, opt, &trig);
+  std::vector<mem::sequence> seqs;
+  std::vector<mem::decision_record> records;
+  for (const auto& r : rs) {
+    seqs.push_back(r.seq);
+    if (!r.decisions.actions.empty()) records.push_back(r.decisions);
+  }
+  REQUIRE(!records.empty());
+  auto weaver_grads = [&](bool interleave_generation) {
+    m.weaver().zero_grad();
+    m.forward(seqs, {true, 5});
+    if (interleave_generation) mem::generate(m, prompts, 1, opt, &trig);
+    m.backward();
+    return std::vector<float>(m.weaver().grads().begin(), m.weaver().grads().end());
+  };
+  CHECK(weaver_grads(true) == weaver_grads(false));
+  auto trigger_grads = [&](bool interleave_logits) {
+    trig.zero_grad();
+    const auto lp = trig.forward(records, {true, 2});
+    if (interleave_logits) trig.logits(prompts);
+    trig.backward(std::vector<float>(lp.size(), 0.5f));
+    return std::vector<float>(trig.grads().begin(), trig.grads().end());
+  };
+  CHECK(trigger_grads(true) == trigger_grads(false));
+  mem::memgen fresh(reasoner, cfg, 3);
+  CHECK_THROWS_WITH(fresh.backward(), Catch::Contains("no forward pass"));
+  mem::trigger fresh_trigger(reasoner, cfg, 4);
+  CHECK_THROWS_WITH(fresh_trigger.backward(std::vector<float>{}), Catch::Contains("no forward pass"));
+}

@@ -50,7 +50,7 @@ class memgen {
     const std::int64_t C = reasoner_.config().d_model, P = static_cast<std::int64_t>(prefixes.size());
     std::fill(out.begin(), out.end(), 0.0f);
     if (cfg_.input == weaver_input::last_hidden) {
-      run_prefixes(prefixes, width);
+      run_prefixes(prefixes, width);  // overwrites the reasoner's activations
       const auto h = reasoner_.hidden();
       for (std::int64_t m = 0; m < P; ++m)
         std::copy_n(h.data() + m * width * C, static_cast<std::int64_t>(prefixes[m].rows.size()) * C,
@@ -76,7 +76,6 @@ class memgen {
     constexpr const char* fn = "xplor::memory::memgen::forward";
     xplor::detail::require(!batch.empty(), fn, "the batch is empty");
     for (const sequence& s : batch) validate_sequence(cfg_, reasoner_.config(), s, fn);
-    const std::int64_t C = reasoner_.config().d_model;
     rows_.clear();
     std::size_t max_points = 0;
     for (const sequence& s : batch) {
@@ -110,9 +109,7 @@ class memgen {
       latents_.insert(latents_.end(), lat.begin(), lat.end());
     }
     T_ = T;
-    const auto n_latents = static_cast<std::int64_t>(latents_.size()) / C;
-    const float loss = reasoner_.forward(
-        {tokens_, B, T, targets_, {}, make_view(static_cast<const float*>(latents_.data()), {n_latents, C})});
+    const float loss = run_main_pass();
     logp_.clear();
     const auto row_logp = reasoner_.target_logprobs();
     for (std::int64_t b = 0; b < B; ++b)
@@ -142,6 +139,7 @@ class memgen {
   /// completion tokens of the last forward (the entry point for policy losses).
   void backward(std::span<const float> dlogp) {
     constexpr const char* fn = "xplor::memory::memgen::backward";
+    xplor::detail::require(!rows_.empty(), fn, "no forward pass to differentiate");
     xplor::detail::require(dlogp.size() == logp_.size(), fn, "dlogp has ", dlogp.size(), " elements for ",
                            logp_.size(), " completion tokens");
     const std::int64_t C = reasoner_.config().d_model;
@@ -152,6 +150,7 @@ class memgen {
         xplor::detail::require(std::isfinite(dlogp[i]), fn, "dlogp[", i, "] = ", dlogp[i], " is not finite");
         row_dlogp[static_cast<std::size_t>(static_cast<std::int64_t>(b) * T_ + row)] = dlogp[i++];
       }
+    if (!main_pass_held_) run_main_pass();  // weaver_contexts() ran the reasoner since forward()
     reasoner_.backward(std::span<const float>(row_dlogp));
     // Each row's latent gradients, in the order forward() laid the latents out.
     const auto lg = reasoner_.latent_grads();
@@ -174,7 +173,7 @@ class memgen {
         std::copy_n(d, K * C, dlat.begin() + static_cast<std::int64_t>(m) * K * C);
       }
       std::vector<float> dctx(call.context.size());
-      weaver_.backward(call, dlat, dctx, /*recompute=*/c + 1 != calls_.size());
+      weaver_.backward(call, dlat, dctx);
       if (call.width == 0) continue;  // static latents read no context
       // The context's latent rows (earlier blocks) pass their gradient on.
       const std::vector<prefix> prefixes = call_prefixes(members);
@@ -188,6 +187,16 @@ class memgen {
   }
 
  private:
+  /// The reasoner over the last forward's interleaved rows (its activations are what backward
+  /// differentiates); returns the mean cross-entropy.
+  float run_main_pass() {
+    const std::int64_t C = reasoner_.config().d_model, B = static_cast<std::int64_t>(rows_.size());
+    const auto n = static_cast<std::int64_t>(latents_.size()) / C;
+    main_pass_held_ = true;
+    return reasoner_.forward(
+        {tokens_, B, T_, targets_, {}, make_view(static_cast<const float*>(latents_.data()), {n, C})});
+  }
+
   /// Latent rows of row b before its block j.
   std::int64_t latent_rows_before(std::size_t b, std::size_t j) const {
     const interleaved& r = rows_[b];
@@ -207,6 +216,7 @@ class memgen {
 
   /// The prefixes' rows through the frozen reasoner, right-padded to `width` (last_hidden mode).
   void run_prefixes(std::span<const prefix> prefixes, std::int64_t width) {
+    main_pass_held_ = false;
     const std::int64_t C = reasoner_.config().d_model, P = static_cast<std::int64_t>(prefixes.size());
     prefix_tokens_.assign(static_cast<std::size_t>(P * width), 0);
     prefix_latents_.clear();
@@ -293,6 +303,7 @@ class memgen {
   std::vector<std::int32_t> tokens_, targets_;
   std::vector<float> latents_, logp_;
   std::int64_t T_ = 0;
+  bool main_pass_held_ = false;  // the reasoner holds run_main_pass()'s activations
 };
 
 }  // namespace xplor::memory

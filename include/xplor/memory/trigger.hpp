@@ -79,6 +79,7 @@ class trigger {
       records.push_back({p, {static_cast<std::int64_t>(p.size()) - 1}, {skip}});
     }
     run(records, {});
+    forward_held_ = false;  // backward() reruns the last forward first
     return logits_;
   }
 
@@ -99,13 +100,21 @@ class trigger {
                                " is neither skip (0) nor invoke (1)");
       }
     }
+    forward_records_.assign(records.begin(), records.end());
+    forward_opt_ = opt;
     run(records, opt);
+    forward_held_ = true;
     return logp_;
   }
 
   /// Accumulates the gradient of sum_d dlogp[d] * log p(action_d) into grads().
   void backward(std::span<const float> dlogp) {
     constexpr const char* fn = "xplor::memory::trigger::backward";
+    xplor::detail::require(!forward_records_.empty(), fn, "no forward pass to differentiate");
+    if (!forward_held_) {  // logits() ran since: the last forward's activations are gone
+      run(forward_records_, forward_opt_);
+      forward_held_ = true;
+    }
     xplor::detail::require(dlogp.size() == logp_.size(), fn, "dlogp has ", dlogp.size(), " elements for ",
                            logp_.size(), " decisions");
     const std::int64_t C = base_.config().d_model, N = base_.hidden().rows();
@@ -178,6 +187,9 @@ class trigger {
   std::vector<std::int64_t> rows_;
   std::vector<std::int32_t> actions_;
   std::vector<float> logits_, logp_;
+  std::vector<decision_record> forward_records_;  // the last forward(), rerun if logits() ran since
+  pass_options forward_opt_;
+  bool forward_held_ = false;
 };
 
 }  // namespace xplor::memory

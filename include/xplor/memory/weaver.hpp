@@ -10,7 +10,7 @@
 // (adapter, banks, their norms and scales, both projections) live in one buffer with one table,
 // named as the authors' module paths (docs/memory.md). A call is batched over several contexts of
 // different lengths (right-padded; causal attention makes the padding invisible). The backward of
-// a call recomputes its forward when the weaver model's activations belong to a later call
+// a call recomputes its forward when the weaver model's activations belong to another call
 // (gradient checkpointing: one activation set, the same dropout masks from the call's key).
 #pragma once
 
@@ -44,6 +44,7 @@ struct weave_call {
   std::vector<float> hidden;          // [members, K, C] the weaver's hidden states (for backward)
   bool training = false;
   std::uint64_t dropout_key = 0;
+  std::uint64_t pass = 0;  // set by the weaver: which of its passes holds this call's activations
 
   std::int64_t members() const { return static_cast<std::int64_t>(lengths.size()); }
 };
@@ -132,10 +133,10 @@ class weaver {
   }
 
   /// Accumulates the trainable tensors' gradients from dlatents [members, K, C] and returns into
-  /// dcontext [members, width, C] (overwritten) the gradient with respect to the context. The
-  /// weaver model must hold this call's activations (the last forward), or recompute = true.
-  void backward(weave_call& call, std::span<const float> dlatents, std::span<float> dcontext,
-                bool recompute) {
+  /// dcontext [members, width, C] (overwritten) the gradient with respect to the context. When the
+  /// weaver model's activations are another call's (any later forward), the call's forward runs
+  /// again first, with its dropout masks.
+  void backward(weave_call& call, std::span<const float> dlatents, std::span<float> dcontext) {
     constexpr const char* fn = "xplor::memory::weaver::backward";
     const std::int64_t C = d_model(), K = latents(call.which), B = call.members(), T = call.width + K;
     xplor::detail::require(static_cast<std::int64_t>(dlatents.size()) == B * K * C &&
@@ -148,7 +149,7 @@ class weaver {
                                   C, C);
     for (std::int64_t r = 0; r < B * K; ++r)
       for (std::int64_t c = 0; c < C; ++c) g(w2r_b_)[c] += dlatents[static_cast<std::size_t>(r * C + c)];
-    if (recompute) run_base(call);
+    if (call.pass == 0 || call.pass != passes_) run_base(call);
     std::vector<float> dhidden(static_cast<std::size_t>(B * T * C), 0.0f);
     for (std::int64_t b = 0; b < B; ++b)
       std::copy_n(dh.data() + b * K * C, K * C, dhidden.data() + (b * T + call.lengths[b]) * C);
@@ -208,7 +209,8 @@ class weaver {
   }
 
   /// The weaver model over [X; Q] for every member: leaves its activations in base_.
-  void run_base(const weave_call& call) {
+  void run_base(weave_call& call) {
+    call.pass = ++passes_;
     const std::int64_t C = d_model(), K = latents(call.which), B = call.members(), T = call.width + K;
     const bank_offsets& o = banks_[call.which == bank::prompt ? 0 : 1];
     // Q = LN(bank) * scale.
@@ -243,6 +245,7 @@ class weaver {
   std::vector<float> params_, grads_;
   std::vector<float> z_;
   std::vector<std::int32_t> slots_;
+  std::uint64_t passes_ = 0;  // passes of base_ so far (the last one's activations are held)
 };
 
 }  // namespace xplor::memory
