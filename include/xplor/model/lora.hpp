@@ -151,6 +151,12 @@ inline int lora_site_targets(lora_site site, int C, std::array<lora_target, 3>& 
 
 inline int lora_site_width(lora_site site, int C) { return site == lora_site::qkv ? 3 * C : C; }
 
+/// Whether the adapter edits any target of `site` (lora_forward keeps no cache otherwise).
+inline bool lora_site_used(const lora_layout& L, lora_site site) {
+  return site == lora_site::out ? L.has(lora_target::o)
+                                : L.has(lora_target::q) || L.has(lora_target::k) || L.has(lora_target::v);
+}
+
 /// y[n, width] += scale * dropout(x) A^T B^T for each target of `site` in layer l (x is [n, C]).
 /// Keeps what lora_backward needs in `cache` unless it is null (decoding).
 inline void lora_forward(const lora_weights& w, int l, lora_site site, const float* x, std::int64_t n,
@@ -160,9 +166,7 @@ inline void lora_forward(const lora_weights& w, int l, lora_site site, const flo
   std::array<lora_target, 3> targets{};
   std::array<int, 3> cols{};
   const int count = lora_site_targets(site, C, targets, cols);
-  bool any = false;
-  for (int i = 0; i < count; ++i) any = any || L.has(targets[static_cast<std::size_t>(i)]);
-  if (!any) return;
+  if (!lora_site_used(L, site)) return;
   lora_cache local;
   lora_cache& k = cache != nullptr ? *cache : local;
   const float p = w.training ? L.config().dropout : 0.0f;
@@ -210,6 +214,7 @@ inline void lora_backward(const lora_weights& w, int l, lora_site site, const fl
   std::array<lora_target, 3> targets{};
   std::array<int, 3> cols{};
   const int count = lora_site_targets(site, C, targets, cols);
+  if (!lora_site_used(L, site)) return;  // lora_forward kept no cache either
   const bool dropped = !cache.mask.empty();
   const float* in = dropped ? cache.dropped.data() : x;
   const float s = L.scale();
