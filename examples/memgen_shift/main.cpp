@@ -160,14 +160,10 @@ std::vector<problem> make_problems(std::mt19937_64& rng, int n, int shift) {
   return out;
 }
 
-std::uint64_t hash_params(std::span<const float> p) {  // FNV-1a over the bits
-  std::uint64_t h = 1469598103934665603ull;
-  for (float x : p) {
-    std::uint32_t u;
-    std::memcpy(&u, &x, 4);
-    h = (h ^ u) * 1099511628211ull;
-  }
-  return h;
+/// True when `p` holds exactly the bits of `before`.
+bool same_bits(std::span<const float> p, const std::vector<float>& before) {
+  return p.size() == before.size() &&
+         std::memcmp(p.data(), before.data(), before.size() * sizeof(float)) == 0;
 }
 
 /// Trains the reasoner on rule A (loss on the completion tokens).
@@ -436,7 +432,7 @@ int main(int argc, char** argv) {
     const double pretrain_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     xm::save_checkpoint(fs::path(o.out) / "reasoner.safetensors", reasoner);
-    const std::uint64_t hash_before = hash_params(reasoner.params());
+    const std::vector<float> weights_before(reasoner.params().begin(), reasoner.params().end());
 
     // The frozen reasoner alone: MemGen without insertion points is the reasoner bit for bit.
     mem::memgen_config none = memgen_config(o, o.k, 0, false);
@@ -472,9 +468,9 @@ int main(int argc, char** argv) {
       for (float lambda : {0.0f, o.lambda})
         triggers.push_back(train_trigger(with_commas, reasoner, o, lambda, eval_b, jsonl));
 
-    const bool unchanged = hash_params(reasoner.params()) == hash_before &&
-                           hash_params(main_weaver->reasoner().params()) == hash_before &&
-                           hash_params(with_commas.reasoner().params()) == hash_before;
+    const bool unchanged = same_bits(reasoner.params(), weights_before) &&
+                           same_bits(main_weaver->reasoner().params(), weights_before) &&
+                           same_bits(with_commas.reasoner().params(), weights_before);
     std::printf(
         "\nmemgen_shift: reasoner d_model %d, %d layers (%lld parameters), %d steps on rule A (%.0f s); "
         "weaver runs "
@@ -501,8 +497,8 @@ int main(int argc, char** argv) {
       row("none: always invoke ('=' and ',')", always);
       for (const auto& t : triggers) row("GRPO, lambda " + std::to_string(t.lambda).substr(0, 4), t.eval);
     }
-    std::printf("\nreasoner weights %s during weaver and trigger training (hash %016llx)\n",
-                unchanged ? "unchanged" : "CHANGED", static_cast<unsigned long long>(hash_before));
+    std::printf("\nreasoner weights %s during weaver and trigger training (all %zu compared bit for bit)\n",
+                unchanged ? "unchanged" : "CHANGED", weights_before.size());
     std::ofstream tsv(fs::path(o.out) / "curves.tsv");
     tsv << "# run\tstep\tloss\n";
     for (const run& r : runs) {
