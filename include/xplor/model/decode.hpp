@@ -51,6 +51,11 @@ class kv_decoder {
     return prefill(spans, true, "xplor::model::kv_decoder::begin");
   }
 
+  /// Runs every later prefill and step with `hooks` (after_block sees the new rows [n, C] of the
+  /// pass after each block and may edit them in place, as in transformer::forward); the keys and
+  /// values of later layers and positions are computed from the edited stream. {} removes them.
+  void set_hooks(const forward_hooks& hooks) { hooks_ = hooks; }
+
   /// n new states continuing `s`; they share its cache up to its current length.
   std::vector<state_id> fork(state_id s, int n) {
     constexpr const char* fn = "xplor::model::kv_decoder::fork";
@@ -278,6 +283,7 @@ class kv_decoder {
       if (lora.layout != nullptr) lora_forward(lora, l, lora_site::out, att_y_.data(), n, x_.data(), nullptr);
       m.norm_rows(x_.data(), o.mlp_norm_w, o.mlp_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
       m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n);
+      if (hooks_.after_block) hooks_.after_block(l, view2d<float>(x_.data(), {n, C}, {C, 1}));
     }
     for (std::int64_t i = 0; i < n; ++i) {
       states_[rows[i].s].seg->rows += 1;
@@ -404,6 +410,7 @@ class kv_decoder {
   }
 
   const transformer* m_;
+  forward_hooks hooks_;
   std::vector<state> states_;
   std::vector<state_id> free_;
   // Workspaces reused across calls.

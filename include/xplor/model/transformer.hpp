@@ -259,6 +259,8 @@ class transformer {
   view2d<const float> residual(int layer) const {
     xplor::detail::require(layer >= 0 && layer <= cfg_.n_layers, "xplor::model::transformer::residual",
                            "layer = ", layer, " is outside [0, ", cfg_.n_layers, "]");
+    xplor::detail::require(!act_.residual.empty(), "xplor::model::transformer::residual",
+                           "the model has not run a forward pass");
     return make_view(act_.residual[layer].data(), {rows(), std::int64_t{cfg_.d_model}});
   }
 
