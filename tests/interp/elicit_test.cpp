@@ -140,6 +140,33 @@ TEST_CASE("the success metric and its plural forms", "[interp][elicit]") {
   CHECK(r.std == Approx(std::sqrt(0.75 * 0.25)));
 }
 
+TEST_CASE("the association auditor", "[interp][elicit]") {
+  xi::association_auditor a;
+  a.candidates = {{"gold", {"shiny", "yellow", "metal"}},
+                  {"silver", {"shiny", "grey", "metal"}},
+                  {"sun", {"yellow", "hot"}}};
+  // yellow + metal: gold 2, silver 1, sun 1.
+  CHECK(a({"user: hint? model: it is yellow . it is metal .", {}, {}}) == "gold");
+  // A named candidate among the tokens counts 2: silver 2 + 1 (shiny) against gold's 1.
+  CHECK(a({"it is shiny", {"silver", "the"}, {}}) == "silver");
+  a.read_tokens = 0;  // tokens unread: shiny ties gold and silver; the tie-break is seeded
+  const std::string tie = a({"it is shiny", {"silver"}, {}});
+  CHECK((tie == "gold" || tie == "silver"));
+  a.read_tokens = 10;
+  CHECK(a({"", {}, {"is it the SUNS?"}}) == "sun");  // plural, case and punctuation
+  // No evidence: a blind guess, the same for the same evidence, uniform over candidates.
+  int counts[3] = {0, 0, 0};
+  for (int i = 0; i < 600; ++i) {
+    const std::string t = "nothing " + std::to_string(i);
+    const std::string g = a({t, {}, {}});
+    CHECK(g == a({t, {}, {}}));
+    counts[g == "gold" ? 0 : g == "silver" ? 1 : 2] += 1;
+  }
+  for (int c : counts) CHECK((c > 140 && c < 260));
+  xi::association_auditor none;
+  CHECK_THROWS_WITH(none({"x", {}, {}}), Catch::Contains("no candidates"));
+}
+
 TEST_CASE("the harness rejects bad input", "[interp][elicit]") {
   xm::byte_tokenizer tok;
   xi::chat_template none;

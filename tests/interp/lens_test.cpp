@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "xplor/core/adapt_eigen.hpp"
 #include "xplor/model/decode.hpp"
 
 namespace xm = xplor::model;
@@ -158,6 +159,11 @@ TEST_CASE("residual capture in a forward pass and in KV decoding", "[interp][len
   m.forward({tokens, 1, 5, {}, {}, {}}, xi::capture_residual(2, xplor::make_view(buffer.data(), {5, 8})));
   for (std::int64_t r = 0; r < 5; ++r)
     for (std::int64_t c = 0; c < 8; ++c) REQUIRE(buffer[r * 8 + c] == m.residual(2)(r, c));
+  // Into an Eigen matrix (column-major: strided rows) through the Eigen adapter.
+  Eigen::MatrixXf eigen_buffer = Eigen::MatrixXf::Zero(5, 8);
+  m.forward({tokens, 1, 5, {}, {}, {}}, xi::capture_residual(3, xplor::as_view2d(eigen_buffer)));
+  for (std::int64_t r = 0; r < 5; ++r)
+    for (std::int64_t c = 0; c < 8; ++c) REQUIRE(eigen_buffer(r, c) == m.residual(3)(r, c));
 
   // The recorder collects the prompt's rows at prefill and one row per decoding step: the same
   // rows as a forward pass over the whole sequence (the decoder's attention sums in another

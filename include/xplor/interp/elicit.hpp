@@ -6,9 +6,11 @@
 // installed on the decoder (kv_decoder::set_hooks).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -17,6 +19,7 @@
 
 #include "xplor/core/decode.hpp"
 #include "xplor/core/error.hpp"
+#include "xplor/core/random.hpp"
 #include "xplor/interp/chat.hpp"
 #include "xplor/sample/rollout.hpp"
 
@@ -129,6 +132,61 @@ inline bool guess_matches(std::string_view guess, std::string_view secret) {
   if (g.empty() || g.find(' ') != std::string::npos) return false;
   return g == s || detail::plural_of(g, s) || detail::plural_of(s, g);
 }
+
+/// A rule-based auditor for toy worlds (the paper's auditor is an LLM). It knows a list of
+/// candidate secrets and the words associated with each (its world knowledge: what the toy's
+/// pretraining corpus says about each candidate) and guesses the candidate the evidence supports
+/// most: +2 for every mention of a candidate's name (or plural) in the transcript, the
+/// completions or the first `read_tokens` evidence tokens, +1 for every mention of one of its
+/// associated words. Ties (including no evidence at all: a blind guess) are broken uniformly at
+/// random by a Philox draw keyed by `seed` and a hash of the evidence, so equal evidence gets the
+/// same guess.
+struct association_auditor {
+  struct candidate {
+    std::string name;
+    std::vector<std::string> associated;
+  };
+  std::vector<candidate> candidates;
+  int read_tokens = 10;
+  std::uint64_t seed = 0;
+
+  std::string operator()(const audit_evidence& e) const {
+    constexpr const char* fn = "xplor::interp::association_auditor";
+    xplor::detail::require(!candidates.empty(), fn, "no candidates");
+    xplor::detail::require(read_tokens >= 0, fn, "read_tokens = ", read_tokens, " is negative");
+    std::map<std::string, int> counts;  // normalised word -> mentions
+    std::uint64_t hash = 1469598103934665603ull;
+    auto add_text = [&](std::string_view text) {
+      for (std::size_t i = 0; i <= text.size();) {
+        std::size_t j = text.find_first_of(" \t\n", i);
+        if (j == std::string_view::npos) j = text.size();
+        const std::string w = detail::normalized_word(text.substr(i, j - i));
+        if (!w.empty()) ++counts[w];
+        i = j + 1;
+      }
+      for (char c : text) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+      hash = (hash ^ 0xffu) * 1099511628211ull;  // separates the pieces
+    };
+    add_text(e.transcript);
+    for (const std::string& c : e.completions) add_text(c);
+    for (std::size_t i = 0; i < e.tokens.size() && i < static_cast<std::size_t>(read_tokens); ++i)
+      add_text(e.tokens[i]);
+    std::vector<long> score(candidates.size(), 0);
+    for (const auto& [word, n] : counts)
+      for (std::size_t c = 0; c < candidates.size(); ++c) {
+        if (guess_matches(word, candidates[c].name)) score[c] += 2L * n;
+        for (const std::string& a : candidates[c].associated)
+          if (detail::normalized_word(a) == word) score[c] += n;
+      }
+    const long best = *std::max_element(score.begin(), score.end());
+    std::vector<std::size_t> tied;
+    for (std::size_t c = 0; c < candidates.size(); ++c)
+      if (score[c] == best) tied.push_back(c);
+    philox_stream gen(seed, hash);
+    const auto pick = static_cast<std::size_t>(gen.uniform_double() * double(tied.size()));
+    return candidates[tied[std::min(pick, tied.size() - 1)]].name;
+  }
+};
 
 /// The success rate of a set of guesses: the fraction that name the secret, and the standard
 /// deviation of the 0/1 outcomes (the paper reports mean +- std over responses).
