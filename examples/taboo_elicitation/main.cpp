@@ -43,6 +43,7 @@
 #include <xplor/interp/sae.hpp>
 #include <xplor/interp/sae_features.hpp>
 #include <xplor/model/decode.hpp>
+#include <xplor/model/lora.hpp>
 #include <xplor/model/optim.hpp>
 #include <xplor/model/transformer.hpp>
 
@@ -251,11 +252,19 @@ struct options {
   int d_model = 128, layers = 4, heads = 4;
   int sae_steps = 1500, sae_rows = 60000, sae_k = 8;
   float lr = 3e-3f, finetune_lr = 1e-3f, alpha = 2.0f, temperature = 1.0f;
-  bool plot = true;
+  bool plot = true, full_finetune = false;
 };
 
-/// Right-padded [B, T] next-token batch of `seqs`: target at i is token i + 1 where it is trained.
-float train_step(xm::transformer& m, xm::adamw& opt, float lr, const std::vector<example_seq>& seqs) {
+/// What an optimizer step updates: the model's own parameters (pretraining, full fine-tuning) or
+/// an attached LoRA adapter's (the model frozen).
+struct trainable {
+  const xm::parameter_layout& table;
+  std::span<float> params, grads;
+};
+
+/// One AdamW step on `seqs` (right-padded [B, T]; the target at i is token i + 1 where trained).
+float train_step(xm::transformer& m, trainable t, xm::adamw& opt, float lr,
+                 const std::vector<example_seq>& seqs) {
   std::size_t T = 0;
   for (const auto& s : seqs) T = std::max(T, s.tokens.size());
   std::vector<std::int32_t> tokens(seqs.size() * T, pad), targets(tokens.size(), xm::ignore_target);
@@ -264,24 +273,24 @@ float train_step(xm::transformer& m, xm::adamw& opt, float lr, const std::vector
       tokens[b * T + i] = seqs[b].tokens[i];
       if (i + 1 < seqs[b].tokens.size() && seqs[b].train[i + 1]) targets[b * T + i] = seqs[b].tokens[i + 1];
     }
-  m.zero_grad();
+  std::fill(t.grads.begin(), t.grads.end(), 0.0f);
   const float loss = m.forward(
       {tokens, static_cast<std::int64_t>(seqs.size()), static_cast<std::int64_t>(T), targets, {}, {}});
   m.backward();
-  xm::clip_grad_norm(m.grads(), 1.0f);
-  opt.step(m.params(), m.grads(), lr);
+  xm::clip_grad_norm(t.grads, 1.0f);
+  opt.step(t.params, t.grads, lr);
   return loss;
 }
 
 template <class Make>
-void train(xm::transformer& m, const options& o, int steps, float lr, rng_t& rng, Make make,
+void train(xm::transformer& m, trainable t, const options& o, int steps, float lr, rng_t& rng, Make make,
            const char* what) {
-  xm::adamw opt(m.layout(), {.lr = lr, .weight_decay = 0.01f});
+  xm::adamw opt(t.table, {.lr = lr, .weight_decay = 0.01f});
   const xm::cosine_schedule schedule{lr, lr / 10, std::min(100, steps / 10), steps + 1};
   for (int step = 0; step < steps; ++step) {
     std::vector<example_seq> batch;
     for (int b = 0; b < o.batch; ++b) batch.push_back(make(rng));
-    const float loss = train_step(m, opt, schedule(step), batch);
+    const float loss = train_step(m, t, opt, schedule(step), batch);
     if (step % 50 == 0 || step + 1 == steps)
       std::fprintf(stderr, "\r%s step %5d / %d  loss %.3f   ", what, step + 1, steps, loss);
   }
@@ -516,6 +525,9 @@ options parse(int argc, char** argv) {
       ->type_name("A");
   ex::add_number(app, "--temperature", o.temperature, 0.0, HUGE_VAL, "sampling temperature (default 1)", true)
       ->type_name("T");
+  app.add_flag(
+      "--full-finetune", o.full_finetune,
+      "fine-tune every weight of the Taboo model instead of a LoRA adapter (r 16, alpha 32, q/k/v/o)");
   app.add_flag("--quick", quick, "a tiny configuration (the test suite's); flags given with it still apply");
   app.add_flag_callback(
       "--no-plot", [&o] { o.plot = false; }, "do not call gnuplot");
@@ -566,12 +578,33 @@ int main(int argc, char** argv) {
     rng_t rng(seed);
     xm::transformer base(cfg, seed);
     train(
-        base, o, o.pretrain_steps, o.lr, rng, [&](rng_t& g) { return pretraining_sequence(g, vocab, tmpl); },
-        "pretraining");
+        base, {base.layout(), base.params(), base.grads()}, o, o.pretrain_steps, o.lr, rng,
+        [&](rng_t& g) { return pretraining_sequence(g, vocab, tmpl); }, "pretraining");
+    // The Taboo model: the base model with a LoRA adapter (the paper's r 16, alpha 32) on q, k, v
+    // and o, or fully fine-tuned with --full-finetune.
     xm::transformer taboo = base;
-    train(
-        taboo, o, o.finetune_steps, o.finetune_lr, rng,
-        [&](rng_t& g) { return taboo_sequence(g, vocab, tmpl, secret); }, "taboo fine-tune");
+    xm::parameter_layout adapter_table;
+    const xm::lora_layout adapter(
+        cfg,
+        {.rank = 16,
+         .alpha = 32.0f,
+         .targets = {xm::lora_target::q, xm::lora_target::k, xm::lora_target::v, xm::lora_target::o},
+         .dropout = 0.0f},
+        adapter_table);
+    std::vector<float> adapter_params(static_cast<std::size_t>(adapter_table.total)),
+        adapter_grads(adapter_params.size());
+    adapter.initialize(adapter_params, seed + 1);
+    const auto make_taboo = [&](rng_t& g) { return taboo_sequence(g, vocab, tmpl, secret); };
+    if (o.full_finetune) {
+      train(taboo, {taboo.layout(), taboo.params(), taboo.grads()}, o, o.finetune_steps, o.finetune_lr, rng,
+            make_taboo, "taboo fine-tune (full)");
+    } else {
+      taboo.freeze();
+      taboo.attach({&adapter, adapter_params.data(), adapter_grads.data(), true, seed});
+      train(taboo, {adapter_table, adapter_params, adapter_grads}, o, o.finetune_steps, o.finetune_lr, rng,
+            make_taboo, "taboo fine-tune (LoRA)");
+      taboo.attach({&adapter, adapter_params.data(), nullptr, false, seed});
+    }
     xm::transformer* models[2] = {&taboo, &base};
     for (int mi = 0; mi < 2; ++mi) {
       rng_t corpus_rng(seed * 31 + 7);

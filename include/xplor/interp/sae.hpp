@@ -598,7 +598,7 @@ class sparse_autoencoder {
     return c;
   }
 
-  /// f(begin, width) over blocks of 64 of [0, size): each block one Eigen product on one thread
+  /// f(begin, width) over blocks of 256 of [0, size): each block one Eigen product on one thread
   /// (model::dense::thread_independent_for), so an element's bits do not depend on the thread
   /// count (Eigen's own parallel GEMM picks its depth blocking from it).
   template <class F>
