@@ -1,9 +1,11 @@
 // Sparse autoencoders (interp/sae.hpp, interp/sae_checkpoint.hpp): hand-computed loss values,
 // finite-difference checks of the hand-written backward of both families, the invariants of the
 // TopK recipe (unit decoder rows, projected gradients, ||z||_0 <= k, AuxK), the geometric median,
-// TF-IDF ranking, determinism, planted-feature recovery, bad input and checkpoints.
+// TF-IDF ranking, determinism, planted-feature recovery, bad input, checkpoints, and SAELens's own
+// outputs (tests/data/interp/sae_peer.json, written by tools/sae_peer_goldens.py).
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
 #include <utility>
@@ -785,4 +788,154 @@ TEST_CASE("sae: save and load round trip bit for bit; damaged files are rejected
     CHECK_THROWS_WITH(xi::load_sae(path), Catch::Contains("unexpected tensor 'W_gate'"));
   }
   std::filesystem::remove(path);
+}
+
+namespace {
+
+/// A JSON number array of any nesting, flattened row-major.
+std::vector<double> flat(const nlohmann::json& j) {
+  std::vector<double> out;
+  if (j.is_array()) {
+    for (const auto& e : j) {
+      const auto part = flat(e);
+      out.insert(out.end(), part.begin(), part.end());
+    }
+  } else {
+    out.push_back(j.get<double>());
+  }
+  return out;
+}
+
+/// |got - want| <= 1e-5 |want| + 1e-6 elementwise (float32 against float64 goldens; the largest
+/// difference seen was 6e-7).
+template <class Got>
+void check_close(const char* what, const Got& got, const std::vector<double>& want) {
+  REQUIRE(std::ssize(want) == std::ssize(got));
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double g = double(got[static_cast<std::ptrdiff_t>(i)]), w = want[i];
+    INFO(what << "[" << i << "]: xplor " << g << ", SAELens " << w);
+    CHECK(std::abs(g - w) <= 1e-5 * std::abs(w) + 1e-6);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("sae: SAELens's own outputs (tests/data/interp/sae_peer.json)", "[interp][sae][peers]") {
+  // Goldens from sae-lens's StandardTrainingSAE / TopKTrainingSAE.training_forward_pass and torch
+  // autograd, in float64, written by tools/sae_peer_goldens.py (d_in 6, d_sae 10, 8 rows).
+  // Option mapping (SAELens -> sae_config):
+  //  standard: relu_l1, l1_coefficient, scale_sparsity_by_decoder_norm = true (sae-lens 6.x always
+  //    weights the L1 term by ||W_dec,f||), apply_b_dec_to_input, normalize_activations none,
+  //    normalize_decoder = false (rows of any norm; raw gradients(x, false)).
+  //  topk: topk with k; SAELens' mse_loss is a sum over d and a mean over rows, xplor's recon is
+  //    mse_scale * mean over rows and d, so mse_scale = d_in (set_scales(1, d_in)).
+  //    rescale_acts_by_decoder_norm = true (SAELens' default) multiplies the pre-activations by
+  //    ||W_dec,f|| and divides the activations by it before decoding: with unit rows the values are
+  //    xplor's, and the W_dec gradient differs only along each row, so it is compared after
+  //    projecting that component out on both sides (gradients(x, true), grad_W_dec_projected).
+  //  AuxK: SAELens (after EleutherAI) uses k_aux = d_in / 2, no variance normalisation and a sum
+  //    over d; xplor (Gao et al.) divides by var_e = mean (e - mean_rows e)^2, a constant of the
+  //    batch. With 3 dead latents whose pre-activations are all > 0 (SAELens applies no ReLU to
+  //    them) and k_aux = 3, aux_coeff = aux_loss_coefficient * d_in * var_e gives the same value
+  //    and gradients (neither gives b_dec a direct AuxK gradient).
+  namespace fs = std::filesystem;
+  std::ifstream in(fs::path(XPLOR_TEST_SOURCE_DIR) / "data" / "interp" / "sae_peer.json");
+  REQUIRE(in.good());
+  const nlohmann::json doc = nlohmann::json::parse(in);
+  const std::int64_t d = doc.at("d_in").get<std::int64_t>(), n = doc.at("d_sae").get<std::int64_t>();
+  const std::int64_t B = doc.at("rows").get<std::int64_t>();
+  REQUIRE(doc.at("cases").size() == 5);
+  for (const nlohmann::json& c : doc.at("cases")) {
+    const std::string name = c.at("name").get<std::string>();
+    const nlohmann::json& cfg = c.at("config");
+    INFO("case " << name << " (sae-lens " << doc.at("sae_lens").get<std::string>() << ")");
+    REQUIRE(cfg.at("normalize_activations") == "none");
+    const bool topk = cfg.at("architecture") == "topk";
+    const bool rescale = topk && cfg.at("rescale_acts_by_decoder_norm").get<bool>();
+    xi::sae_config sc;
+    sc.d_in = d;
+    sc.n_latents = n;
+    sc.normalize_activations = xi::sae_normalization::none;
+    sc.apply_b_dec_to_input = cfg.at("apply_b_dec_to_input").get<bool>();
+    const auto dead = c.at("dead_latents").get<std::vector<std::int64_t>>();
+    const auto x = flat(c.at("x"));
+    const auto out = flat(c.at("sae_out"));
+    if (topk) {
+      REQUIRE(sc.apply_b_dec_to_input);  // xplor's TopK always centres on b_dec
+      sc.kind = xi::sae_kind::topk;
+      sc.k = cfg.at("k").get<int>();
+      sc.normalize_decoder = rescale;
+      sc.k_aux = static_cast<int>(d / 2);
+      double var_e = 0;
+      if (!dead.empty()) {
+        REQUIRE(std::ssize(dead) >= d / 2);  // SAELens' scale min(num_dead / k_aux, 1) is 1
+        for (std::int64_t col = 0; col < d; ++col) {
+          double mean = 0;
+          for (std::int64_t r = 0; r < B; ++r) mean += x[r * d + col] - out[r * d + col];
+          mean /= double(B);
+          for (std::int64_t r = 0; r < B; ++r) {
+            const double e = x[r * d + col] - out[r * d + col] - mean;
+            var_e += e * e;
+          }
+        }
+        var_e /= double(B * d);
+      }
+      sc.aux_coeff = static_cast<float>(cfg.at("aux_loss_coefficient").get<double>() * double(d) * var_e);
+    } else {
+      sc.kind = xi::sae_kind::relu_l1;
+      REQUIRE(cfg.at("lp_norm").get<double>() == 1.0);
+      sc.l1_coefficient = static_cast<float>(c.at("coefficients").at("l1").get<double>());
+      sc.scale_sparsity_by_decoder_norm = true;
+      sc.normalize_decoder = false;
+    }
+    xi::sparse_autoencoder sae(sc);
+    if (topk) sae.set_scales(1.0f, static_cast<float>(d));
+    const auto W_enc = flat(c.at("W_enc")), W_dec = flat(c.at("W_dec"));
+    const auto b_enc = flat(c.at("b_enc")), b_dec = flat(c.at("b_dec"));
+    for (std::int64_t i = 0; i < d; ++i)
+      for (std::int64_t f = 0; f < n; ++f) {
+        sae.W_enc()(i, f) = static_cast<float>(W_enc[i * n + f]);
+        sae.W_dec()(f, i) = static_cast<float>(W_dec[f * d + i]);
+      }
+    for (std::int64_t f = 0; f < n; ++f) sae.b_enc()[f] = static_cast<float>(b_enc[f]);
+    for (std::int64_t i = 0; i < d; ++i) sae.b_dec()[i] = static_cast<float>(b_dec[i]);
+    if (!dead.empty()) {
+      std::vector<std::int64_t> since(static_cast<std::size_t>(n), 0);
+      for (const std::int64_t f : dead) since[static_cast<std::size_t>(f)] = sae.config().dead_tokens + 1;
+      sae.set_tokens_since_fired(since);
+      REQUIRE(sae.dead_latents() == std::ssize(dead));
+    }
+    const std::vector<float> xf(x.begin(), x.end());
+    const auto xv = as_view2d(xf, B, d);
+
+    const auto z = encode(sae, xf);
+    check_close("feature_acts", z, flat(c.at("feature_acts")));
+    std::vector<float> x_hat(static_cast<std::size_t>(B * d));
+    sae.decode(as_view2d(std::as_const(z), B, n), as_view2d(x_hat, B, d));
+    check_close("sae_out", x_hat, out);
+
+    const nlohmann::json& losses = c.at("losses");
+    const xi::sae_gradients g = sae.gradients(xv, /*project_decoder=*/rescale);
+    const xi::sae_step_stats st = sae.evaluate(xv);
+    const std::vector<double> want_terms = {
+        losses.at("mse_loss").get<double>(),
+        topk ? losses.at("auxiliary_reconstruction_loss").get<double>() : losses.at("l1_loss").get<double>(),
+        c.at("loss").get<double>()};
+    check_close("mse, sparsity, loss", std::vector<float>{st.recon, st.sparsity, st.loss}, want_terms);
+    CHECK(g.stats.loss == st.loss);
+
+    // Gradients, laid out like the parameters (row-major [d, n] for W_enc, [n, d] for W_dec).
+    std::vector<float> gW_enc(static_cast<std::size_t>(d * n)), gW_dec(static_cast<std::size_t>(n * d));
+    for (std::int64_t i = 0; i < d; ++i)
+      for (std::int64_t f = 0; f < n; ++f) {
+        gW_enc[i * n + f] = g.W_enc()(i, f);
+        gW_dec[f * d + i] = g.W_dec()(f, i);
+      }
+    const std::vector<float> gb_enc(g.b_enc().begin(), g.b_enc().end());
+    const std::vector<float> gb_dec(g.b_dec().begin(), g.b_dec().end());
+    check_close("grad W_enc", gW_enc, flat(c.at("grad_W_enc")));
+    check_close("grad b_enc", gb_enc, flat(c.at("grad_b_enc")));
+    check_close("grad b_dec", gb_dec, flat(c.at("grad_b_dec")));
+    check_close("grad W_dec", gW_dec, flat(c.at(rescale ? "grad_W_dec_projected" : "grad_W_dec")));
+  }
 }
