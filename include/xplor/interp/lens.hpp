@@ -17,6 +17,7 @@
 
 #include "xplor/core/error.hpp"
 #include "xplor/core/exec.hpp"
+#include "xplor/core/numerics.hpp"
 #include "xplor/core/random.hpp"
 #include "xplor/core/view.hpp"
 #include "xplor/interp/ranking.hpp"
@@ -75,24 +76,18 @@ inline std::vector<float> lens_logits(const model::transformer& m, view2d<const 
   return logits;
 }
 
-/// Softmax of each row of a [rows, V] buffer, in place.
-inline void softmax_rows(std::span<float> values, std::int64_t V) {
-  for (std::size_t r = 0; r < values.size() / static_cast<std::size_t>(V); ++r) {
-    float* row = values.data() + r * static_cast<std::size_t>(V);
-    const float lse = xplor::detail::row_logsumexp({row, V, 1});
-    for (std::int64_t v = 0; v < V; ++v) row[v] = std::exp(row[v] - lse);
-  }
-}
-
 /// Logit-lens probabilities [P, V] at rows `positions` (indices into the last forward's B*T rows)
 /// of the residual at `layer` in [0, L].
 inline std::vector<float> logit_lens(const model::transformer& m, int layer,
                                      std::span<const std::int64_t> positions) {
   constexpr const char* fn = "xplor::interp::logit_lens";
   const std::vector<float> rows = detail::gather_rows(m, layer, positions, fn);
-  std::vector<float> probs = lens_logits(
-      m, make_view(rows.data(), {static_cast<std::int64_t>(positions.size()), m.config().d_model}));
-  softmax_rows(probs, m.config().vocab_size);
+  const auto P = static_cast<std::int64_t>(positions.size());
+  const std::vector<float> logits =
+      lens_logits(m, make_view(rows.data(), {P, std::int64_t{m.config().d_model}}));
+  std::vector<float> probs(logits.size());
+  xplor::softmax_rows(cpu, make_view(logits.data(), {P, m.config().vocab_size}),
+                      make_view(probs.data(), {P, m.config().vocab_size}));
   return probs;
 }
 
