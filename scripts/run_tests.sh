@@ -2,12 +2,14 @@
 # Builds and runs xplor's whole test suite; installs missing Debian packages first.
 #   1. Release build: unit tests (CPU and Thrust-OMP device backend), examples, benchmark smoke
 #      runs, the header self-containment check and the find_package/add_subdirectory consumers.
-#   2. AddressSanitizer + UBSan build of the unit tests.
-#   3. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
-#   4. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
-#   5. libFuzzer: the answer checker, answers_equivalent, safetensors/checkpoints, the solution
+#   2. The Python package: a wheel built with nanobind + scikit-build-core, installed into a fresh
+#      venv (scripts/setup_python.sh), its pytest suite run against the installed wheel.
+#   3. AddressSanitizer + UBSan build of the unit tests.
+#   4. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
+#   5. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
+#   6. libFuzzer: the answer checker, answers_equivalent, safetensors/checkpoints, the solution
 #      cache, the calculator and the tool-call parser, a short run each (clang).
-#   6. ThreadSanitizer on the threaded environment tests.
+#   7. ThreadSanitizer on the threaded environment tests.
 # Usage: scripts/run_tests.sh   (XPLOR_JOBS=N to change the parallelism, default 2)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +27,11 @@ step "release build and tests"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release --log-level=WARNING
 cmake --build build/release -j "$jobs"
 ctest --test-dir build/release -j "$jobs" --output-on-failure
+
+step "Python package: wheel into a fresh venv, pytest against the installed wheel"
+venv_python=$(bash scripts/setup_python.sh | tail -1)
+# From build/, so that `import xplor` finds the installed wheel and not python/xplor.
+(cd build && "$venv_python" -m pytest -q -p no:cacheprovider "$root/python/tests")
 
 step "AddressSanitizer + UBSan build and unit tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DXPLOR_SANITIZE=ON \

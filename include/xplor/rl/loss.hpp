@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "xplor/core/error.hpp"
@@ -868,6 +869,14 @@ struct broadcast_padded {
   std::int64_t L;
   XPLOR_HD void operator()(std::int64_t t) const { out(t / L, t % L) = values[t / L]; }
 };
+/// Row b of a row-major [B, L] array = values[b]: one loop per row on the host, where the
+/// per-element form above spends a 64-bit division and modulo on every token.
+struct broadcast_rows {
+  const float* values;
+  float* out;
+  std::int64_t L;
+  void operator()(std::int64_t b) const { std::fill_n(out + b * L, L, values[b]); }
+};
 }  // namespace kernels
 
 /// The loss of a padded batch and d loss / d logp written into `dlogp` ([B, L], any layout
@@ -910,52 +919,74 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
   if (has_dent) detail::require_distinct_elements(dentropy, fn, "dentropy");
   if (has_tl) detail::require_distinct_elements(token_loss, fn, "token_loss");
 
-  // Row-major scratch on the backend: logp, old, ref, advantages, mask, entropies, dlogp,
-  // dentropy, is_weights, sampling_logp, token_loss.
-  auto scratch = make_buffer<float>(exec, static_cast<std::size_t>(11 * T));
-  float* base = scratch.data();
-  auto slot = [&](int k) { return backend_span(exec, base + k * T, static_cast<std::size_t>(T)); };
-  auto gather = [&](view2d_for<Exec, const float> v, int k) {
-    for_each_index(exec, T,
-                   kernels::gather_padded{xplor::detail::kernel_view(v), slot(k).data(), L > 0 ? L : 1});
-    return span_for<Exec, const float>(slot(k));
+  // Views already in row-major order (a contiguous [B, L] array, the common case) are read and
+  // written in place; the others go through row-major scratch on the backend.
+  const auto row_major = [&](const auto& v) {
+    return (L <= 1 || v.stride(1) == 1) && (B <= 1 || v.stride(0) == L);
+  };
+  int slots = has_adv ? 0 : 1;  // sequence advantages are broadcast into scratch
+  for (const auto& [has, v] :
+       {std::pair{true, batch.logp}, std::pair{has_old, batch.old_logp}, std::pair{has_ref, batch.ref_logp},
+        std::pair{has_adv, batch.advantages}, std::pair{true, batch.mask},
+        std::pair{has_ent, batch.entropies}, std::pair{has_isw, batch.is_weights},
+        std::pair{has_samp, batch.sampling_logp}})
+    slots += has && !row_major(v);
+  for (const auto& [has, v] :
+       {std::pair{true, dlogp}, std::pair{has_dent, dentropy}, std::pair{has_tl, token_loss}})
+    slots += has && !row_major(v);
+  auto scratch = make_buffer<float>(exec, static_cast<std::size_t>(slots * T));
+  int next = 0;
+  const auto take = [&] {
+    return backend_span(exec, scratch.data() + (next++) * T, static_cast<std::size_t>(T));
+  };
+  const std::int64_t Lk = L > 0 ? L : 1;
+  auto input = [&](view2d_for<Exec, const float> v) -> span_for<Exec, const float> {
+    if (row_major(v)) return backend_span(exec, v.data(), static_cast<std::size_t>(T));
+    const auto s = take();
+    for_each_index(exec, T, kernels::gather_padded{xplor::detail::kernel_view(v), s.data(), Lk});
+    return s;
+  };
+  auto output = [&](view2d_for<Exec, float> v) -> span_for<Exec, float> {
+    return row_major(v) ? backend_span(exec, v.data(), static_cast<std::size_t>(T)) : take();
+  };
+  auto write_back = [&](span_for<Exec, float> s, view2d_for<Exec, float> v) {
+    if (s.data() != v.data())
+      for_each_index(exec, T, kernels::scatter_padded{s.data(), xplor::detail::kernel_view(v), Lk});
   };
   basic_policy_batch<memory_of<Exec>> flat;
-  flat.logp = gather(batch.logp, 0);
-  if (has_old) flat.old_logp = gather(batch.old_logp, 1);
-  if (has_ref) flat.ref_logp = gather(batch.ref_logp, 2);
+  flat.logp = input(batch.logp);
+  if (has_old) flat.old_logp = input(batch.old_logp);
+  if (has_ref) flat.ref_logp = input(batch.ref_logp);
   if (has_adv) {
-    flat.advantages = gather(batch.advantages, 3);
+    flat.advantages = input(batch.advantages);
   } else {
-    for_each_index(exec, T,
-                   kernels::broadcast_padded{batch.sequence_advantages.data(),
-                                             view2d<float>(slot(3).data(), {B, L}, {L, 1}), L > 0 ? L : 1});
-    flat.advantages = slot(3);
+    const auto s = take();
+    if constexpr (std::is_same_v<Exec, cpu_t>)
+      for_each_index(exec, B, kernels::broadcast_rows{batch.sequence_advantages.data(), s.data(), L}, L);
+    else
+      for_each_index(exec, T,
+                     kernels::broadcast_padded{batch.sequence_advantages.data(),
+                                               view2d<float>(s.data(), {B, L}, {L, 1}), Lk});
+    flat.advantages = s;
   }
-  flat.mask = gather(batch.mask, 4);
-  if (has_ent) flat.entropies = gather(batch.entropies, 5);
-  if (has_isw) flat.is_weights = gather(batch.is_weights, 8);
-  if (has_samp) flat.sampling_logp = gather(batch.sampling_logp, 9);
+  flat.mask = input(batch.mask);
+  if (has_ent) flat.entropies = input(batch.entropies);
+  if (has_isw) flat.is_weights = input(batch.is_weights);
+  if (has_samp) flat.sampling_logp = input(batch.sampling_logp);
   std::vector<std::int64_t> offsets(static_cast<std::size_t>(B + 1));
   for (std::int64_t b = 0; b <= B; ++b) offsets[static_cast<std::size_t>(b)] = b * L;
   flat.sequence_offsets = offsets;
   flat.truncated = batch.truncated;
   // verl's seq-mean-token-sum-norm divides by the padded length unless told otherwise.
   loss_options o = options;
-  if (o.type == loss_type::seq_mean_token_sum_norm && !o.loss_scale_factor)
-    o.loss_scale_factor = double(L > 0 ? L : 1);
-  const loss_result r = policy_loss(exec, flat, slot(6), o, has_dent ? slot(7) : span_for<Exec, float>(),
-                                    has_tl ? slot(10) : span_for<Exec, float>());
-  for_each_index(exec, T,
-                 kernels::scatter_padded{slot(6).data(), xplor::detail::kernel_view(dlogp), L > 0 ? L : 1});
-  if (has_dent)
-    for_each_index(
-        exec, T,
-        kernels::scatter_padded{slot(7).data(), xplor::detail::kernel_view(dentropy), L > 0 ? L : 1});
-  if (has_tl)
-    for_each_index(
-        exec, T,
-        kernels::scatter_padded{slot(10).data(), xplor::detail::kernel_view(token_loss), L > 0 ? L : 1});
+  if (o.type == loss_type::seq_mean_token_sum_norm && !o.loss_scale_factor) o.loss_scale_factor = double(Lk);
+  const span_for<Exec, float> d = output(dlogp);
+  const span_for<Exec, float> de = has_dent ? output(dentropy) : span_for<Exec, float>();
+  const span_for<Exec, float> tl = has_tl ? output(token_loss) : span_for<Exec, float>();
+  const loss_result r = policy_loss(exec, flat, d, o, de, tl);
+  write_back(d, dlogp);
+  if (has_dent) write_back(de, dentropy);
+  if (has_tl) write_back(tl, token_loss);
   return r;
 }
 

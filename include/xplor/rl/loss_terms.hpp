@@ -352,7 +352,7 @@ struct general_sequence_loss {
 
       float kl_v = 0.0f;
       if (ref_logp != nullptr) {
-        float kl, dkl;
+        float kl = 0.0f, dkl = 0.0f;  // set by kl_term; initialised for -Wmaybe-uninitialized
         kl_term(lp, ref_logp[t], kl, dkl);
         const float wk = static_cast<float>(w_kl) * m * o.beta;
         if (o.kl_bias_correction) {
