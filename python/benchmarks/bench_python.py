@@ -123,7 +123,7 @@ def bench_loss(groups, group_size, length, repeats):
         per_token = -torch.min(ratio * adv, torch.clamp(ratio, 0.8, 1.28) * adv)
         loss = (per_token * t_mask).sum() / t_mask.sum().clamp(min=1.0)
         loss.backward()
-        return float(loss), lp.grad.numpy()
+        return float(loss.detach()), lp.grad.numpy()
 
     xl, xd = run_xplor()
     tl, td = run_torch()

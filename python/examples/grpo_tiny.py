@@ -11,7 +11,7 @@ response it is scored on is "\\boxed{<digits>}". What xplor does in the loop:
     (TRL's DAPO loss) whose dlogp finishes PyTorch's backward pass: logp.backward(dlogp);
   * xplor.verl.compute_score_batch to score the held-out set.
 
-Run: python python/examples/grpo_tiny.py [--steps 60] [--seed 0]   (needs torch and numpy)
+Run: python python/examples/grpo_tiny.py [--steps 300] [--seed 0]   (needs torch and numpy)
 """
 import argparse
 import time
