@@ -1,6 +1,6 @@
 // The policy-gradient update the RL examples share: sequences (prompt + sampled completion)
 // with the completion tokens' sampling log-probabilities and per-token advantages -> one
-// forward/backward of the reference transformer per micro-batch -> rl::policy_loss (any
+// forward/backward of the model (the reference transformer or BDH) per micro-batch -> rl::policy_loss (any
 // loss_type; its d loss / d log p feeds model.backward(dlogp)) -> gradient clipping -> AdamW.
 // Per-token advantages cover both GRPO (one advantage per completion, repeated) and DeepSearch
 // (one per tree node, docs/methods.md §2.6).
@@ -77,9 +77,10 @@ inline padded_batch pad_sequences(std::span<const std::vector<std::int32_t>> seq
 /// One optimizer step on `seqs`. loss.num_items_in_batch should already hold the step's token
 /// count when sequences were left out (e.g. zero-advantage ones under a loss without KL, whose
 /// gradient is zero). Returns the summed micro-batch losses; does nothing when seqs is empty.
-inline double policy_update(xplor::model::transformer& model, xplor::model::adamw& opt, float lr,
-                            std::span<const scored_sequence> seqs, const xplor::rl::loss_options& loss,
-                            int micro_batch, std::int32_t pad, float max_grad_norm = 1.0f) {
+template <class Model>
+double policy_update(Model& model, xplor::model::adamw& opt, float lr, std::span<const scored_sequence> seqs,
+                     const xplor::rl::loss_options& loss, int micro_batch, std::int32_t pad,
+                     float max_grad_norm = 1.0f) {
   if (seqs.empty()) return 0.0;
   model.zero_grad();
   double total = 0.0;

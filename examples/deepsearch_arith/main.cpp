@@ -31,11 +31,8 @@
 #include <fstream>
 #include <string>
 #include <vector>
-#include <xplor/model/checkpoint.hpp>
-#include <xplor/model/decode.hpp>
 #include <xplor/model/optim.hpp>
 #include <xplor/model/tokenizer.hpp>
-#include <xplor/model/transformer.hpp>
 #include <xplor/reward/truth.hpp>
 #include <xplor/rl/advantage.hpp>
 #include <xplor/sample/rollout.hpp>
@@ -43,6 +40,7 @@
 
 #include "common/cli.hpp"
 #include "common/gnuplot.hpp"
+#include "common/models.hpp"
 #include "common/policy_update.hpp"
 #include "rlvr_arithmetic/data.hpp"
 #include "rlvr_arithmetic/train.hpp"
@@ -55,6 +53,7 @@ namespace xs = xplor::search;
 
 struct options {
   std::string out = "deepsearch_out", sft_from;
+  std::string model = "transformer";  // or "bdh"
   std::uint64_t seed = 1;
   int sft_steps = 1200;  // rlvr_arithmetic's SFT recipe: its checkpoint works with --sft-from
   std::int64_t budget = 900000, eval_every = 150000;
@@ -84,8 +83,13 @@ options parse(int argc, char** argv) {
   ex::add_integer(app, "--sft-steps", o.sft_steps, 0, 1000000,
                   "SFT steps before RL (default 1200, as rlvr_arithmetic)")
       ->type_name("N");
+  app.add_option("--model", o.model,
+                 "transformer | bdh (the Dragon Hatchling of the same width, layers and heads at about "
+                 "the transformer's parameter count; default transformer)")
+      ->type_name("M")
+      ->check(CLI::IsMember({"transformer", "bdh"}));
   app.add_option("--sft-from", o.sft_from,
-                 "skip SFT: start from this checkpoint (d_model 128, 3 layers, 4 heads)")
+                 "skip SFT: start from this checkpoint (d_model 128, 3 layers, 4 heads, of --model)")
       ->type_name("FILE")
       ->check(ex::existing_file());
   ex::add_integer(app, "--budget", o.budget, 1, 1LL << 40, "generated tokens per RL run (default 900000)")
@@ -177,8 +181,19 @@ xs::outcome grade(const xm::byte_tokenizer& tok, const rlvr::example& e,
   return finished ? xs::outcome::incorrect : xs::outcome::no_answer;  // cut off: no answer yet
 }
 
-double pass_at_1(const xm::transformer& model, const xm::byte_tokenizer& tok,
-                 const std::vector<rlvr::example>& set) {
+template <class Model>
+Model make_model(std::uint64_t seed);
+template <>
+xm::transformer make_model(std::uint64_t seed) {
+  return xm::transformer(model_config(), seed);
+}
+template <>
+xm::bdh make_model(std::uint64_t seed) {
+  return xm::bdh(xm::bdh_matching(model_config()), seed);
+}
+
+template <class Model>
+double pass_at_1(const Model& model, const xm::byte_tokenizer& tok, const std::vector<rlvr::example>& set) {
   return rlvr::evaluate(model, tok, set, max_completion, eval_samples, 0x5eed).all().accuracy();
 }
 
@@ -198,12 +213,13 @@ struct step_data {
 };
 
 /// GRPO: N rollouts per prompt, reward +1 / -1, advantages (r - mean) / (std + eps) per group.
-step_data grpo_step(const xm::transformer& model, const xm::byte_tokenizer& tok,
+template <class Model>
+step_data grpo_step(const Model& model, const xm::byte_tokenizer& tok,
                     const std::vector<rlvr::example>& batch, const options& o, std::uint64_t seed) {
   std::vector<std::vector<std::int32_t>> prompts;
   for (const auto& e : batch) prompts.push_back(tok.encode(e.prompt));
   auto sp = rlvr::decode_params(tok, max_completion);
-  xm::kv_decoder dec(model);
+  examples::decoder_t<Model> dec(model);
   const int counts[] = {o.n};
   const auto ro = xplor::sample::generate(dec, prompts, counts, sp, seed);
   const std::int64_t n = ro.num_completions();
@@ -226,7 +242,8 @@ step_data grpo_step(const xm::transformer& model, const xm::byte_tokenizer& tok,
 }
 
 /// DeepSearch: one tree per prompt, nodes = chain-of-thought steps, N trajectories each.
-step_data search_step(const xm::transformer& model, const xm::byte_tokenizer& tok,
+template <class Model>
+step_data search_step(const Model& model, const xm::byte_tokenizer& tok,
                       const std::vector<rlvr::example>& batch, const options& o, std::uint64_t seed) {
   std::vector<std::vector<std::int32_t>> prompts;
   for (const auto& e : batch) prompts.push_back(tok.encode(e.prompt));
@@ -244,11 +261,11 @@ step_data search_step(const xm::transformer& model, const xm::byte_tokenizer& to
   };
   std::vector<xs::search_result> results;
   if (o.lockstep) {
-    xm::kv_decoder dec(model);  // every tree's rows in one batch per token position
+    examples::decoder_t<Model> dec(model);  // every tree's rows in one batch per token position
     results = xs::deep_search_lockstep(dec, prompts, verifier, p, seed, xplor::cpu_t{o.threads});
   } else {
-    results = xs::deep_search_batch([&model] { return xm::kv_decoder(model); }, prompts, verifier, p, seed,
-                                    o.threads);
+    results = xs::deep_search_batch([&model] { return examples::decoder_t<Model>(model); }, prompts, verifier,
+                                    p, seed, o.threads);
   }
   step_data d;
   for (std::size_t i = 0; i < results.size(); ++i) {
@@ -276,22 +293,24 @@ step_data search_step(const xm::transformer& model, const xm::byte_tokenizer& to
 
 /// Where an RL run starts and how far it got: the policy, its optimizer's moments, the next
 /// prompt of the stream and the step count (which seeds the step's sampling).
+template <class Model>
 struct rl_state {
-  xm::transformer model;
+  Model model;
   xm::adamw opt;
   std::size_t cursor = 0;
   std::int64_t step = 0;
 };
 
-rl_state fresh_state(const xm::transformer& model, const options& o) {
+template <class Model>
+rl_state<Model> fresh_state(const Model& model, const options& o) {
   return {model, xm::adamw(model.layout(), {.lr = o.lr, .weight_decay = 0.0f})};
 }
 
 /// Trains `s` with GRPO or DeepSearch steps until `budget` tokens are generated or `stop(curve)`
 /// says so after an evaluation; pass@1 on `eval_set` every o.eval_every tokens. A point's
 /// seconds are training time only (evaluations excluded), so equal-time comparisons are fair.
-template <class Stop>
-std::vector<point> run_rl(const char* name, bool search, rl_state& s, const xm::byte_tokenizer& tok,
+template <class Model, class Stop>
+std::vector<point> run_rl(const char* name, bool search, rl_state<Model>& s, const xm::byte_tokenizer& tok,
                           const std::vector<rlvr::example>& pool, const std::vector<rlvr::example>& eval_set,
                           const options& o, std::int64_t budget, Stop&& stop) {
   xplor::rl::loss_options loss;  // dapo token mean, no KL
@@ -364,117 +383,117 @@ void write_curves(const fs::path& file,
     for (const auto& p : *c) tsv << name << '\t' << p.tokens << '\t' << p.pass1 << '\t' << p.seconds << '\n';
 }
 
+/// The whole comparison on one kind of model; false when a metric is not finite or the plot fails.
+template <class Model>
+bool run(const options& o) {
+  fs::create_directories(o.out);
+  const xm::byte_tokenizer tok;
+  Model model = make_model<Model>(o.seed);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!o.sft_from.empty()) {
+    xm::load_checkpoint(o.sft_from, model);
+  } else {
+    xm::adamw opt(model.layout(), {.lr = 3e-3f, .weight_decay = 0.0f});
+    const xm::cosine_schedule lr{.max_lr = 3e-3f,
+                                 .min_lr = 3e-4f,
+                                 .warmup_steps = std::min(20, o.sft_steps / 2),
+                                 .total_steps = std::max(o.sft_steps, std::min(20, o.sft_steps / 2) + 1)};
+    for (int step = 0; step < o.sft_steps; ++step) {
+      const float l =
+          rlvr::sft_step(model, opt, lr(step), tok, o.seed, step, {.batch_size = 32, .idk_rate = 0.1});
+      std::fprintf(stderr, "\rSFT step %4d / %d  loss %.3f  ", step + 1, o.sft_steps, static_cast<double>(l));
+    }
+    std::fputc('\n', stderr);
+    xm::save_checkpoint(fs::path(o.out) / "sft.safetensors", model, nullptr, {});
+  }
+  const double sft_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Training prompts and held-out problems: hard levels, training templates, different streams.
+  const auto pool =
+      rlvr::draw_examples(o.seed, 0xd5000001ULL, 4096, 0, rlvr::num_train_templates, o.level_lo, o.level_hi);
+  const auto held_out = rlvr::draw_examples(o.seed, 0xd5000002ULL, o.eval, 0, rlvr::num_train_templates,
+                                            o.level_lo, o.level_hi);
+
+  const auto never = [](const std::vector<point>&) { return false; };
+  std::vector<point> plateau;  // --plateau: GRPO's first phase, on the validation set
+  rl_state<Model> start = fresh_state(model, o);
+  if (o.plateau) {
+    const auto validation = rlvr::draw_examples(o.seed, 0xd5000003ULL, o.eval, 0, rlvr::num_train_templates,
+                                                o.level_lo, o.level_hi);
+    plateau = run_rl("GRPO", false, start, tok, pool, validation, o, o.plateau_max,
+                     [&o](const std::vector<point>& c) { return plateaued(c, o.patience, o.plateau_delta); });
+    xm::save_checkpoint(fs::path(o.out) / "plateau.safetensors", start.model, &start.opt, {});
+  }
+  rl_state<Model> grpo_state = start, search_state = start;  // both continue from the same state
+  const auto grpo = run_rl("GRPO", false, grpo_state, tok, pool, held_out, o, o.budget, never);
+  const auto search = run_rl("DeepSearch", true, search_state, tok, pool, held_out, o, o.budget, never);
+
+  std::printf(
+      "deepsearch_arith: pass@1 (mean of 4 samples at T = 1) on %d held-out problems of levels %d-%d, seed "
+      "%llu\n",
+      o.eval, o.level_lo, o.level_hi, static_cast<unsigned long long>(o.seed));
+  std::printf("model: %s; SFT: %d steps, %.0f s\n\n", examples::describe(model.config()).c_str(), o.sft_steps,
+              sft_seconds);
+  if (o.plateau) {
+    const bool found_plateau = plateaued(plateau, o.patience, o.plateau_delta);
+    std::printf(
+        "GRPO to a plateau (pass@1 on %d validation problems):\n\n| rollout tokens | pass@1 "
+        "|\n|---:|---:|\n",
+        o.eval);
+    for (const auto& p : plateau) std::printf("| %lld | %.3f |\n", static_cast<long long>(p.tokens), p.pass1);
+    std::printf("\n%s after %lld tokens (%lld steps, %.0f s of training); both runs continue from there\n\n",
+                found_plateau ? "plateau" : "no plateau (stopped at --plateau-max)",
+                static_cast<long long>(plateau.back().tokens), static_cast<long long>(start.step),
+                plateau.back().seconds);
+    write_curves(fs::path(o.out) / "plateau.tsv", {{"grpo", &plateau}});
+  }
+  std::printf(
+      "| %srollout tokens (GRPO / DeepSearch) | GRPO pass@1 | DeepSearch pass@1 |\n|---:|---:|---:|\n",
+      o.plateau ? "extra " : "");
+  write_curves(fs::path(o.out) / "curves.tsv", {{"grpo", &grpo}, {"deepsearch", &search}});
+  // Both runs evaluate when their generated tokens first reach each multiple of --eval-every.
+  for (std::size_t i = 0; i < std::min(grpo.size(), search.size()); ++i)
+    std::printf("| %lld / %lld | %.3f | %.3f |\n", static_cast<long long>(grpo[i].tokens),
+                static_cast<long long>(search[i].tokens), grpo[i].pass1, search[i].pass1);
+  std::printf(
+      "\ncorrect among the sampled responses over the run: GRPO %.3f (%.0f of %.0f rollouts), DeepSearch "
+      "%.3f (%.0f of %.0f trajectories)\n",
+      grpo.back().found / std::max(1.0, grpo.back().sampled), grpo.back().found, grpo.back().sampled,
+      search.back().found / std::max(1.0, search.back().sampled), search.back().found, search.back().sampled);
+  std::printf("mean pass@1 of the last 3 evaluations: GRPO %.3f, DeepSearch %.3f (start %.3f)\n",
+              tail_mean(grpo, 3), tail_mean(search, 3), grpo.front().pass1);
+  const double equal_time = std::min(grpo.back().seconds, search.back().seconds);
+  std::printf(
+      "training time: GRPO %.0f s, DeepSearch %.0f s; pass@1 at equal time (%.0f s): GRPO %.3f, "
+      "DeepSearch %.3f\n",
+      grpo.back().seconds, search.back().seconds, equal_time, pass1_within(grpo, equal_time),
+      pass1_within(search, equal_time));
+  bool finite = true;
+  for (const auto* c : {&grpo, &search})
+    for (const auto& p : *c) finite = finite && std::isfinite(p.pass1);
+  if (o.plot) {
+    const std::string dir = o.out, png = dir + "/pass_at_1.png", script = dir + "/pass_at_1.gp";
+    std::ofstream gp(script);
+    gp << "set terminal pngcairo size 800,500\nset output '" << png << "'\n"
+       << "set xlabel '"
+       << (o.plateau ? "rollout tokens generated after the plateau" : "rollout tokens generated")
+       << "'\nset ylabel 'pass@1 (T = 1, held-out)'\nset key bottom "
+          "right\n"
+       << "set datafile separator '\\t'\n"
+       << "plot '< grep ^grpo " << dir << "/curves.tsv' using 2:3 with linespoints title 'GRPO', "
+       << "'< grep ^deepsearch " << dir << "/curves.tsv' using 2:3 with linespoints title 'DeepSearch'\n";
+    gp.close();
+    if (!xplor::examples::render_plot(script, png, dir + "/curves.tsv")) return false;
+  }
+  if (!finite) std::fprintf(stderr, "deepsearch_arith: a metric is not finite\n");
+  return finite;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const options o = parse(argc, argv);
   try {
-    fs::create_directories(o.out);
-    const xm::byte_tokenizer tok;
-    xm::transformer model(model_config(), o.seed);
-    const auto t0 = std::chrono::steady_clock::now();
-    if (!o.sft_from.empty()) {
-      xm::load_checkpoint(o.sft_from, model);
-    } else {
-      xm::adamw opt(model.layout(), {.lr = 3e-3f, .weight_decay = 0.0f});
-      const xm::cosine_schedule lr{.max_lr = 3e-3f,
-                                   .min_lr = 3e-4f,
-                                   .warmup_steps = std::min(20, o.sft_steps / 2),
-                                   .total_steps = std::max(o.sft_steps, std::min(20, o.sft_steps / 2) + 1)};
-      for (int step = 0; step < o.sft_steps; ++step) {
-        const float l =
-            rlvr::sft_step(model, opt, lr(step), tok, o.seed, step, {.batch_size = 32, .idk_rate = 0.1});
-        std::fprintf(stderr, "\rSFT step %4d / %d  loss %.3f  ", step + 1, o.sft_steps,
-                     static_cast<double>(l));
-      }
-      std::fputc('\n', stderr);
-      xm::save_checkpoint(fs::path(o.out) / "sft.safetensors", model, nullptr, {});
-    }
-    const double sft_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // Training prompts and held-out problems: hard levels, training templates, different streams.
-    const auto pool = rlvr::draw_examples(o.seed, 0xd5000001ULL, 4096, 0, rlvr::num_train_templates,
-                                          o.level_lo, o.level_hi);
-    const auto held_out = rlvr::draw_examples(o.seed, 0xd5000002ULL, o.eval, 0, rlvr::num_train_templates,
-                                              o.level_lo, o.level_hi);
-
-    const auto never = [](const std::vector<point>&) { return false; };
-    std::vector<point> plateau;  // --plateau: GRPO's first phase, on the validation set
-    rl_state start = fresh_state(model, o);
-    if (o.plateau) {
-      const auto validation = rlvr::draw_examples(o.seed, 0xd5000003ULL, o.eval, 0, rlvr::num_train_templates,
-                                                  o.level_lo, o.level_hi);
-      plateau =
-          run_rl("GRPO", false, start, tok, pool, validation, o, o.plateau_max,
-                 [&o](const std::vector<point>& c) { return plateaued(c, o.patience, o.plateau_delta); });
-      xm::save_checkpoint(fs::path(o.out) / "plateau.safetensors", start.model, &start.opt, {});
-    }
-    rl_state grpo_state = start, search_state = start;  // both continue from the same state
-    const auto grpo = run_rl("GRPO", false, grpo_state, tok, pool, held_out, o, o.budget, never);
-    const auto search = run_rl("DeepSearch", true, search_state, tok, pool, held_out, o, o.budget, never);
-
-    std::printf(
-        "deepsearch_arith: pass@1 (mean of 4 samples at T = 1) on %d held-out problems of levels %d-%d, seed "
-        "%llu\n",
-        o.eval, o.level_lo, o.level_hi, static_cast<unsigned long long>(o.seed));
-    std::printf("SFT: %d steps, %.0f s\n\n", o.sft_steps, sft_seconds);
-    if (o.plateau) {
-      const bool found_plateau = plateaued(plateau, o.patience, o.plateau_delta);
-      std::printf(
-          "GRPO to a plateau (pass@1 on %d validation problems):\n\n| rollout tokens | pass@1 "
-          "|\n|---:|---:|\n",
-          o.eval);
-      for (const auto& p : plateau)
-        std::printf("| %lld | %.3f |\n", static_cast<long long>(p.tokens), p.pass1);
-      std::printf(
-          "\n%s after %lld tokens (%lld steps, %.0f s of training); both runs continue from there\n\n",
-          found_plateau ? "plateau" : "no plateau (stopped at --plateau-max)",
-          static_cast<long long>(plateau.back().tokens), static_cast<long long>(start.step),
-          plateau.back().seconds);
-      write_curves(fs::path(o.out) / "plateau.tsv", {{"grpo", &plateau}});
-    }
-    std::printf(
-        "| %srollout tokens (GRPO / DeepSearch) | GRPO pass@1 | DeepSearch pass@1 |\n|---:|---:|---:|\n",
-        o.plateau ? "extra " : "");
-    write_curves(fs::path(o.out) / "curves.tsv", {{"grpo", &grpo}, {"deepsearch", &search}});
-    // Both runs evaluate when their generated tokens first reach each multiple of --eval-every.
-    for (std::size_t i = 0; i < std::min(grpo.size(), search.size()); ++i)
-      std::printf("| %lld / %lld | %.3f | %.3f |\n", static_cast<long long>(grpo[i].tokens),
-                  static_cast<long long>(search[i].tokens), grpo[i].pass1, search[i].pass1);
-    std::printf(
-        "\ncorrect among the sampled responses over the run: GRPO %.3f (%.0f of %.0f rollouts), DeepSearch "
-        "%.3f (%.0f of %.0f trajectories)\n",
-        grpo.back().found / std::max(1.0, grpo.back().sampled), grpo.back().found, grpo.back().sampled,
-        search.back().found / std::max(1.0, search.back().sampled), search.back().found,
-        search.back().sampled);
-    std::printf("mean pass@1 of the last 3 evaluations: GRPO %.3f, DeepSearch %.3f (start %.3f)\n",
-                tail_mean(grpo, 3), tail_mean(search, 3), grpo.front().pass1);
-    const double equal_time = std::min(grpo.back().seconds, search.back().seconds);
-    std::printf(
-        "training time: GRPO %.0f s, DeepSearch %.0f s; pass@1 at equal time (%.0f s): GRPO %.3f, "
-        "DeepSearch %.3f\n",
-        grpo.back().seconds, search.back().seconds, equal_time, pass1_within(grpo, equal_time),
-        pass1_within(search, equal_time));
-    bool finite = true;
-    for (const auto* c : {&grpo, &search})
-      for (const auto& p : *c) finite = finite && std::isfinite(p.pass1);
-    if (o.plot) {
-      const std::string dir = o.out, png = dir + "/pass_at_1.png", script = dir + "/pass_at_1.gp";
-      std::ofstream gp(script);
-      gp << "set terminal pngcairo size 800,500\nset output '" << png << "'\n"
-         << "set xlabel '"
-         << (o.plateau ? "rollout tokens generated after the plateau" : "rollout tokens generated")
-         << "'\nset ylabel 'pass@1 (T = 1, held-out)'\nset key bottom "
-            "right\n"
-         << "set datafile separator '\\t'\n"
-         << "plot '< grep ^grpo " << dir << "/curves.tsv' using 2:3 with linespoints title 'GRPO', "
-         << "'< grep ^deepsearch " << dir << "/curves.tsv' using 2:3 with linespoints title 'DeepSearch'\n";
-      gp.close();
-      if (!xplor::examples::render_plot(script, png, dir + "/curves.tsv")) return 1;
-    }
-    if (!finite) {
-      std::fprintf(stderr, "deepsearch_arith: a metric is not finite\n");
-      return 1;
-    }
+    if (!(o.model == "bdh" ? run<xm::bdh>(o) : run<xm::transformer>(o))) return 1;
     std::printf("deepsearch_arith: ok\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "deepsearch_arith: %s\n", e.what());

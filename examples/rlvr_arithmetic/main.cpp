@@ -1,4 +1,5 @@
-// rlvr_arithmetic: RL with verifiable rewards, end to end, on xplor's reference transformer.
+// rlvr_arithmetic: RL with verifiable rewards, end to end, on xplor's reference transformer (or,
+// with --model bdh, on the Dragon Hatchling at about the same parameter count).
 //
 //   1. Data (data.hpp): +, -, * problems in 5 difficulty levels (L-digit operands; * is L digits x
 //      1 digit), answers in \boxed{}; digit-by-digit chain-of-thought targets; 8 instruction
@@ -30,9 +31,9 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 #include <xplor/core/json_guard.hpp>
-#include <xplor/model/checkpoint.hpp>
 #include <xplor/sample/brorl.hpp>
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,6 +41,7 @@
 
 #include "common/cli.hpp"
 #include "common/gnuplot.hpp"
+#include "common/models.hpp"
 #include "data.hpp"
 #include "train.hpp"
 
@@ -61,7 +63,9 @@ struct options {
   bool brorl = false, knapsack = true;
   double idk_rate = 0.1;
   int eval_per_cell = 20;
+  std::string model = "transformer";  // or "bdh"
   int d_model = 128, layers = 3, heads = 4;
+  int bdh_multiplier = 0;  // 0: the one that matches the transformer's parameter count
   int sft_batch = 32;
   int pool = 1024;
   int threads = 0;
@@ -130,9 +134,19 @@ options parse(int argc, char** argv) {
   ex::add_integer(app, "--eval-per-cell", o.eval_per_cell, 1, 100000,
                   "evaluation problems per (level, operation) and template set (default 20)")
       ->type_name("N");
+  app.add_option("--model", o.model,
+                 "transformer | bdh (the Dragon Hatchling, same width, layers and heads, its neuron "
+                 "multiplier chosen for the transformer's parameter count; default transformer)")
+      ->type_name("M")
+      ->check(CLI::IsMember({"transformer", "bdh"}));
   ex::add_integer(app, "--d-model", o.d_model, 8, 4096, "model width (default 128)")->type_name("C");
-  ex::add_integer(app, "--layers", o.layers, 1, 64, "transformer blocks (default 3)")->type_name("L");
+  ex::add_integer(app, "--layers", o.layers, 1, 64, "transformer blocks or BDH layers (default 3)")
+      ->type_name("L");
   ex::add_integer(app, "--heads", o.heads, 1, 64, "attention heads (default 4)")->type_name("H");
+  ex::add_integer(app, "--bdh-multiplier", o.bdh_multiplier, 1, 1024,
+                  "BDH's mlp_internal_dim_multiplier (neurons = M x d-model; default: the parameter "
+                  "count of the transformer of the same width)")
+      ->type_name("M");
   ex::add_integer(app, "--threads", o.threads, 1, 1024,
                   "OpenMP threads (default: OMP_NUM_THREADS or all cores)")
       ->type_name("T");
@@ -284,7 +298,8 @@ struct resume_point {
   std::vector<std::pair<std::int64_t, std::vector<double>>> visits;
 };
 
-void save_progress(const fs::path& path, xm::transformer& model, xm::adamw& opt, std::int64_t step,
+template <class Model>
+void save_progress(const fs::path& path, const Model& model, xm::adamw& opt, std::int64_t step,
                    const std::vector<std::pair<std::int64_t, std::vector<double>>>& visits) {
   json v = json::array();
   for (const auto& [id, r] : visits) v.push_back({id, r});
@@ -317,8 +332,9 @@ std::int64_t recorded_step(const std::map<std::string, std::string>& meta, const
 
 /// Loads a .last checkpoint (model, optimizer, step, the tracker's visits), strictly; its step
 /// must be `expected` (what the stage plan read from the same file).
-resume_point load_progress(const fs::path& path, xm::transformer& model, xm::adamw& opt,
-                           std::int64_t expected, std::int64_t max) {
+template <class Model>
+resume_point load_progress(const fs::path& path, Model& model, xm::adamw& opt, std::int64_t expected,
+                           std::int64_t max) {
   const auto meta = xm::load_checkpoint(path, model, &opt);
   resume_point r;
   r.step = recorded_step(meta, path, max);
@@ -358,8 +374,15 @@ json metrics_json(const xplor::reward::truth_metrics& m) {
           {"truthfulness", m.truthfulness()}};
 }
 
+/// BDH only: the fraction of the H N neurons active (x_sparse > 0, y_sparse > 0) per token, per
+/// layer, averaged over the tokens of held-out problems with their chain of thought.
+struct layer_activity {
+  std::vector<double> x, y;
+};
+
 struct seed_result {
-  std::map<std::string, stage_eval> evals;  // "sft", "rl_ternary", "rl_binary"
+  std::map<std::string, stage_eval> evals;         // "sft", "rl_ternary", "rl_binary"
+  std::map<std::string, layer_activity> activity;  // BDH only, per stage
   bool finite = true;
   bool complete = true;
 };
@@ -375,6 +398,18 @@ xm::transformer_config model_config(const options& o) {
   return c;
 }
 
+template <class Model>
+Model make_model(const options& o, std::uint64_t seed);
+template <>
+xm::transformer make_model(const options& o, std::uint64_t seed) {
+  return xm::transformer(model_config(o), seed);
+}
+template <>
+xm::bdh make_model(const options& o, std::uint64_t seed) {
+  return xm::bdh(xm::bdh_matching(model_config(o), o.bdh_multiplier), seed);
+}
+
+template <class Model>
 struct runner {
   const options& o;
   std::uint64_t seed;
@@ -389,7 +424,35 @@ struct runner {
 
   bool stop_requested() const { return o.stop_after >= 0 && steps_this_run >= o.stop_after; }
 
-  stage_eval evaluate_stage(const std::string& stage, const xm::transformer& model) {
+  /// BDH's activation sparsity over (up to) 64 held-out problems, teacher-forced on the prompt and
+  /// its chain of thought, one sequence per forward (no padding rows in the statistics).
+  layer_activity measure_activity(xm::bdh& model) {
+    const int L = model.config().n_layer;
+    layer_activity a{std::vector<double>(static_cast<std::size_t>(L)),
+                     std::vector<double>(static_cast<std::size_t>(L))};
+    std::int64_t rows = 0;
+    for (std::size_t i = 0; i < std::min<std::size_t>(64, eval_problems.size()); ++i) {
+      auto tokens = tok.encode(eval_problems[i].prompt);
+      const auto cot = tok.encode(rlvr::chain_of_thought(eval_problems[i].p));
+      tokens.insert(tokens.end(), cot.begin(), cot.end());
+      const auto T = static_cast<std::int64_t>(tokens.size());
+      model.forward({tokens, 1, T, {}, {}, {}});
+      const xm::bdh_activity act = model.activity();
+      for (int l = 0; l < L; ++l)
+        for (std::int64_t r = 0; r < T; ++r) {
+          a.x[static_cast<std::size_t>(l)] += act.x(l, r);
+          a.y[static_cast<std::size_t>(l)] += act.y(l, r);
+        }
+      rows += T;
+    }
+    for (int l = 0; l < L; ++l) {
+      a.x[static_cast<std::size_t>(l)] /= double(std::max<std::int64_t>(rows, 1));
+      a.y[static_cast<std::size_t>(l)] /= double(std::max<std::int64_t>(rows, 1));
+    }
+    return a;
+  }
+
+  stage_eval evaluate_stage(const std::string& stage, Model& model) {
     stage_eval e;
     for (const char* set : {"problems", "templates"})
       for (const char* decoding : {"greedy", "sampled"}) {
@@ -400,6 +463,14 @@ struct runner {
                {"decoding", decoding}, {"samples", samples}, {"all", metrics_json(r.all())}};
         for (int l = 0; l < rlvr::num_levels; ++l)
           j["level" + std::to_string(l + 1)] = metrics_json(r.per_level[static_cast<std::size_t>(l)]);
+        if constexpr (std::is_same_v<Model, xm::bdh>) {
+          if (e.empty()) {  // once per stage, on the first evaluation line
+            const layer_activity a = measure_activity(model);
+            j["active_x"] = a.x;
+            j["active_y"] = a.y;
+            result.activity[stage] = a;
+          }
+        }
         log.write(j);
         for (const double x : {r.all().accuracy(), r.all().truthfulness()})
           result.finite = result.finite && std::isfinite(x);
@@ -410,7 +481,7 @@ struct runner {
   }
 
   /// SFT; returns false when interrupted (--stop-after).
-  bool run_sft(xm::transformer& model, std::int64_t start, xm::adamw& opt) {
+  bool run_sft(Model& model, std::int64_t start, xm::adamw& opt) {
     const xm::cosine_schedule lr{.max_lr = o.sft_lr,
                                  .min_lr = o.sft_lr / 10,
                                  .warmup_steps = std::min(20, o.sft_steps / 2),
@@ -440,8 +511,8 @@ struct runner {
     return true;
   }
 
-  bool run_rl(const std::string& stage, xplor::reward::reward_variant variant, xm::transformer& model,
-              xm::adamw& opt, resume_point rp) {
+  bool run_rl(const std::string& stage, xplor::reward::reward_variant variant, Model& model, xm::adamw& opt,
+              resume_point rp) {
     rlvr::rl_options ro;
     ro.prompts_per_step = o.prompts;
     ro.num_generations = o.rollouts;
@@ -578,11 +649,12 @@ void plot_curves(const fs::path& dir, const std::map<std::string, std::vector<js
   xplor::examples::render_plot(gp.string(), png.string(), rl.string());
 }
 
+template <class Model>
 std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progress& bar,
                                     std::int64_t& steps_this_run) {
   const fs::path dir = fs::path(o.out) / ("seed" + std::to_string(seed));
   fs::create_directories(dir);
-  runner r{o, seed, dir, bar, steps_this_run, {}, {}, {}, {}, {}, {}, {}};
+  runner<Model> r{o, seed, dir, bar, steps_this_run, {}, {}, {}, {}, {}, {}, {}};
   r.log.path = dir / "metrics.jsonl";
   r.eval_problems = rlvr::eval_examples(seed, 0xe0a1, o.eval_per_cell, 0, rlvr::num_train_templates);
   r.eval_templates = rlvr::eval_examples(seed, 0xe0a2, o.eval_per_cell, rlvr::num_train_templates,
@@ -624,9 +696,8 @@ std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progre
     std::ofstream(r.log.path, std::ios::trunc);
   }
 
-  const xm::transformer_config config = model_config(o);
   // SFT.
-  xm::transformer model(config, seed);
+  Model model = make_model<Model>(o, seed);
   if (!o.sft_from.empty()) {
     xm::load_checkpoint(o.sft_from, model);
     xm::save_checkpoint(dir / "sft.safetensors", model, nullptr,
@@ -644,7 +715,7 @@ std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progre
   r.evaluate_stage("sft", model);
   // RL from the SFT checkpoint, once per reward.
   for (const auto& [stage, variant] : rl_stages) {
-    xm::transformer policy(config, seed);
+    Model policy = make_model<Model>(o, seed);
     xm::load_checkpoint(dir / "sft.safetensors", policy);
     if (start[stage] >= o.rl_steps && fs::exists(dir / (stage + ".safetensors"))) {
       xm::load_checkpoint(dir / (stage + ".safetensors"), policy);
@@ -670,7 +741,7 @@ std::optional<seed_result> run_seed(const options& o, std::uint64_t seed, progre
       continue;
     }
     ++(j["type"] == "train" ? train_lines : eval_lines)[j["stage"].get<std::string>()];
-    for (const auto& [key, v] : j.items())
+    for (const json& v : j)  // the object's values
       if (v.is_number_float() && !std::isfinite(v.get<double>())) r.result.finite = false;
   }
   for (const auto& st : stages) {
@@ -735,6 +806,24 @@ void print_tables(const options& o, const std::vector<seed_result>& results) {
       std::printf("\n");
     }
   }
+  if (!results.front().activity.empty()) {
+    std::printf(
+        "\nBDH activation sparsity: percent of the H N neurons active per token (x_sparse / y_sparse), "
+        "per layer, held-out problems with their chain of thought, mean over seeds\n");
+    for (const auto& st : stages) {
+      std::printf("%-11s", st.c_str());
+      const std::size_t layers = results.front().activity.at(st).x.size();
+      for (std::size_t l = 0; l < layers; ++l) {
+        double x = 0, y = 0;
+        for (const auto& res : results) {
+          x += res.activity.at(st).x[l] / double(results.size());
+          y += res.activity.at(st).y[l] / double(results.size());
+        }
+        std::printf("  L%zu %5.1f / %5.1f", l + 1, 100 * x, 100 * y);
+      }
+      std::printf("\n");
+    }
+  }
   // Paired differences (same seed, same SFT checkpoint, same evaluation problems): what RL changed.
   std::vector<std::pair<std::string, std::string>> pairs;
   if (o.run_ternary) pairs.emplace_back("rl_ternary", "sft");
@@ -773,17 +862,23 @@ int main(int argc, char** argv) {
   try {
     const int rl_runs = int(o.run_ternary) + int(o.run_binary);
     progress bar(std::int64_t{o.seeds} * o.sft_steps, std::int64_t{o.seeds} * rl_runs * o.rl_steps);
+    const bool bdh = o.model == "bdh";
+    const std::string model = bdh ? examples::describe(xm::bdh_matching(model_config(o), o.bdh_multiplier)) +
+                                        "; the transformer of this width has " +
+                                        std::to_string(xm::parameter_layout(model_config(o)).total)
+                                  : examples::describe(model_config(o));
     std::printf(
-        "rlvr_arithmetic: %d seed(s) from %llu; model d%d L%d H%d; SFT %d steps; RL %d steps x %d reward(s), "
+        "rlvr_arithmetic: %d seed(s) from %llu; model %s; SFT %d steps; RL %d steps x %d reward(s), "
         "%d prompts x %d rollouts (%s), loss %s; output in %s\n",
-        o.seeds, static_cast<unsigned long long>(o.seed), o.d_model, o.layers, o.heads, o.sft_steps,
-        o.rl_steps, rl_runs, o.prompts, o.rollouts, o.knapsack ? "knapsack" : "uniform", o.loss.c_str(),
-        o.out.c_str());
+        o.seeds, static_cast<unsigned long long>(o.seed), model.c_str(), o.sft_steps, o.rl_steps, rl_runs,
+        o.prompts, o.rollouts, o.knapsack ? "knapsack" : "uniform", o.loss.c_str(), o.out.c_str());
     std::fflush(stdout);
     std::vector<seed_result> results;
     std::int64_t steps_this_run = 0;
     for (int k = 0; k < o.seeds; ++k) {
-      auto r = run_seed(o, o.seed + static_cast<std::uint64_t>(k), bar, steps_this_run);
+      const std::uint64_t seed = o.seed + static_cast<std::uint64_t>(k);
+      auto r = bdh ? run_seed<xm::bdh>(o, seed, bar, steps_this_run)
+                   : run_seed<xm::transformer>(o, seed, bar, steps_this_run);
       if (!r) {
         bar.finish();
         std::printf("rlvr_arithmetic: stopped after %lld steps (--stop-after); continue with --resume\n",

@@ -1,9 +1,14 @@
 # CTest: an rlvr_arithmetic --quick run interrupted twice (in SFT, then in the first RL stage) and
 # continued with --resume must write the same final checkpoints, byte for byte, as an
-# uninterrupted run. Run as: cmake -DEXE=<rlvr_arithmetic> -DDIR=<scratch folder> -P resume_test.cmake
+# uninterrupted run. Run as: cmake -DEXE=<rlvr_arithmetic> -DDIR=<scratch folder> [-DMODEL=bdh]
+# -P resume_test.cmake
 file(REMOVE_RECURSE "${DIR}")
+set(model_args "")
+if(DEFINED MODEL)
+  set(model_args --model "${MODEL}")
+endif()
 function(run)
-  execute_process(COMMAND "${EXE}" --quick --no-plot --threads 1 ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  execute_process(COMMAND "${EXE}" --quick --no-plot --threads 1 ${model_args} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "rlvr_arithmetic ${ARGN} failed (${rc}):\n${out}\n${err}")
   endif()

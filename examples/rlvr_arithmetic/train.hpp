@@ -1,9 +1,10 @@
 // rlvr_arithmetic's training and evaluation steps, each a thin loop over xplor components:
 // SFT = model/ (weighted cross-entropy, AdamW, clipping); RL = budget/ (knapsack counts from
-// online success estimates) -> sample/ (forked rollouts on the KV decoder) -> reward/ (\boxed{}
+// online success estimates) -> sample/ (forked rollouts on the model's decoder) -> reward/ (\boxed{}
 // check, TruthRL ternary or binary reward) -> rl/ (GRPO advantages over ragged groups, the DAPO
 // token-mean clipped loss and its d loss / d logp) -> model/ backward(dlogp); evaluation = greedy
-// generate() + reward::truth_metrics.
+// generate() + reward::truth_metrics. Each step is a template over the model: the reference
+// transformer or the Dragon Hatchling (examples/common/models.hpp).
 #pragma once
 
 #include <algorithm>
@@ -14,15 +15,14 @@
 #include <utility>
 #include <vector>
 #include <xplor/budget/success_tracker.hpp>
-#include <xplor/model/decode.hpp>
 #include <xplor/model/optim.hpp>
 #include <xplor/model/tokenizer.hpp>
-#include <xplor/model/transformer.hpp>
 #include <xplor/reward/truth.hpp>
 #include <xplor/rl/advantage.hpp>
 #include <xplor/rl/loss.hpp>
 #include <xplor/sample/rollout.hpp>
 
+#include "common/models.hpp"
 #include "common/policy_update.hpp"
 #include "data.hpp"
 
@@ -39,8 +39,9 @@ struct sft_options {
 };
 
 /// One SFT step on fresh training-template examples; returns the mean cross-entropy per target.
-inline float sft_step(xm::transformer& model, xm::adamw& opt, float lr, const xm::byte_tokenizer& tok,
-                      std::uint64_t seed, std::int64_t step, const sft_options& o) {
+template <class Model>
+float sft_step(Model& model, xm::adamw& opt, float lr, const xm::byte_tokenizer& tok, std::uint64_t seed,
+               std::int64_t step, const sft_options& o) {
   const auto batch = draw_examples(seed, 0x5f7000000ULL + static_cast<std::uint64_t>(step), o.batch_size, 0,
                                    num_train_templates, 1, sft_max_level);
   xplor::philox_stream gen(seed, 0x1d4000000ULL + static_cast<std::uint64_t>(step));
@@ -90,9 +91,10 @@ inline std::string completion_text(const xm::byte_tokenizer& tok, std::span<cons
 
 /// Greedy decoding (samples = 0; top_k = 1, as TruthRL evaluates) or `samples` completions per
 /// problem at temperature 1 (the mean over them is DAPO's avg@k).
-inline eval_result evaluate(const xm::transformer& model, const xm::byte_tokenizer& tok,
-                            const std::vector<example>& set, int max_len, int samples, std::uint64_t seed) {
-  xm::kv_decoder decoder(model);
+template <class Model>
+eval_result evaluate(const Model& model, const xm::byte_tokenizer& tok, const std::vector<example>& set,
+                     int max_len, int samples, std::uint64_t seed) {
+  examples::decoder_t<Model> decoder(model);
   std::vector<std::vector<std::int32_t>> prompts;
   for (const example& e : set) prompts.push_back(tok.encode(e.prompt));
   auto params = decode_params(tok, max_len);
@@ -146,9 +148,10 @@ inline std::vector<std::int64_t> step_prompt_ids(std::uint64_t seed, std::int64_
   return {perm.begin() + slot * per_step, perm.begin() + (slot + 1) * per_step};
 }
 
-inline rl_stats rl_step(xm::transformer& model, xm::adamw& opt, float lr, const xm::byte_tokenizer& tok,
-                        const std::vector<example>& pool, xplor::budget::success_tracker& tracker,
-                        std::uint64_t seed, std::int64_t step, const rl_options& o) {
+template <class Model>
+rl_stats rl_step(Model& model, xm::adamw& opt, float lr, const xm::byte_tokenizer& tok,
+                 const std::vector<example>& pool, xplor::budget::success_tracker& tracker,
+                 std::uint64_t seed, std::int64_t step, const rl_options& o) {
   rl_stats st;
   const auto ids = step_prompt_ids(seed, step, o.prompts_per_step, static_cast<std::int64_t>(pool.size()));
   // 1. Budget: P N rollouts split by the knapsack over the success estimates (uniform until a
@@ -168,7 +171,7 @@ inline rl_stats rl_step(xm::transformer& model, xm::adamw& opt, float lr, const 
   params.temperature = o.temperature;
   xplor::sample::rollout_batch ro;
   {
-    xm::kv_decoder decoder(model);
+    examples::decoder_t<Model> decoder(model);
     ro = xplor::sample::generate(decoder, prompts, counts, params,
                                  seed * 1000003ULL + static_cast<std::uint64_t>(step));
   }
