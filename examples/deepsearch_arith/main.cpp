@@ -3,8 +3,9 @@
 // subtraction, multiplication by one digit; chain of thought digit by digit; level 5 is beyond
 // the SFT data).
 //
-// 1. SFT: the byte-level reference transformer learns the chain-of-thought format (rlvr_arithmetic's
-//    SFT step and recipe) up to partial accuracy on the hard levels; or --sft-from a checkpoint.
+// 1. SFT: the byte-level reference transformer (or, with --model bdh, the Dragon Hatchling) learns
+//    the chain-of-thought format (rlvr_arithmetic's SFT step and recipe) up to partial accuracy on
+//    the hard levels; or --sft-from a checkpoint.
 // 2. Two RL runs from that checkpoint, each until it has generated the same number of tokens:
 //    - GRPO: N rollouts per prompt, reward +1 / -1, GRPO advantages (mean and std of the group);
 //    - DeepSearch: deep_search_batch per prompt, nodes = reasoning steps (the chain of thought's
