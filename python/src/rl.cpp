@@ -388,10 +388,13 @@ void bind_rl(nb::module_& m) {
           nb::gil_scoped_release release;
           r = policy_loss(cpu, b, dlogp_span, o, dentropy_span);
         }
+        // Gradients come back in logp's shape: [B, L] for padded input, flat otherwise.
+        const auto shaped = [&logp](nb::object a) {
+          return logp.ndim() == 2 ? a.attr("reshape")(logp.shape(0), logp.shape(1)) : a;
+        };
         nb::dict stats = result_dict(r);
-        if (want_dentropy) stats["dentropy"] = dentropy;
-        nb::object d = nb::cast(dlogp);
-        if (logp.ndim() == 2) d = d.attr("reshape")(logp.shape(0), logp.shape(1));
+        if (want_dentropy) stats["dentropy"] = shaped(nb::cast(dentropy));
+        nb::object d = shaped(nb::cast(dlogp));
         return nb::make_tuple(r.loss, stats, d);
       },
       nb::arg("logp"), nb::arg("advantages"), nb::kw_only(), nb::arg("mask") = nb::none(),

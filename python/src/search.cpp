@@ -93,6 +93,8 @@ struct bigram_policy {
         vocab(static_cast<std::int64_t>(t.shape(1))),
         policy(vocab, [this](std::span<const std::int32_t> history, std::span<float> out) {
           const std::int32_t last = history.empty() ? 0 : history.back();
+          xplor::detail::require(last >= 0 && last < vocab, "xplor.search.BigramPolicy", "token ", last,
+                                 " is outside [0, vocab_size = ", vocab, ")");
           std::copy_n(table.begin() + static_cast<std::ptrdiff_t>(last) * vocab, vocab, out.begin());
         }) {
     xplor::detail::require(t.shape(0) == t.shape(1), "xplor.search.BigramPolicy", "table is [", t.shape(0),

@@ -261,7 +261,8 @@ def test_trl_loss_goldens(trl_goldens):
         np.testing.assert_allclose(dlogp, d_want, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(d_want).max()),
                                    err_msg=cid)
         if t("dentropy") is not None and "dentropy" in stats:
-            np.testing.assert_allclose(stats["dentropy"].reshape(B, L), t("dentropy").reshape(B, L), rtol=1e-5,
+            assert stats["dentropy"].shape == (B, L), cid  # logp's shape, ready for entropies.backward()
+            np.testing.assert_allclose(stats["dentropy"], t("dentropy").reshape(B, L), rtol=1e-5,
                                        atol=1e-6, err_msg=cid)
         for name, got in (("entropy", stats["entropy"]), ("kl", stats["kl"]),
                           ("clip_ratio/low_mean", stats["clip_low_fraction"]),

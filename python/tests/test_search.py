@@ -134,3 +134,9 @@ def test_model_errors_surface():
         search.deep_search(NumpyBigram(table()), [[]], verifier, params())
     with pytest.raises(ValueError, match="square"):
         search.BigramPolicy(np.zeros((2, 3), dtype=np.float32))
+    # Tokens outside the table are an error, not a read past it.
+    bigram = search.BigramPolicy(table())
+    with pytest.raises(ValueError, match=f"token {V + 5} is outside \\[0, vocab_size = {V}\\)"):
+        bigram.logits(np.array([bigram.begin(np.array([V + 5], dtype=np.int32))], dtype=np.int32))
+    with pytest.raises(ValueError, match="token -1 is outside"):
+        search.deep_search(search.BigramPolicy(table()), [[-1]], verifier, params())

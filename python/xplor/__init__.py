@@ -1,7 +1,7 @@
 """xplor: the algorithms behind RL-trained reasoning LLMs, from a header-only C++20 library.
 
-Components (each a module; the C++ runs with the GIL released and reads NumPy arrays and
-PyTorch CPU tensors in place):
+Components (each a module; NumPy arrays and PyTorch CPU tensors are read in place, and every call
+that works on a batch releases the GIL):
 
     xplor.reward   exact math verifier, batch verifiable rewards, TruthRL outcomes and rewards
     xplor.budget   Knapsack RL rollout allocation, per-prompt success tracking

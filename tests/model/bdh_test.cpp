@@ -16,6 +16,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -221,9 +222,12 @@ TEST_CASE("bdh_matching: the transformer's shape at the nearest parameter count"
   }
   CHECK(xm::bdh_matching(t, 7).mlp_internal_dim_multiplier == 7);
   CHECK(target == 673024);
-  t.d_model = 6, t.n_heads = 2;  // 3 neurons per head at multiplier 1: odd
+  t.d_model = 6, t.n_heads = 2;              // 3 neurons per head at multiplier 1: odd
+  t.positions = xm::position_kind::learned;  // (a rope transformer needs even heads itself)
   CHECK_THROWS_WITH(xm::bdh_matching(t, 1), Catch::Contains("multiplier = 1"));
   CHECK_THROWS_WITH(xm::bdh_matching(t, -2), Catch::Contains("multiplier = -2"));
+  t.n_heads = 0;  // the transformer's own validation runs first (no division by zero heads)
+  CHECK_THROWS_WITH(xm::bdh_matching(t, 2), Catch::Contains("n_heads"));
 }
 
 TEST_CASE("bdh parameter table follows the authors' state_dict names and shapes", "[bdh]") {
@@ -531,6 +535,19 @@ TEST_CASE("bdh decoder rejects bad input", "[bdh][decode]") {
   CHECK_THROWS_WITH(dec.logits(std::span(&s, 1)), Catch::Contains("state 0 is not a live state"));
   CHECK_THROWS_WITH(dec.release(s), Catch::Contains("not a live state"));
   CHECK_THROWS_WITH(dec.fork(7, 1), Catch::Contains("state 7 is not a live state"));
+  CHECK_THROWS_WITH(dec.begin(std::vector<std::int32_t>{1, xm::latent_slot}),
+                    Catch::Contains("prompt[1] is latent_slot"));
+  // A throwing hook: the states it interrupted are released, not left half-updated.
+  const auto kept = dec.begin(std::vector<std::int32_t>{1, 2});
+  const auto hit = dec.fork(kept, 1);
+  dec.set_hooks({.after_block = [](int, xplor::view2d<float>) { throw std::runtime_error("hook failed"); }});
+  const std::int32_t one = 1;
+  CHECK_THROWS_WITH(dec.step(hit, std::span(&one, 1)), Catch::Contains("hook failed"));
+  CHECK_THROWS_WITH(dec.begin(std::vector<std::int32_t>{3}), Catch::Contains("hook failed"));
+  CHECK(dec.live_states() == 1);  // only `kept`, which the failed calls did not touch
+  CHECK_THROWS_WITH(dec.logits(hit), Catch::Contains("is not a live state"));
+  dec.set_hooks({});
+  CHECK(dec.length(kept) == 2);
 }
 
 TEST_CASE("bdh forward rejects bad batches", "[bdh]") {

@@ -114,6 +114,7 @@ inline parameter_layout bdh_layout(const bdh_config& c, bdh_offsets* offsets = n
 /// parameter_layout(t).total among those giving an even number of neurons per head. Dropout is
 /// 0 (the transformer has none); the rest are the authors' defaults.
 inline bdh_config bdh_matching(const transformer_config& t, int multiplier = 0) {
+  t.validate();
   bdh_config c;
   c.vocab_size = t.vocab_size;
   c.n_embd = t.d_model;

@@ -42,7 +42,9 @@ class bdh_decoder {
   }
 
   /// Runs every later prefill and step with `hooks`: after_block(l, rows) sees the new rows [n, D]
-  /// of the residual after layer l and may edit them; {} removes them.
+  /// of the residual after layer l and may edit them; {} removes them. When a hook throws, the
+  /// states of that prefill or step are released (their S holds the new token in some layers
+  /// only) and the exception propagates.
   void set_hooks(const forward_hooks& hooks) { hooks_ = hooks; }
 
   /// Prompts are prefilled in chunks of at most `tokens` (default 256): each chunk runs the
@@ -93,7 +95,7 @@ class bdh_decoder {
       check_token(tokens[i], fn, "tokens", i);
       chunks.push_back({ids[i], static_cast<std::int64_t>(i), 1});
     }
-    run(chunks, tokens);
+    run_or_release(chunks, tokens, ids);
     const std::int64_t n = static_cast<std::int64_t>(ids.size()), D = m_->config().n_embd;
     hidden_.resize(static_cast<std::size_t>(n * D));
     for (std::int64_t i = 0; i < n; ++i)
@@ -156,6 +158,9 @@ class bdh_decoder {
                            "state ", s, " is not a live state");
   }
   void check_token(std::int32_t t, const char* fn, const std::string& arg, std::size_t i) const {
+    xplor::detail::require(t != latent_slot, fn, arg, "[", i,
+                           "] is latent_slot: the decoder takes token ids only (latents enter through "
+                           "bdh::forward)");
     xplor::detail::require(t >= 0 && t < m_->config().vocab_size, fn, arg, "[", i, "] = ", t,
                            " is outside [0, vocab_size = ", m_->config().vocab_size, ")");
   }
@@ -204,9 +209,21 @@ class bdh_decoder {
         chunks.push_back({ids[p], static_cast<std::int64_t>(tokens.size()), count});
         tokens.insert(tokens.end(), prompts[p].begin() + lo, prompts[p].begin() + lo + count);
       }
-      run(chunks, tokens);
+      run_or_release(chunks, tokens, ids);
     }
     return ids;
+  }
+
+  /// run(), releasing `ids` when it throws (a throwing hook): their S is then updated in some
+  /// layers and not in others, so they must not be used again.
+  void run_or_release(std::span<const chunk> chunks, std::span<const std::int32_t> tokens,
+                      std::span<const state_id> ids) {
+    try {
+      run(chunks, tokens);
+    } catch (...) {
+      release(ids);
+      throw;
+    }
   }
 
   /// Runs the model over the chunks' rows: within a chunk, the parallel form (strictly causal
