@@ -925,15 +925,19 @@ loss_result policy_loss(Exec exec, const basic_padded_policy_batch<memory_of<Exe
     return (L <= 1 || v.stride(1) == 1) && (B <= 1 || v.stride(0) == L);
   };
   int slots = has_adv ? 0 : 1;  // sequence advantages are broadcast into scratch
-  for (const auto& [has, v] :
-       {std::pair{true, batch.logp}, std::pair{has_old, batch.old_logp}, std::pair{has_ref, batch.ref_logp},
-        std::pair{has_adv, batch.advantages}, std::pair{true, batch.mask},
-        std::pair{has_ent, batch.entropies}, std::pair{has_isw, batch.is_weights},
-        std::pair{has_samp, batch.sampling_logp}})
-    slots += has && !row_major(v);
-  for (const auto& [has, v] :
-       {std::pair{true, dlogp}, std::pair{has_dent, dentropy}, std::pair{has_tl, token_loss}})
-    slots += has && !row_major(v);
+  // (One call per view, not a loop over a braced list: nvcc's host pass rejects that form.)
+  const auto count = [&](bool has, const auto& v) { slots += has && !row_major(v); };
+  count(true, batch.logp);
+  count(has_old, batch.old_logp);
+  count(has_ref, batch.ref_logp);
+  count(has_adv, batch.advantages);
+  count(true, batch.mask);
+  count(has_ent, batch.entropies);
+  count(has_isw, batch.is_weights);
+  count(has_samp, batch.sampling_logp);
+  count(true, dlogp);
+  count(has_dent, dentropy);
+  count(has_tl, token_loss);
   auto scratch = make_buffer<float>(exec, static_cast<std::size_t>(slots * T));
   int next = 0;
   const auto take = [&] {
