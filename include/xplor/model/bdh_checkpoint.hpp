@@ -12,7 +12,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "xplor/core/error.hpp"
@@ -87,27 +90,8 @@ inline void save_checkpoint(const std::filesystem::path& path, const bdh& model,
                            "extra metadata key '", k, "' collides with a reserved key");
     metadata[k] = v;
   }
-  std::vector<tensor_view_in> tensors;
-  auto add_all = [&](const std::string& prefix, std::span<const float> buffer) {
-    for (const tensor_slot& t : model.layout().tensors)
-      tensors.push_back(
-          {prefix + t.name, t.shape,
-           buffer.subspan(static_cast<std::size_t>(t.offset), static_cast<std::size_t>(t.size))});
-  };
-  add_all("", model.params());
-  tensors.push_back({bdh_freqs_name, {1, 1, 1, model.config().neurons()}, model.rope_freqs()});
-  if (optimizer != nullptr) {
-    add_all("optimizer.m.", optimizer->first_moment());
-    add_all("optimizer.v.", optimizer->second_moment());
-    metadata["optimizer.step"] = std::to_string(optimizer->steps());
-  }
-  std::sort(tensors.begin(), tensors.end(),
-            [](const tensor_view_in& a, const tensor_view_in& b) { return a.name < b.name; });
-  detail::content_hasher h;
-  for (const tensor_view_in& t : tensors) h.tensor(t.name, t.shape, t.data);
-  detail::hash_metadata(h, metadata);
-  metadata[detail::hash_key] = h.hex();
-  write_safetensors(path, tensors, metadata);
+  detail::write_checkpoint(path, model.layout(), model.params(), optimizer, std::move(metadata),
+                           {{bdh_freqs_name, {1, 1, 1, model.config().neurons()}, model.rope_freqs()}}, fn);
 }
 
 /// The config stored in a checkpoint, to build a model before loading it; throws unless the file
@@ -143,43 +127,23 @@ inline std::map<std::string, std::string> load_checkpoint(const std::filesystem:
         diff = key + ": file " + value + ", model " + b.at(key);
     xplor::detail::fail(fn, "'", path.string(), "': config mismatch, ", diff);
   }
-  std::vector<float> params, m, v;
-  detail::stage(file, model.layout(), "", params, path, false, fn);
-  std::int64_t step = 0;
-  if (optimizer != nullptr) {
-    detail::stage(file, model.layout(), "optimizer.m.", m, path, false, fn);
-    detail::stage(file, model.layout(), "optimizer.v.", v, path, true, fn);
-    step = detail::parse_number<std::int64_t>(detail::field(file.metadata, "optimizer.step", path),
-                                              "optimizer.step", path);
-    xplor::detail::require(step >= 0, fn, "'", path.string(), "': optimizer.step = ", step, " is negative");
+  constexpr std::string_view freqs_name = bdh_freqs_name;
+  const detail::staged_checkpoint staged = detail::stage_checkpoint(
+      file, model.layout(), optimizer != nullptr, path, fn, std::span(&freqs_name, 1));
+  if (const auto it = file.tensors.find(bdh_freqs_name); it != file.tensors.end()) {
+    const auto& tensor = it->second;
+    const std::int64_t N = model.config().neurons();
+    const std::vector<std::int64_t> shape{1, 1, 1, N};
+    xplor::detail::require(tensor.shape == shape, fn, "'", path.string(), "': tensor '", bdh_freqs_name,
+                           "' has shape ", detail::shape_text(tensor.shape), ", the model needs ",
+                           detail::shape_text(shape));
+    const auto f = model.rope_freqs();
+    for (std::int64_t i = 0; i < N; ++i)
+      xplor::detail::require(std::abs(tensor.data[i] - f[i]) <= 1e-6f * std::abs(f[i]), fn, "'",
+                             path.string(), "': ", bdh_freqs_name, "[", i, "] = ", tensor.data[i],
+                             ", the model's is ", f[i], " (a different RoPE)");
   }
-  for (const auto& [name, tensor] : file.tensors) {
-    if (name == bdh_freqs_name) {
-      const std::int64_t N = model.config().neurons();
-      const std::vector<std::int64_t> shape{1, 1, 1, N};
-      xplor::detail::require(tensor.shape == shape, fn, "'", path.string(), "': tensor '", bdh_freqs_name,
-                             "' has shape ", detail::shape_text(tensor.shape), ", the model needs ",
-                             detail::shape_text(shape));
-      const auto f = model.rope_freqs();
-      for (std::int64_t i = 0; i < N; ++i)
-        xplor::detail::require(std::abs(tensor.data[i] - f[i]) <= 1e-6f * std::abs(f[i]), fn, "'",
-                               path.string(), "': ", bdh_freqs_name, "[", i, "] = ", tensor.data[i],
-                               ", the model's is ", f[i], " (a different RoPE)");
-      continue;
-    }
-    const bool optimizer_tensor = name.starts_with("optimizer.m.") || name.starts_with("optimizer.v.");
-    const std::string base = optimizer_tensor ? name.substr(12) : name;
-    bool known = false;
-    for (const tensor_slot& t : model.layout().tensors) known = known || t.name == base;
-    xplor::detail::require(known, fn, "'", path.string(), "': unexpected tensor '",
-                           xplor::detail::json_guard_brief(name), "' for this config");
-  }
-  std::copy(params.begin(), params.end(), model.params().begin());
-  if (optimizer != nullptr) {
-    std::copy(m.begin(), m.end(), optimizer->first_moment().begin());
-    std::copy(v.begin(), v.end(), optimizer->second_moment().begin());
-    optimizer->set_steps(step);
-  }
+  detail::commit(staged, model.params(), optimizer);
   return file.metadata;
 }
 

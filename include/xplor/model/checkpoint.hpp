@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "xplor/core/config.hpp"
@@ -228,6 +229,79 @@ inline void stage(const safetensors_contents& file, const parameter_layout& layo
   }
 }
 
+/// Writes the tensors of `layout` from `params` (and, given an optimizer, its moments as
+/// "optimizer.m.<name>" / "optimizer.v.<name>" with "optimizer.step"), plus `tensors` already
+/// listed, to `path` atomically, with the content hash over all of them and `metadata`.
+inline void write_checkpoint(const std::filesystem::path& path, const parameter_layout& layout,
+                             std::span<const float> params, adamw* optimizer,
+                             std::map<std::string, std::string> metadata, std::vector<tensor_view_in> tensors,
+                             const char* fn = "xplor::model::save_checkpoint") {
+  xplor::detail::require(!metadata.contains(hash_key), fn, "extra metadata key '", hash_key,
+                         "' is reserved for the content hash");
+  auto add_all = [&](const std::string& prefix, std::span<const float> buffer) {
+    for (const tensor_slot& t : layout.tensors)
+      tensors.push_back(
+          {prefix + t.name, t.shape,
+           buffer.subspan(static_cast<std::size_t>(t.offset), static_cast<std::size_t>(t.size))});
+  };
+  add_all("", params);
+  if (optimizer != nullptr) {
+    add_all("optimizer.m.", optimizer->first_moment());
+    add_all("optimizer.v.", optimizer->second_moment());
+    metadata["optimizer.step"] = std::to_string(optimizer->steps());
+  }
+  std::sort(tensors.begin(), tensors.end(),
+            [](const tensor_view_in& a, const tensor_view_in& b) { return a.name < b.name; });
+  content_hasher h;
+  for (const tensor_view_in& t : tensors) h.tensor(t.name, t.shape, t.data);
+  hash_metadata(h, metadata);
+  metadata[hash_key] = h.hex();
+  write_safetensors(path, tensors, metadata);
+}
+
+/// A checkpoint's parameters (and optimizer state) validated and staged, not yet in the model.
+struct staged_checkpoint {
+  std::vector<float> params, m, v;
+  std::int64_t step = 0;
+};
+
+/// Stages the parameters of `layout` (and, when `optimizer`, AdamW's moments and step) from
+/// `file`; every other tensor must be one of `also_allowed` (validated by the caller), or the
+/// file is an error: a stray tensor means the file is not what its config says.
+inline staged_checkpoint stage_checkpoint(const safetensors_contents& file, const parameter_layout& layout,
+                                          bool optimizer, const std::filesystem::path& path, const char* fn,
+                                          std::span<const std::string_view> also_allowed = {}) {
+  staged_checkpoint s;
+  stage(file, layout, "", s.params, path, false, fn);
+  if (optimizer) {
+    stage(file, layout, "optimizer.m.", s.m, path, false, fn);
+    stage(file, layout, "optimizer.v.", s.v, path, true, fn);
+    s.step = parse_number<std::int64_t>(field(file.metadata, "optimizer.step", path), "optimizer.step", path);
+    xplor::detail::require(s.step >= 0, fn, "'", path.string(), "': optimizer.step = ", s.step,
+                           " is negative");
+  }
+  for (const auto& [name, tensor] : file.tensors) {
+    if (std::find(also_allowed.begin(), also_allowed.end(), name) != also_allowed.end()) continue;
+    const bool moment = name.starts_with("optimizer.m.") || name.starts_with("optimizer.v.");
+    const std::string base = moment ? name.substr(12) : name;
+    bool known = false;
+    for (const tensor_slot& t : layout.tensors) known = known || t.name == base;
+    xplor::detail::require(known, fn, "'", path.string(), "': unexpected tensor '",
+                           xplor::detail::json_guard_brief(name), "' for this config");
+  }
+  return s;
+}
+
+/// Moves a staged checkpoint into the model's parameters (and the optimizer).
+inline void commit(const staged_checkpoint& s, std::span<float> params, adamw* optimizer) {
+  std::copy(s.params.begin(), s.params.end(), params.begin());
+  if (optimizer != nullptr) {
+    std::copy(s.m.begin(), s.m.end(), optimizer->first_moment().begin());
+    std::copy(s.v.begin(), s.v.end(), optimizer->second_moment().begin());
+    optimizer->set_steps(s.step);
+  }
+}
+
 }  // namespace detail
 
 /// A model whose parameters a checkpoint holds: the transformer's configuration and a parameter
@@ -251,28 +325,7 @@ void save_checkpoint(const std::filesystem::path& path, const Model& model, adam
                            "' collides with a config field");
     metadata[k] = v;
   }
-  std::vector<tensor_view_in> tensors = {};
-  auto add_all = [&](const std::string& prefix, std::span<const float> buffer) {
-    for (const tensor_slot& t : model.layout().tensors)
-      tensors.push_back(
-          {prefix + t.name, t.shape,
-           buffer.subspan(static_cast<std::size_t>(t.offset), static_cast<std::size_t>(t.size))});
-  };
-  add_all("", model.params());
-  if (optimizer != nullptr) {
-    add_all("optimizer.m.", optimizer->first_moment());
-    add_all("optimizer.v.", optimizer->second_moment());
-    metadata["optimizer.step"] = std::to_string(optimizer->steps());
-  }
-  xplor::detail::require(!metadata.contains(detail::hash_key), "xplor::model::save_checkpoint",
-                         "extra metadata key '", detail::hash_key, "' is reserved for the content hash");
-  std::sort(tensors.begin(), tensors.end(),
-            [](const tensor_view_in& a, const tensor_view_in& b) { return a.name < b.name; });
-  detail::content_hasher h;
-  for (const tensor_view_in& t : tensors) h.tensor(t.name, t.shape, t.data);
-  detail::hash_metadata(h, metadata);
-  metadata[detail::hash_key] = h.hex();
-  write_safetensors(path, tensors, metadata);
+  detail::write_checkpoint(path, model.layout(), model.params(), optimizer, std::move(metadata), {});
 }
 
 /// The config stored in a checkpoint (to build a model before loading it).
@@ -302,31 +355,8 @@ std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& 
   const transformer_config stored = detail::config_from_metadata(file.metadata, path);
   xplor::detail::require(stored == model.config(), fn, "'", path.string(), "': config mismatch, ",
                          detail::config_difference(stored, model.config()));
-  std::vector<float> params, m, v;
-  detail::stage(file, model.layout(), "", params, path);
-  std::int64_t step = 0;
-  if (optimizer != nullptr) {
-    detail::stage(file, model.layout(), "optimizer.m.", m, path);
-    detail::stage(file, model.layout(), "optimizer.v.", v, path, true);
-    step = detail::parse_number<std::int64_t>(detail::field(file.metadata, "optimizer.step", path),
-                                              "optimizer.step", path);
-    xplor::detail::require(step >= 0, fn, "'", path.string(), "': optimizer.step = ", step, " is negative");
-  }
-  for (const auto& [name, tensor] : file.tensors) {
-    const bool optimizer_tensor = name.starts_with("optimizer.");
-    const std::string base = optimizer_tensor ? name.substr(name.find('.', 10) + 1) : name;
-    bool known = false;
-    for (const tensor_slot& t : model.layout().tensors) known = known || t.name == base;
-    xplor::detail::require(known, fn, "'", path.string(), "': unexpected tensor '",
-                           xplor::detail::json_guard_brief(name), "' for this config");
-  }
-  // Everything validated: commit.
-  std::copy(params.begin(), params.end(), model.params().begin());
-  if (optimizer != nullptr) {
-    std::copy(m.begin(), m.end(), optimizer->first_moment().begin());
-    std::copy(v.begin(), v.end(), optimizer->second_moment().begin());
-    optimizer->set_steps(step);
-  }
+  detail::commit(detail::stage_checkpoint(file, model.layout(), optimizer != nullptr, path, fn),
+                 model.params(), optimizer);
   return file.metadata;
 }
 
