@@ -4,12 +4,14 @@
 #      runs, the header self-containment check and the find_package/add_subdirectory consumers.
 #   2. The Python package: a wheel built with nanobind + scikit-build-core, installed into a fresh
 #      venv (scripts/setup_python.sh), its pytest suite run against the installed wheel.
-#   3. AddressSanitizer + UBSan build of the unit tests.
-#   4. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
-#   5. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
-#   6. libFuzzer: the answer checker, answers_equivalent, safetensors/checkpoints, the solution
+#   3. libtorch (scripts/setup_torch.sh installs Debian's libtorch-dev): the release build again
+#      with -DXPLOR_WITH_TORCH=ON, the torch adapter tests and examples/libtorch_grpo --quick.
+#   4. AddressSanitizer + UBSan build of the unit tests.
+#   5. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
+#   6. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
+#   7. libFuzzer: the answer checker, answers_equivalent, safetensors/checkpoints, the solution
 #      cache, the calculator and the tool-call parser, a short run each (clang).
-#   7. ThreadSanitizer on the threaded environment tests.
+#   8. ThreadSanitizer on the threaded environment tests.
 # Usage: scripts/run_tests.sh   (XPLOR_JOBS=N to change the parallelism, default 2)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +34,12 @@ step "Python package: wheel into a fresh venv, pytest against the installed whee
 venv_python=$(bash scripts/setup_python.sh | tail -1)
 # From build/, so that `import xplor` finds the installed wheel and not python/xplor.
 (cd build && "$venv_python" -m pytest -q -p no:cacheprovider "$root/python/tests")
+
+step "libtorch: torch views, the torch GPT as a decode policy, examples/libtorch_grpo --quick"
+bash scripts/setup_torch.sh
+cmake -S . -B build/release -DXPLOR_WITH_TORCH=ON --log-level=WARNING
+cmake --build build/release -j "$jobs" --target xplor_header_check_torch xplor_torch_tests libtorch_grpo
+ctest --test-dir build/release -j "$jobs" --output-on-failure -R '^torch\.|^example\.libtorch'
 
 step "AddressSanitizer + UBSan build and unit tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DXPLOR_SANITIZE=ON \
