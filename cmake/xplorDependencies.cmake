@@ -40,4 +40,13 @@ if(NOT XPLOR_THRUST_INCLUDE_DIR)
   message(STATUS "xplor: Thrust not found; xplor::thrust is not defined")
 endif()
 
+# MPI: dist/mpi.hpp's communicator (xplor::mpi). Optional: single-process builds need no MPI.
+find_package(MPI QUIET COMPONENTS CXX)
+set(XPLOR_HAVE_MPI OFF)
+if(TARGET MPI::MPI_CXX)
+  set(XPLOR_HAVE_MPI ON)
+else()
+  message(STATUS "xplor: MPI not found (Debian: libopenmpi-dev); xplor::mpi is not defined")
+endif()
+
 find_package(OpenMP QUIET COMPONENTS CXX)

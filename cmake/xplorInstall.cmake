@@ -8,7 +8,7 @@ set(XPLOR_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/xplor" CACHE STRING
 install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS xplor EXPORT xplorTargets)
 install(EXPORT xplorTargets NAMESPACE xplor:: DESTINATION ${XPLOR_INSTALL_CMAKEDIR})
-foreach(dep eigen xtensor json)
+foreach(dep eigen xtensor json mpi)
   if(TARGET xplor_${dep})
     install(TARGETS xplor_${dep} EXPORT xplor_${dep}Targets)
     install(EXPORT xplor_${dep}Targets NAMESPACE xplor:: DESTINATION ${XPLOR_INSTALL_CMAKEDIR})

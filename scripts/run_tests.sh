@@ -4,14 +4,16 @@
 #      runs, the header self-containment check and the find_package/add_subdirectory consumers.
 #   2. The Python package: a wheel built with nanobind + scikit-build-core, installed into a fresh
 #      venv (scripts/setup_python.sh), its pytest suite run against the installed wheel.
-#   3. libtorch (scripts/setup_torch.sh installs Debian's libtorch-dev): the release build again
+#   3. libtorch (scripts/setup.sh torch installs Debian's libtorch-dev): the release build again
 #      with -DXPLOR_WITH_TORCH=ON, the torch adapter tests and examples/libtorch_grpo --quick.
-#   4. AddressSanitizer + UBSan build of the unit tests.
-#   5. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
-#   6. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
-#   7. libFuzzer: the answer checker, answers_equivalent, safetensors/checkpoints, the solution
+#   4. MPI (scripts/setup.sh mpi installs OpenMPI): the dist/ scenarios under mpiexec on 1, 2 and
+#      4 ranks, and a rank failing mid-run.
+#   5. AddressSanitizer + UBSan build of the unit tests.
+#   6. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
+#   7. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
+#   8. libFuzzer: the answer checker, answers_equivalent, safetensors/checkpoints, the solution
 #      cache, the calculator and the tool-call parser, a short run each (clang).
-#   8. ThreadSanitizer on the threaded environment tests.
+#   9. ThreadSanitizer on the threaded environment tests and the thread-rank communicator.
 # Usage: scripts/run_tests.sh   (XPLOR_JOBS=N to change the parallelism, default 2)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,10 +38,16 @@ venv_python=$(bash scripts/setup_python.sh | tail -1)
 (cd build && "$venv_python" -m pytest -q -p no:cacheprovider "$root/python/tests")
 
 step "libtorch: torch views, the torch GPT as a decode policy, examples/libtorch_grpo --quick"
-bash scripts/setup_torch.sh
+bash scripts/setup.sh torch
 cmake -S . -B build/release -DXPLOR_WITH_TORCH=ON --log-level=WARNING
 cmake --build build/release -j "$jobs" --target xplor_header_check_torch xplor_torch_tests libtorch_grpo
 ctest --test-dir build/release -j "$jobs" --output-on-failure -R '^torch\.|^example\.libtorch'
+
+step "MPI: dist/ on 1, 2 and 4 ranks under mpiexec, and a rank failing mid-run"
+bash scripts/setup.sh mpi
+cmake -S . -B build/release --log-level=WARNING
+cmake --build build/release -j "$jobs" --target xplor_header_check_mpi xplor_dist_mpi_check bench_dist_knapsack
+ctest --test-dir build/release -j "$jobs" --output-on-failure -L '^mpi$'
 
 step "AddressSanitizer + UBSan build and unit tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DXPLOR_SANITIZE=ON \
@@ -104,9 +112,10 @@ if [ -n "$fuzz_cxx" ]; then
 else
   step "clang++ not found: skipping the clang UBSan stage and the fuzzing"
 fi
-step "ThreadSanitizer: vector_env worker pool (xplor_env_core_tests [threads])"
+step "ThreadSanitizer: vector_env worker pool and the thread-rank communicator"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
       -DXPLOR_BUILD_EXAMPLES=OFF -DXPLOR_BUILD_BENCHMARKS=OFF --log-level=WARNING
-cmake --build build/tsan -j "$jobs" --target xplor_env_core_tests
+cmake --build build/tsan -j "$jobs" --target xplor_env_core_tests xplor_dist_tests
 TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/xplor_env_core_tests "[threads]"
+TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/xplor_dist_tests
 step "all test stages passed"

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages xplor's tests, examples and benchmarks need, only when missing.
 # Idempotent and silent when everything is present; safe to call before every build.
+# Optional groups, for the stages that need more:
+#   torch  libtorch-dev (PyTorch 1.13's C++ API, CPU; about 200 packages) and libopenblas0-openmp:
+#          without it Debian resolves libtorch's libblas.so.3 to the reference BLAS, about 4x
+#          slower here; the OpenMP build follows torch::set_num_threads
+#   mpi    libopenmpi-dev and openmpi-bin (mpicxx, mpiexec) for xplor::mpi
+# Usage: scripts/setup.sh [torch] [mpi]
 set -euo pipefail
 
 packages=(
@@ -15,6 +21,13 @@ packages=(
   gnuplot-nox               # learning-curve plots written by the examples
   ccache                    # faster rebuilds on 2 cores
 )
+for group in "$@"; do
+  case "$group" in
+    torch) packages+=(libtorch-dev libopenblas0-openmp) ;;
+    mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
+    *) echo "xplor setup: unknown group '$group' (known: torch, mpi)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

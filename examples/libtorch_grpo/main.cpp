@@ -47,7 +47,7 @@ struct options {
   std::string out = "libtorch_grpo_out";
   std::string task = "math:Arithmetic-v0-d2-n2-ops+";
   std::uint64_t seed = 1;
-  int sft_steps = 400, rl_steps = 150;
+  int sft_steps = 500, rl_steps = 150;
   int sft_batch = 32, prompts = 16, rollouts = 8, n_max = 32, pool = 512, eval = 300;
   int d_model = 64, layers = 2, heads = 4;
   double sft_lr = 3e-3, rl_lr = 5e-4;
@@ -71,7 +71,7 @@ options parse(int argc, char** argv) {
                   "seed of data, weights and sampling (default 1)");
   app.add_flag("--quick", quick,
                "a few steps of each stage (the CTest run); flags given with it still apply");
-  ex::add_integer(app, "--sft-steps", o.sft_steps, 0, 1000000, "SFT steps (default 400)")->type_name("N");
+  ex::add_integer(app, "--sft-steps", o.sft_steps, 0, 1000000, "SFT steps (default 500)")->type_name("N");
   ex::add_integer(app, "--rl-steps", o.rl_steps, 0, 1000000, "GRPO steps (default 150)")->type_name("N");
   ex::add_integer(app, "--prompts", o.prompts, 1, 4096, "prompts per GRPO step (default 16)")->type_name("P");
   ex::add_integer(app, "--rollouts", o.rollouts, 2, 512,

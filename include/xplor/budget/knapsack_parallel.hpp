@@ -357,13 +357,32 @@ struct fill_pairs {
 
 }  // namespace kernels
 
+/// The solver's view of where its tasks sit among all tasks. The drivers below run on one shard
+/// of the tasks; every count they add up, every lowest index they look for and every sample they
+/// draw goes through these hooks, which make them global. local_tasks is the one-process case
+/// (every hook the identity); dist/knapsack.hpp implements them over a communicator, so the same
+/// drivers allocate a task set sharded across ranks, with the same result.
+struct local_tasks {
+  std::int64_t base = 0;                                    // global index of this shard's first task
+  std::int64_t total(std::int64_t local) { return local; }  // sum over the shards
+  kernels::four_counts total(kernels::four_counts local) { return local; }
+  std::int64_t before(std::int64_t local) {
+    (void)local;
+    return 0;
+  }                                                            // sum over the lower shards
+  std::int64_t lowest(std::int64_t global) { return global; }  // min over the shards
+  kernels::threshold_summary merge(const kernels::threshold_summary& s) { return s; }  // over the shards
+  void max_fill(std::span<double> values) { (void)values; }                // element-wise max over the shards
+  std::vector<double> gather(std::vector<double> local) { return local; }  // concatenation
+};
+
 namespace detail {
 
 /// kth_largest_gain on a backend: the same band narrowing (a sample of band positions, two pivots,
 /// an exact count) with each pass over the tasks run by `exec`; the sample and the last band are
 /// sorted on the host. `rule.p` is in the backend's memory.
-template <class Exec>
-double kth_largest_gain(Exec exec, const gain_rule& rule, std::int64_t M, std::int64_t K) {
+template <class Exec, class Shard = local_tasks>
+double kth_largest_gain(Exec exec, const gain_rule& rule, std::int64_t M, std::int64_t K, Shard shard = {}) {
   namespace k = kernels;
   const int L = rule.L;
   const auto m = static_cast<std::size_t>(M);
@@ -373,20 +392,33 @@ double kth_largest_gain(Exec exec, const gain_rule& rule, std::int64_t M, std::i
   auto offsets = make_buffer<std::int64_t>(exec, m + 1);
   for_each_index(exec, M, k::fill_int{g.data(), 0});
   for_each_index(exec, M, k::fill_int{e.data(), L});
-  std::int64_t W = M * L, above = 0;
+  std::int64_t W = shard.total(M * L), above = 0;      // W: the band's width over all shards
   constexpr std::int64_t cap = std::int64_t{1} << 16;  // the last band, sorted on the host
   constexpr int S = 16384;
   std::uint64_t rng = 0x5eed'0b0d'9e7a'11c5ull;  // the host solver's seed: the same pivots
-  std::vector<std::int64_t> positions(S);
+  std::vector<std::int64_t> positions, slots;
+  std::vector<double> values(S);
   auto sample = make_buffer<double>(exec, S);
   while (W > cap) {
     const std::int64_t r = K - above;  // rank of the answer inside the band, 1 <= r <= W
-    scan_offsets(exec, M, k::band_size{g.data(), e.data()}, offsets.data());
-    for (auto& x : positions) x = static_cast<std::int64_t>(splitmix64(rng) % static_cast<std::uint64_t>(W));
+    const std::int64_t width = scan_offsets(exec, M, k::band_size{g.data(), e.data()}, offsets.data());
+    const std::int64_t first = shard.before(width);  // this shard's band positions: [first, first + width)
+    // The same S positions on every shard; each shard evaluates the ones it holds.
+    positions.clear();
+    slots.clear();
+    for (int s = 0; s < S; ++s) {
+      const auto x = static_cast<std::int64_t>(splitmix64(rng) % static_cast<std::uint64_t>(W)) - first;
+      if (x >= 0 && x < width) positions.push_back(x), slots.push_back(s);
+    }
     const auto staged = stage(exec, std::span<const std::int64_t>(positions));
-    for_each_index(exec, S, k::sample_band{rule, g.data(), offsets.data(), M, staged.data(), sample.data()},
-                   L);
-    std::vector<double> values = copy_to_host(exec, static_cast<const double*>(sample.data()), S);
+    const auto n_local = static_cast<std::int64_t>(positions.size());
+    for_each_index(exec, n_local,
+                   k::sample_band{rule, g.data(), offsets.data(), M, staged.data(), sample.data()}, L);
+    const std::vector<double> mine =
+        copy_to_host(exec, static_cast<const double*>(sample.data()), static_cast<std::size_t>(n_local));
+    std::fill(values.begin(), values.end(), -std::numeric_limits<double>::infinity());
+    for (std::size_t j = 0; j < mine.size(); ++j) values[static_cast<std::size_t>(slots[j])] = mine[j];
+    shard.max_fill(values);
     std::sort(values.begin(), values.end(), std::greater<>());
     const double f = static_cast<double>(r) / static_cast<double>(W);
     const double t = f * S, d = 3.0 * std::sqrt(S * f * (1.0 - f)) + 3.0;
@@ -398,8 +430,8 @@ double kth_largest_gain(Exec exec, const gain_rule& rule, std::int64_t M, std::i
     for_each_index(exec, M,
                    k::count_band{rule, g.data(), e.data(), a, b, c1.data(), c2.data(), c3.data(), c4.data()},
                    L);
-    const k::four_counts n = transform_reduce(exec, M, k::four_counts{}, k::add_four{},
-                                              k::read_four{c1.data(), c2.data(), c3.data(), c4.data()});
+    const k::four_counts n = shard.total(transform_reduce(
+        exec, M, k::four_counts{}, k::add_four{}, k::read_four{c1.data(), c2.data(), c3.data(), c4.data()}));
     const std::int64_t A1 = n.c[0], A2 = n.c[1], B1 = n.c[2], B2 = n.c[3];
     if (A2 >= K) {
       if (A1 < K) return a;
@@ -411,15 +443,15 @@ double kth_largest_gain(Exec exec, const gain_rule& rule, std::int64_t M, std::i
     } else {
       std::swap(g, c4);  // the answer is below b: band [#>= b, e)
     }
-    const k::four_counts band =
-        transform_reduce(exec, M, k::four_counts{}, k::add_four{}, k::read_band{g.data(), e.data()});
+    const k::four_counts band = shard.total(
+        transform_reduce(exec, M, k::four_counts{}, k::add_four{}, k::read_band{g.data(), e.data()}));
     W = band.c[0], above = band.c[1];
   }
-  scan_offsets(exec, M, k::band_size{g.data(), e.data()}, offsets.data());
-  auto packed = make_buffer<double>(exec, static_cast<std::size_t>(W));
+  const std::int64_t width = scan_offsets(exec, M, k::band_size{g.data(), e.data()}, offsets.data());
+  auto packed = make_buffer<double>(exec, static_cast<std::size_t>(width));
   for_each_index(exec, M, k::gather_band{rule, g.data(), e.data(), offsets.data(), packed.data()}, L);
-  std::vector<double> band =
-      copy_to_host(exec, static_cast<const double*>(packed.data()), static_cast<std::size_t>(W));
+  std::vector<double> band = shard.gather(
+      copy_to_host(exec, static_cast<const double*>(packed.data()), static_cast<std::size_t>(width)));
   const auto r = static_cast<std::size_t>(K - above);
   std::nth_element(band.begin(), band.begin() + static_cast<std::ptrdiff_t>(r - 1), band.end(),
                    std::greater<>());
@@ -429,15 +461,19 @@ double kth_largest_gain(Exec exec, const gain_rule& rule, std::int64_t M, std::i
 /// fast_extras on a backend: the same threshold, level filling and dent-mode repair, with the
 /// host's index-order loops turned into scans and lowest-index reductions. `extra` (M entries,
 /// backend memory) receives the extra rollouts per task.
-template <class Exec>
-void fast_extras(Exec exec, const gain_rule& rule, std::int64_t M, std::int64_t K, int* extra) {
+template <class Exec, class Shard = local_tasks>
+void fast_extras(Exec exec, const gain_rule& rule, std::int64_t M, std::int64_t K, int* extra,
+                 Shard shard = {}) {
   namespace k = kernels;
   const int L = rule.L;
-  if (K <= 0 || L == 0 || K >= M * L) {
+  const std::int64_t all = shard.total(M);  // tasks over every shard; also "no task" as a global index
+  if (K <= 0 || L == 0 || K >= all * L) {
     for_each_index(exec, M, k::fill_int{extra, K <= 0 || L == 0 ? 0 : L});
     return;
   }
-  const double lambda = kth_largest_gain(exec, rule, M, K);
+  const double lambda = kth_largest_gain(exec, rule, M, K, shard);
+  // Local task index <-> global: "none" (M locally) becomes `all`.
+  const auto global = [&](std::int64_t i) { return i < M ? shard.base + i : all; };
   const bool dent_mode = rule.hull && lambda > 0.0;
   const auto m = static_cast<std::size_t>(M);
   auto gt = make_buffer<int>(exec, m), eq = make_buffer<int>(exec, m);
@@ -447,13 +483,16 @@ void fast_extras(Exec exec, const gain_rule& rule, std::int64_t M, std::int64_t 
       k::threshold_pass{rule, lambda, dent_mode, gt.data(), eq.data(), next_unit.data(), last_unit.data()},
       L);
   constexpr double inf = std::numeric_limits<double>::infinity();
-  const k::threshold_summary s =
+  k::threshold_summary s =
       transform_reduce(exec, M, k::threshold_summary{0, -1.0, M, inf, M}, k::merge_summary{},
                        k::read_summary{gt.data(), next_unit.data(), last_unit.data(), M});
+  s.next_task = global(s.next_task);
+  s.last_task = global(s.last_task);
+  s = shard.merge(s);
   const std::int64_t R = K - s.taken;  // 1 <= R <= sum eq: units to hand out among the tied gains
   const auto filled = [&](int level) {
-    return transform_reduce(exec, M, std::int64_t{0}, k::add_counts{},
-                            k::units_at_level{gt.data(), eq.data(), dent_mode, level});
+    return shard.total(transform_reduce(exec, M, std::int64_t{0}, k::add_counts{},
+                                        k::units_at_level{gt.data(), eq.data(), dent_mode, level}));
   };
   int lo = 0, hi = L;  // largest level with filled(level) <= R
   while (lo < hi) {
@@ -467,35 +506,43 @@ void fast_extras(Exec exec, const gain_rule& rule, std::int64_t M, std::int64_t 
   auto before = make_buffer<std::int64_t>(exec, m + 1);
   if (!dent_mode || level >= 2) {
     const std::int64_t left = R - filled(level);
-    scan_offsets(exec, M, k::takes_one_more{gt.data(), eq.data(), dent_mode, level}, before.data());
+    const std::int64_t ones =
+        scan_offsets(exec, M, k::takes_one_more{gt.data(), eq.data(), dent_mode, level}, before.data());
+    // The lower shards' candidates come first: this shard hands out what is left after them.
+    const std::int64_t left_here = left - shard.before(ones);
     for_each_index(exec, M,
-                   k::fill_to_level{gt.data(), eq.data(), dent_mode, level, before.data(), left, extra});
+                   k::fill_to_level{gt.data(), eq.data(), dent_mode, level, before.data(), left_here, extra});
     return;
   }
   // Dent mode below level 2: only flat tasks take tied units, in pairs (0 -> 2), lowest index first.
-  const std::int64_t n_flat = scan_offsets(exec, M, k::is_flat{gt.data(), eq.data()}, before.data());
+  const std::int64_t flat_here = scan_offsets(exec, M, k::is_flat{gt.data(), eq.data()}, before.data());
+  const std::int64_t flat_before = shard.before(flat_here), n_flat = shard.total(flat_here);
   const std::int64_t pairs = std::min(n_flat, R / 2);
-  for_each_index(exec, M, k::fill_pairs{gt.data(), eq.data(), before.data(), pairs, extra});
+  for_each_index(exec, M, k::fill_pairs{gt.data(), eq.data(), before.data(), pairs - flat_before, extra});
   if (R - 2 * pairs == 0) return;
-  const auto flat_task = [&](std::int64_t j) {
-    return transform_reduce(exec, M, M, k::min_index{},
-                            k::flat_number{gt.data(), eq.data(), before.data(), j, M});
+  const auto flat_task = [&](std::int64_t j) {  // global index of the j-th flat task over all shards
+    return shard.lowest(
+        global(transform_reduce(exec, M, M, k::min_index{},
+                                k::flat_number{gt.data(), eq.data(), before.data(), j - flat_before, M})));
   };
-  const auto add = [&](std::int64_t i, int delta) { for_each_index(exec, 1, k::add_at{extra, i, delta}); };
+  const auto add = [&](std::int64_t i, int delta) {  // i global: only its shard applies it
+    if (i >= shard.base && i < shard.base + M)
+      for_each_index(exec, 1, k::add_at{extra, i - shard.base, delta});
+  };
   // One unit left over: the host solver's cases, in its order.
   if (R >= 3 && L >= 3) {  // a flat task with a pair takes a third
     add(flat_task(0), 1);
     return;
   }
-  const std::int64_t safe =
-      transform_reduce(exec, M, M, k::min_index{}, k::first_safe{gt.data(), eq.data(), M});
-  if (safe < M) {
+  const std::int64_t safe = shard.lowest(
+      global(transform_reduce(exec, M, M, k::min_index{}, k::first_safe{gt.data(), eq.data(), M})));
+  if (safe < all) {
     add(safe, 1);
     return;
   }
   const double loss_a = lambda;
-  const double loss_b = s.next_task < M ? lambda - s.next : inf;
-  const double loss_c = (s.last_task < M && R == 1) ? s.last - lambda : inf;
+  const double loss_b = s.next_task < all ? lambda - s.next : inf;
+  const double loss_c = (s.last_task < all && R == 1) ? s.last - lambda : inf;
   if (R == 1 && loss_b < loss_a && loss_b <= loss_c) {
     add(s.next_task, 1);
   } else if (R == 1 && loss_c < loss_a && loss_c < loss_b) {
@@ -504,6 +551,71 @@ void fast_extras(Exec exec, const gain_rule& rule, std::int64_t M, std::int64_t 
   } else {
     add(flat_task((R - 1) / 2), 1);  // (a): the flat task after the last pair gets the odd unit
   }
+}
+
+}  // namespace detail
+
+namespace detail {
+
+/// allocate_rollouts over this shard's tasks (p_hat, has_estimate and out in the backend's
+/// memory): the checks and the bookkeeping with every count and index made global by `shard`,
+/// so that each shard writes its part of the one allocation of all the tasks.
+template <execution_tag Exec, class Shard>
+void allocate_on_shard(Exec exec, span_for<Exec, const double> p_hat,
+                       span_for<Exec, const std::uint8_t> has_estimate, std::int64_t total_budget,
+                       span_for<Exec, int> out, const allocation_options& options, Shard shard) {
+  namespace k = kernels;
+  const int n_min = options.n_min, n_max = options.n_max;
+  require(!options.reference_compat, kAllocate,
+          "options.reference_compat = true runs on the host only (the std::span overload)");
+  require(options.solver == solver_kind::fast, kAllocate,
+          "options.solver = solver_kind::dp runs on the host only (the std::span overload)");
+  require(has_estimate.empty() || has_estimate.size() == p_hat.size(), kAllocate, "has_estimate has ",
+          has_estimate.size(), " entries but p_hat has ", p_hat.size());
+  require(out.size() == p_hat.size(), kAllocate, "out has ", out.size(), " entries but p_hat has ",
+          p_hat.size());
+  const auto M = static_cast<std::int64_t>(p_hat.size());
+  const std::int64_t all = shard.total(M), first = shard.before(M);
+  check_bounds(kAllocate, static_cast<std::size_t>(all), total_budget, n_min, n_max);
+  const std::uint8_t* has = has_estimate.empty() ? nullptr : has_estimate.data();
+  // The first bad probability over all shards, its value from the shard that holds it.
+  const std::int64_t bad_here = transform_reduce(exec, M, std::int64_t{-1}, xplor::detail::min_valid_code{},
+                                                 k::bad_probability_at{p_hat.data(), has});
+  const std::int64_t bad = shard.lowest(bad_here >= 0 ? first + bad_here : all);
+  if (bad < all) {
+    double value = -std::numeric_limits<double>::infinity();
+    if (bad_here >= 0 && first + bad_here == bad) value = copy_to_host(exec, p_hat.data() + bad_here, 1)[0];
+    shard.max_fill(std::span<double>(&value, 1));
+    fail(kAllocate, "p_hat[", bad, "] = ", value, " is not a probability in [0, 1]");
+  }
+  if (all == 0) return;
+  const auto uniform = static_cast<int>(total_budget / all);  // in [n_min, n_max] by check_bounds
+  auto slot = make_buffer<std::int64_t>(exec, has != nullptr ? static_cast<std::size_t>(M) + 1 : 0);
+  std::int64_t with = M;
+  auto p_with = make_buffer<double>(exec, 0);
+  const double* p = p_hat.data();
+  if (has != nullptr) {
+    with = scan_offsets(exec, M, k::has_estimate_at{has}, slot.data());
+    p_with = make_buffer<double>(exec, static_cast<std::size_t>(with));
+    for_each_index(exec, M, k::gather_estimates{p_hat.data(), has, slot.data(), p_with.data()});
+    p = p_with.data();
+  }
+  // As the host overload: prompts without an estimate get the uniform share, one more (lowest
+  // index first) only for what the others cannot absorb; the rest is solved exactly over the
+  // prompts with an estimate, whose global indices start at with_first on this shard.
+  const std::int64_t with_all = shard.total(with), with_first = shard.before(with);
+  const std::int64_t rest = total_budget - (all - with_all) * uniform, cap = with_all * n_max;
+  auto extra = make_buffer<int>(exec, static_cast<std::size_t>(with));
+  Shard estimated = shard;
+  estimated.base = with_first;
+  fast_extras(exec, gain_rule::make(p, n_min, n_max), with, std::min(rest, cap) - with_all * n_min,
+              extra.data(), estimated);
+  // write_counts compares a task's rank among this shard's tasks without an estimate with the
+  // bonus: the lower shards' such tasks come first.
+  const std::int64_t without_before = first - with_first;
+  for_each_index(exec, M,
+                 k::write_counts{has, has != nullptr ? slot.data() : nullptr, extra.data(), n_min, uniform,
+                                 rest - cap - without_before, out.data()});
 }
 
 }  // namespace detail
@@ -517,47 +629,7 @@ template <execution_tag Exec>
 void allocate_rollouts(Exec exec, span_for<Exec, const double> p_hat,
                        span_for<Exec, const std::uint8_t> has_estimate, std::int64_t total_budget,
                        span_for<Exec, int> out, const allocation_options& options = {}) {
-  using detail::kAllocate;
-  namespace k = kernels;
-  const int n_min = options.n_min, n_max = options.n_max;
-  detail::require(!options.reference_compat, kAllocate,
-                  "options.reference_compat = true runs on the host only (the std::span overload)");
-  detail::require(options.solver == solver_kind::fast, kAllocate,
-                  "options.solver = solver_kind::dp runs on the host only (the std::span overload)");
-  detail::require(has_estimate.empty() || has_estimate.size() == p_hat.size(), kAllocate, "has_estimate has ",
-                  has_estimate.size(), " entries but p_hat has ", p_hat.size());
-  detail::require(out.size() == p_hat.size(), kAllocate, "out has ", out.size(), " entries but p_hat has ",
-                  p_hat.size());
-  detail::check_bounds(kAllocate, p_hat.size(), total_budget, n_min, n_max);
-  const auto M = static_cast<std::int64_t>(p_hat.size());
-  const std::uint8_t* has = has_estimate.empty() ? nullptr : has_estimate.data();
-  const std::int64_t bad = transform_reduce(exec, M, std::int64_t{-1}, xplor::detail::min_valid_code{},
-                                            k::bad_probability_at{p_hat.data(), has});
-  if (bad >= 0) {
-    const double value = copy_to_host(exec, p_hat.data() + bad, 1)[0];
-    detail::fail(kAllocate, "p_hat[", bad, "] = ", value, " is not a probability in [0, 1]");
-  }
-  if (M == 0) return;
-  const auto uniform = static_cast<int>(total_budget / M);  // in [n_min, n_max] by check_bounds
-  auto slot = make_buffer<std::int64_t>(exec, has != nullptr ? static_cast<std::size_t>(M) + 1 : 0);
-  std::int64_t with = M;
-  auto p_with = make_buffer<double>(exec, 0);
-  const double* p = p_hat.data();
-  if (has != nullptr) {
-    with = scan_offsets(exec, M, k::has_estimate_at{has}, slot.data());
-    p_with = make_buffer<double>(exec, static_cast<std::size_t>(with));
-    for_each_index(exec, M, k::gather_estimates{p_hat.data(), has, slot.data(), p_with.data()});
-    p = p_with.data();
-  }
-  // As the host overload: prompts without an estimate get the uniform share, one more (lowest
-  // index first) only for what the others cannot absorb; the rest is solved exactly.
-  const std::int64_t rest = total_budget - (M - with) * uniform, cap = with * n_max;
-  auto extra = make_buffer<int>(exec, static_cast<std::size_t>(with));
-  detail::fast_extras(exec, detail::gain_rule::make(p, n_min, n_max), with,
-                      std::min(rest, cap) - with * n_min, extra.data());
-  for_each_index(exec, M,
-                 k::write_counts{has, has != nullptr ? slot.data() : nullptr, extra.data(), n_min, uniform,
-                                 rest - cap, out.data()});
+  detail::allocate_on_shard(exec, p_hat, has_estimate, total_budget, out, options, local_tasks{});
 }
 
 /// allocate_rollouts on a backend, every task with an estimate.
