@@ -38,6 +38,15 @@ TEST_CASE("trackers merged across ranks equal one tracker of every record", "[di
   }
 }
 
+TEST_CASE("sharded DeepSearch rounds equal one process, caches merged in prompt order", "[dist][search]") {
+  for (int ranks = 1; ranks <= 4; ++ranks)
+    for (std::uint64_t seed : {3u, 8u}) {
+      INFO(ranks << " ranks, seed " << seed);
+      REQUIRE_NOTHROW(
+          xd::run_ranks(ranks, [&](xd::thread_communicator& c) { dist_scenarios::search(c, seed); }));
+    }
+}
+
 TEST_CASE("collectives: ordered sums, offsets, integer reductions, broadcast", "[dist]") {
   for (int ranks = 1; ranks <= 4; ++ranks) {
     INFO(ranks << " ranks");

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
          [&] { dist_scenarios::knapsack(comm, 17 + static_cast<std::uint64_t>(comm.size()), 30); }},
         {"advantages", [&] { dist_scenarios::advantages(comm, 4); }},
         {"tracker", [&] { dist_scenarios::tracker(comm, 6); }},
+        {"search", [&] { dist_scenarios::search(comm, 9); }},
         {"bad input", [&] { dist_scenarios::bad_probability(comm); }},
     };
     // A mismatch on one rank leaves the others in the scenario's next collective: it ends the

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xplor/core/decode.hpp"
@@ -109,25 +110,43 @@ search_result cached_rollouts(Policy& policy, std::span<const std::int32_t> prom
 struct round_options {
   int threads = 1;
   int cached_per_prompt = 1;  // k: cached solutions mixed into a cached prompt's n rollouts
+  /// Prompt i is searched with the Philox stream family first_stream + i: a batch split into
+  /// parts (ranks, or rounds of one batch) draws what the whole batch would.
+  std::uint32_t first_stream = 0;
 };
 
-/// One training round over `prompts` with problem ids `ids`: prompts whose id is in `cache` (as
-/// the round starts) take the cache branch, the others the tree search; afterwards the correct
-/// trajectories of the searched prompts are added to the cache, in prompt order. Results are
-/// those of deep_search / cached_rollouts with stream i for prompt i, on any number of threads.
+namespace detail {
+/// The correct trajectories of the searched (not cached) prompts, as (problem id, tokens) in
+/// prompt order: what a round adds to the cache.
+inline std::vector<std::pair<std::string, std::vector<std::int32_t>>> new_solutions(
+    std::span<const search_result> results, std::span<const std::string> ids,
+    std::span<const std::uint8_t> use_cache) {
+  std::vector<std::pair<std::string, std::vector<std::int32_t>>> out;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (use_cache[i]) continue;
+    for (const search_trajectory& tr : results[i].trajectories)
+      if (tr.result == outcome::correct) out.emplace_back(ids[i], tr.tokens);
+  }
+  return out;
+}
+}  // namespace detail
+
+namespace detail {
+/// collect_round without the cache update: the results, and which prompts took the cache branch.
 template <class MakePolicy, class Verifier>
-std::vector<search_result> collect_round(MakePolicy&& make_policy,
-                                         std::span<const std::vector<std::int32_t>> prompts,
-                                         std::span<const std::string> ids, Verifier&& verifier,
-                                         solution_cache& cache, const search_params& params,
-                                         std::uint64_t seed, const round_options& options = {}) {
+std::vector<search_result> search_round(MakePolicy& make_policy,
+                                        std::span<const std::vector<std::int32_t>> prompts,
+                                        std::span<const std::string> ids, Verifier& verifier,
+                                        const solution_cache& cache, const search_params& params,
+                                        std::uint64_t seed, const round_options& options,
+                                        std::vector<std::uint8_t>& use_cache) {
   constexpr const char* fn = "xplor::search::collect_round";
   detail::check_search_params(params, fn);
   xplor::detail::require(ids.size() == prompts.size(), fn, "ids has ", ids.size(), " elements for ",
                          prompts.size(), " prompts");
   xplor::detail::require(options.cached_per_prompt >= 0, fn,
                          "cached_per_prompt = ", options.cached_per_prompt, " is negative");
-  std::vector<std::uint8_t> use_cache(prompts.size());
+  use_cache.assign(prompts.size(), 0);
   for (std::size_t i = 0; i < prompts.size(); ++i) use_cache[i] = cache.contains(ids[i]);
   std::vector<search_result> results(prompts.size());
   const solution_cache& snapshot = cache;  // read-only while the workers run
@@ -138,17 +157,31 @@ std::vector<search_result> collect_round(MakePolicy&& make_policy,
           return verifier(i, response, done);
         };
         const std::span<const std::int32_t> prompt(prompts[i]);
-        const auto stream = static_cast<std::uint32_t>(i);
+        const auto stream = options.first_stream + static_cast<std::uint32_t>(i);
         results[i] = use_cache[i] ? cached_rollouts(policy, prompt, snapshot.solutions(ids[i]),
                                                     options.cached_per_prompt, grade, params, seed, stream)
                                   : deep_search(policy, prompt, grade, params, seed, stream);
       },
       fn);
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    if (use_cache[i]) continue;
-    for (const search_trajectory& tr : results[i].trajectories)
-      if (tr.result == outcome::correct) cache.add(ids[i], tr.tokens);
-  }
+  return results;
+}
+}  // namespace detail
+
+/// One training round over `prompts` with problem ids `ids`: prompts whose id is in `cache` (as
+/// the round starts) take the cache branch, the others the tree search; afterwards the correct
+/// trajectories of the searched prompts are added to the cache, in prompt order. Results are
+/// those of deep_search / cached_rollouts with stream options.first_stream + i for prompt i, on any number of
+/// threads.
+template <class MakePolicy, class Verifier>
+std::vector<search_result> collect_round(MakePolicy&& make_policy,
+                                         std::span<const std::vector<std::int32_t>> prompts,
+                                         std::span<const std::string> ids, Verifier&& verifier,
+                                         solution_cache& cache, const search_params& params,
+                                         std::uint64_t seed, const round_options& options = {}) {
+  std::vector<std::uint8_t> use_cache;
+  std::vector<search_result> results =
+      detail::search_round(make_policy, prompts, ids, verifier, cache, params, seed, options, use_cache);
+  for (auto& [id, tokens] : detail::new_solutions(results, ids, use_cache)) cache.add(id, tokens);
   return results;
 }
 

@@ -720,14 +720,15 @@ void parallel_prompts(std::size_t n, int threads, MakePolicy& make_policy, Fn&& 
 }  // namespace detail
 
 /// DeepSearch over a batch of prompts on `threads` CPU threads: prompt i is searched with the
-/// Philox stream family i, so the results equal deep_search(policy, prompts[i], ..., seed, i) on
-/// any number of threads. `make_policy()` builds one decode policy per worker (e.g. a kv_decoder
-/// of a shared, read-only model); `verifier(i, response, finished)` grades prompt i's responses
+/// Philox stream family first_stream + i, so the results equal deep_search(policy, prompts[i],
+/// ..., seed, first_stream + i) on any number of threads (and a batch split into parts that pass
+/// their offsets draws what the whole batch would). `make_policy()` builds one decode policy per worker (e.g.
+/// a kv_decoder of a shared, read-only model); `verifier(i, response, finished)` grades prompt i's responses
 /// and is called concurrently.
 template <class MakePolicy, indexed_response_verifier Verifier>
 requires decode_policy<std::invoke_result_t<MakePolicy&>> std::vector<search_result> deep_search_batch(
     MakePolicy&& make_policy, std::span<const std::vector<std::int32_t>> prompts, Verifier&& verifier,
-    const search_params& params, std::uint64_t seed, int threads = 1) {
+    const search_params& params, std::uint64_t seed, int threads = 1, std::uint32_t first_stream = 0) {
   constexpr const char* fn = "xplor::search::deep_search_batch";
   detail::check_search_params(params, fn);
   std::vector<search_result> results(prompts.size());
@@ -738,7 +739,7 @@ requires decode_policy<std::invoke_result_t<MakePolicy&>> std::vector<search_res
           return verifier(i, response, done);
         };
         results[i] = deep_search(policy, std::span<const std::int32_t>(prompts[i]), grade, params, seed,
-                                 static_cast<std::uint32_t>(i));
+                                 first_stream + static_cast<std::uint32_t>(i));
       },
       fn);
   return results;
