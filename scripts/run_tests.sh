@@ -7,7 +7,8 @@
 #   3. libtorch (scripts/setup.sh torch installs Debian's libtorch-dev): the release build again
 #      with -DXPLOR_WITH_TORCH=ON, the torch adapter tests and examples/libtorch_grpo --quick.
 #   4. MPI (scripts/setup.sh mpi installs OpenMPI): the dist/ scenarios under mpiexec on 1, 2 and
-#      4 ranks, and a rank failing mid-run.
+#      4 ranks, a rank failing mid-run, the distributed knapsack benchmark's smoke run and
+#      multirank_grpo --quick on 1, 2 and 4 ranks compared with the 1-rank checkpoint.
 #   5. AddressSanitizer + UBSan build of the unit tests.
 #   6. nvcc compile-only build of cuda/ (when nvcc is installed; running it needs a GPU).
 #   7. clang UBSan (with float-cast-overflow) on the core, sample, rl and budget unit tests.
@@ -43,10 +44,10 @@ cmake -S . -B build/release -DXPLOR_WITH_TORCH=ON --log-level=WARNING
 cmake --build build/release -j "$jobs" --target xplor_header_check_torch xplor_torch_tests libtorch_grpo
 ctest --test-dir build/release -j "$jobs" --output-on-failure -R '^torch\.|^example\.libtorch'
 
-step "MPI: dist/ on 1, 2 and 4 ranks under mpiexec, and a rank failing mid-run"
+step "MPI: dist/ and multirank_grpo on 1, 2 and 4 ranks under mpiexec, and a rank failing mid-run"
 bash scripts/setup.sh mpi
 cmake -S . -B build/release --log-level=WARNING
-cmake --build build/release -j "$jobs" --target xplor_header_check_mpi xplor_dist_mpi_check bench_dist_knapsack
+cmake --build build/release -j "$jobs" --target xplor_header_check_mpi xplor_dist_mpi_check bench_dist_knapsack multirank_grpo
 ctest --test-dir build/release -j "$jobs" --output-on-failure -L '^mpi$'
 
 step "AddressSanitizer + UBSan build and unit tests"

@@ -74,15 +74,13 @@ inline padded_batch pad_sequences(std::span<const std::vector<std::int32_t>> seq
   return b;
 }
 
-/// One optimizer step on `seqs`. loss.num_items_in_batch should already hold the step's token
-/// count when sequences were left out (e.g. zero-advantage ones under a loss without KL, whose
-/// gradient is zero). Returns the summed micro-batch losses; does nothing when seqs is empty.
+/// The policy gradient of `seqs`, added to model.grads() (one forward/backward per micro-batch);
+/// returns the summed micro-batch losses. loss.num_items_in_batch should already hold the step's
+/// token count when sequences were left out (e.g. zero-advantage ones under a loss without KL,
+/// whose gradient is zero) or live on other ranks.
 template <class Model>
-double policy_update(Model& model, xplor::model::adamw& opt, float lr, std::span<const scored_sequence> seqs,
-                     const xplor::rl::loss_options& loss, int micro_batch, std::int32_t pad,
-                     float max_grad_norm = 1.0f) {
-  if (seqs.empty()) return 0.0;
-  model.zero_grad();
+double policy_gradient(Model& model, std::span<const scored_sequence> seqs,
+                       const xplor::rl::loss_options& loss, int micro_batch, std::int32_t pad) {
   double total = 0.0;
   for (std::size_t first = 0; first < seqs.size(); first += static_cast<std::size_t>(micro_batch)) {
     const std::size_t last = std::min(seqs.size(), first + static_cast<std::size_t>(micro_batch));
@@ -115,6 +113,18 @@ double policy_update(Model& model, xplor::model::adamw& opt, float lr, std::span
     for (std::size_t k = 0; k < where.size(); ++k) dfull[static_cast<std::size_t>(where[k])] = dlogp[k];
     model.backward(std::span<const float>(dfull));
   }
+  return total;
+}
+
+/// One optimizer step on `seqs` (policy_gradient, clipping, AdamW); does nothing when seqs is
+/// empty.
+template <class Model>
+double policy_update(Model& model, xplor::model::adamw& opt, float lr, std::span<const scored_sequence> seqs,
+                     const xplor::rl::loss_options& loss, int micro_batch, std::int32_t pad,
+                     float max_grad_norm = 1.0f) {
+  if (seqs.empty()) return 0.0;
+  model.zero_grad();
+  const double total = policy_gradient(model, seqs, loss, micro_batch, pad);
   xplor::model::clip_grad_norm(model.grads(), max_grad_norm);
   opt.step(model.params(), model.grads(), lr);
   return total;

@@ -1,8 +1,10 @@
 // xplor.budget: Knapsack RL's rollout allocation and the per-prompt success tracker
 // (budget/knapsack.hpp, success_tracker.hpp).
 #include "common.hpp"
+#include "communicator.hpp"
 #include "xplor/budget/knapsack.hpp"
 #include "xplor/budget/success_tracker.hpp"
+#include "xplor/dist/knapsack.hpp"
 
 namespace xplor::python {
 namespace {
@@ -63,6 +65,28 @@ void bind_budget(nb::module_& m) {
       "sum_i (1 - p_i^n - (1-p_i)^n) p_i (1-p_i)^2 with sum n_i = total_budget and n_min <= n_i <= n_max. "
       "Exact (solver 'fast' threshold search or 'dp'); prompts with has_estimate 0 get the uniform share. "
       "reference_compat reproduces the authors' sampling_budget_by_knapsack.");
+  m.def(
+      "_dist_allocate_rollouts",
+      [](nb::handle comm, in1<double> p_hat, std::int64_t total_budget,
+         std::optional<in1<std::uint8_t>> has_estimate, int n_min, int n_max, std::string_view solver,
+         bool reference_compat, double alpha, std::string_view cost, bool allow_fallback) {
+        const allocation_options o =
+            allocation_from(n_min, n_max, solver, reference_compat, alpha, cost, allow_fallback);
+        py_communicator c(comm);
+        std::vector<int> out(p_hat.shape(0));
+        {
+          nb::gil_scoped_release release;
+          xplor::dist::allocate_rollouts(c, span_of(p_hat), span_of(has_estimate), total_budget,
+                                         std::span<int>(out), o);
+        }
+        return to_numpy(std::move(out));
+      },
+      nb::arg("comm"), nb::arg("p_hat"), nb::arg("total_budget"), nb::arg("has_estimate") = nb::none(),
+      nb::kw_only(), XPLOR_ALLOCATION_ARGS,
+      "allocate_rollouts over the prompts of every rank (xplor.dist.allocate_rollouts): p_hat is this rank's "
+      "slice of the global list (rank 0's first), total_budget the global budget; returns this rank's slice "
+      "of "
+      "the single-process allocation. A collective: every rank calls it.");
   m.def("rollout_value", &rollout_value, nb::arg("n"), nb::arg("p"),
         "Value(n, p) = (1 - p^n - (1-p)^n) p (1-p)^2: the knapsack's objective for one prompt.");
   m.def("marginal_value", &marginal_value, nb::arg("n"), nb::arg("p"),

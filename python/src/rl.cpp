@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "communicator.hpp"
+#include "xplor/dist/advantage.hpp"
 #include "xplor/rl/advantage.hpp"
 #include "xplor/rl/loss.hpp"
 #include "xplor/rl/presets.hpp"
@@ -210,6 +212,26 @@ void bind_rl(nb::module_& m) {
       "pass_at_k, "
       "gpg. report: num_groups, degenerate_groups, frac_zero_std (TRL's), batch_mean, batch_std.");
 
+  m.def(
+      "_dist_advantages",
+      [](nb::handle comm, in1<float> rewards, in1<std::int64_t> offsets, std::string_view kind,
+         std::optional<advantage_options> options) {
+        const advantage_options o = options.value_or(advantage_options{});
+        const estimator e = from_name<estimator>(kind, "estimator");
+        py_communicator c(comm);
+        auto [array, span] = new_array<float>(rewards.shape(0));
+        advantage_report r;
+        {
+          nb::gil_scoped_release release;
+          r = xplor::dist::compute_advantages(c, e, span_of(rewards), span_of(offsets), span, o);
+        }
+        return std::make_pair(nb::cast(array), report_dict(r));
+      },
+      nb::arg("comm"), nb::arg("rewards"), nb::kw_only(), nb::arg("offsets"), nb::arg("estimator") = "grpo",
+      nb::arg("options") = nb::none(),
+      "advantages over the groups of every rank (xplor.dist.advantages): this rank's rewards and its local "
+      "group offsets (whole groups, rank 0's first); equal, bit for bit, to this rank's slice of the "
+      "single-process advantages; the report is the global one. A collective: every rank calls it.");
   m.def(
       "aggregate_rewards",
       [](in2<float> rewards_per_func, in1<float> weights, std::int64_t group_size, std::string_view mode,

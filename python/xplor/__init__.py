@@ -9,6 +9,7 @@ that works on a batch releases the GIL):
     xplor.sample   logits processors and reproducible batched draws (Philox)
     xplor.env      GEM-style environments and vector environments
     xplor.search   DeepSearch (MCTS over reasoning steps) driven by any Python model
+    xplor.dist     the knapsack allocation and advantages over ranks (torch.distributed, mpi4py)
     xplor.trl      reward functions for TRL's GRPOTrainer(reward_funcs=...)
     xplor.verl     compute_score for verl's reward manager
 
@@ -16,6 +17,6 @@ Bad input raises xplor.Error (a ValueError) naming the function, the argument an
 """
 from ._xplor import Error, __version__
 
-from . import reward, budget, rl, sample, env, search, trl, verl
+from . import reward, budget, rl, sample, env, search, trl, verl, dist
 
-__all__ = ["Error", "__version__", "reward", "budget", "rl", "sample", "env", "search", "trl", "verl"]
+__all__ = ["Error", "__version__", "reward", "budget", "rl", "sample", "env", "search", "trl", "verl", "dist"]

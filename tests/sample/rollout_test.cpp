@@ -90,6 +90,15 @@ TEST_CASE("completions do not depend on chunking or prefix sharing", "[sample][r
   // A different seed gives different completions.
   xplor::model::kv_decoder d4(model);
   CHECK(generate(d4, std::span(prompts), std::span(counts), p, 100).tokens != a.tokens);
+  // The second prompt alone, told its index in the batch (first_prompt), draws what it drew in the
+  // batch; without the offset it draws the first prompt's streams instead.
+  xplor::model::kv_decoder d5(model);
+  const std::vector<std::vector<std::int32_t>> second{prompts[1]};
+  const std::vector<int> five{5};
+  const auto part = generate(d5, std::span(second), std::span(five), p, 99, {.first_prompt = 1});
+  const std::vector<std::int32_t> tail(a.tokens.begin() + a.offsets[7], a.tokens.end());
+  CHECK(part.tokens == tail);
+  CHECK(generate(d5, std::span(second), std::span(five), p, 99).tokens != tail);
 }
 
 TEST_CASE("raw and processed log-probabilities", "[sample][rollout]") {

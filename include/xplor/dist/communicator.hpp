@@ -53,8 +53,8 @@ class single_process {
   int size() const { return 1; }
   void all_reduce(std::span<std::int64_t>, reduce_op) {}
   void all_reduce(std::span<double> values, reduce_op op) {
-    detail::require(op != reduce_op::sum, "xplor::dist::single_process::all_reduce",
-                    "a double sum is not a reduction of the communicator; use sum_ordered");
+    xplor::detail::require(op != reduce_op::sum, "xplor::dist::single_process::all_reduce",
+                           "a double sum is not a reduction of the communicator; use sum_ordered");
     (void)values;
   }
   std::vector<std::byte> all_gather_bytes(std::span<const std::byte> mine,
@@ -63,8 +63,8 @@ class single_process {
     return {mine.begin(), mine.end()};
   }
   void broadcast_bytes(std::span<std::byte>, int root) {
-    detail::require(root == 0, "xplor::dist::single_process::broadcast_bytes", "root = ", root,
-                    " is not a rank of a 1-rank communicator");
+    xplor::detail::require(root == 0, "xplor::dist::single_process::broadcast_bytes", "root = ", root,
+                           " is not a rank of a 1-rank communicator");
   }
   [[noreturn]] void abort(std::string_view why) { throw error(std::string(why)); }
 };
@@ -87,6 +87,28 @@ requires std::is_trivially_copyable_v<T> std::vector<T> all_gather(
   return out;
 }
 
+/// all_reduce for a communicator whose only data primitive is all_gather_bytes (thread ranks, a
+/// Python object): gathers every rank's values and reduces them in rank order on every rank
+/// (exact for integers and for min / max; a double sum is refused, see sum_ordered).
+template <communicator C, class T>
+void reduce_by_gathering(C& comm, std::span<T> values, reduce_op op, const char* fn) {
+  xplor::detail::require(!std::is_floating_point_v<T> || op != reduce_op::sum, fn,
+                         "a floating-point sum is not a reduction of the communicator; use sum_ordered");
+  std::vector<std::int64_t> counts;
+  const std::vector<T> all = all_gather(comm, std::span<const T>(values), &counts);
+  for (std::int64_t c : counts)
+    xplor::detail::require(c == static_cast<std::int64_t>(values.size()), fn, "a rank passed ", c,
+                           " values, this rank ", values.size(), "; every rank must pass the same length");
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    T v = all[i];
+    for (std::size_t r = 1; r < counts.size(); ++r) {
+      const T x = all[r * values.size() + i];
+      v = op == reduce_op::sum ? T(v + x) : op == reduce_op::min ? (x < v ? x : v) : (x > v ? x : v);
+    }
+    values[i] = v;
+  }
+}
+
 /// root's `values` on every rank (the same length on every rank).
 template <communicator C, class T>
 requires std::is_trivially_copyable_v<T>
@@ -102,8 +124,9 @@ void sum_ordered(C& comm, std::span<double> values) {
   std::vector<std::int64_t> counts;
   const std::vector<double> all = all_gather(comm, std::span<const double>(values), &counts);
   for (std::int64_t c : counts)
-    detail::require(c == static_cast<std::int64_t>(values.size()), "xplor::dist::sum_ordered", "a rank has ",
-                    c, " values, this rank ", values.size(), "; every rank must pass the same length");
+    xplor::detail::require(c == static_cast<std::int64_t>(values.size()), "xplor::dist::sum_ordered",
+                           "a rank has ", c, " values, this rank ", values.size(),
+                           "; every rank must pass the same length");
   for (std::size_t i = 0; i < values.size(); ++i) {
     double s = 0.0;
     for (std::size_t r = 0; r < counts.size(); ++r) s += all[r * values.size() + i];
@@ -120,8 +143,9 @@ void sum_ordered(C& comm, std::span<float> values) {
   comm.all_reduce(std::span<std::int64_t>(&longest, 1), reduce_op::max);
   std::int64_t shortest = -len;
   comm.all_reduce(std::span<std::int64_t>(&shortest, 1), reduce_op::max);
-  detail::require(longest == len && -shortest == len, "xplor::dist::sum_ordered", "the ranks pass between ",
-                  -shortest, " and ", longest, " values; every rank must pass the same length");
+  xplor::detail::require(longest == len && -shortest == len, "xplor::dist::sum_ordered",
+                         "the ranks pass between ", -shortest, " and ", longest,
+                         " values; every rank must pass the same length");
   for (std::size_t first = 0; first < values.size(); first += chunk) {
     const auto part = values.subspan(first, std::min(chunk, values.size() - first));
     const std::vector<float> all = all_gather(comm, std::span<const float>(part));

@@ -69,11 +69,11 @@ class thread_communicator {
   int rank() const { return rank_; }
   int size() const { return world_->size; }
 
-  void all_reduce(std::span<std::int64_t> values, reduce_op op) { reduce(values, op); }
+  void all_reduce(std::span<std::int64_t> values, reduce_op op) {
+    reduce_by_gathering(*this, values, op, "xplor::dist::thread_communicator::all_reduce");
+  }
   void all_reduce(std::span<double> values, reduce_op op) {
-    xplor::detail::require(op != reduce_op::sum, "xplor::dist::thread_communicator::all_reduce",
-                           "a double sum is not a reduction of the communicator; use sum_ordered");
-    reduce(values, op);
+    reduce_by_gathering(*this, values, op, "xplor::dist::thread_communicator::all_reduce");
   }
 
   std::vector<std::byte> all_gather_bytes(std::span<const std::byte> mine,
@@ -111,24 +111,6 @@ class thread_communicator {
   }
 
  private:
-  template <class T>
-  void reduce(std::span<T> values, reduce_op op) {
-    std::vector<std::int64_t> counts;
-    const std::vector<T> all = all_gather(*this, std::span<const T>(values), &counts);
-    for (std::int64_t c : counts)
-      xplor::detail::require(c == static_cast<std::int64_t>(values.size()),
-                             "xplor::dist::thread_communicator::all_reduce", "a rank passed ", c,
-                             " values, this rank ", values.size());
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      T v = all[i];
-      for (std::size_t r = 1; r < counts.size(); ++r) {
-        const T x = all[r * values.size() + i];
-        v = op == reduce_op::sum ? v + x : op == reduce_op::min ? (x < v ? x : v) : (x > v ? x : v);
-      }
-      values[i] = v;
-    }
-  }
-
   detail::thread_world* world_;
   int rank_;
 };

@@ -43,6 +43,9 @@ struct rollout_batch {
 struct generate_options {
   int chunk_size = 64;       // completions decoded together; bounds the memory of N = 512
   bool share_prefix = true;  // fork the prompt state (false: prefill the prompt per completion)
+  /// Prompt i's sample j draws from stream_id(first_prompt + i, j): a batch split into parts
+  /// (data-parallel ranks) draws what the whole batch would when each part passes its offset.
+  std::uint32_t first_prompt = 0;
 };
 
 namespace detail {
@@ -131,7 +134,8 @@ rollout_batch generate(Policy& policy, std::span<const std::vector<std::int32_t>
         ctx_offsets.assign(1, 0);
         for (std::size_t k = 0; k < a; ++k) {
           const running& r = chunk[active[k]];
-          streams[k] = stream_id(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(r.sample));
+          streams[k] = stream_id(options.first_prompt + static_cast<std::uint32_t>(i),
+                                 static_cast<std::uint32_t>(r.sample));
           draws[k] = static_cast<std::uint64_t>(t);
           if (params.repetition_penalty != 1.0f)
             ctx_tokens.insert(ctx_tokens.end(), r.context.begin(), r.context.end());
