@@ -7,6 +7,7 @@
 // whose float rounding would depend on how the batch is split (docs/distributed.md).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
