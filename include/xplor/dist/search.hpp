@@ -45,7 +45,7 @@ inline std::vector<std::pair<std::string, std::vector<std::int32_t>>> unpack_sol
   const auto get = [&](void* p, std::size_t n) {
     xplor::detail::require(at + n <= b.size(), "xplor::dist::collect_round",
                            "a rank sent a truncated solution list");
-    std::memcpy(p, b.data() + at, n);
+    if (n > 0) std::memcpy(p, b.data() + at, n);  // an empty vector's data() may be null
     at += n;
   };
   while (at < b.size()) {
