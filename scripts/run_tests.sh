@@ -118,5 +118,7 @@ cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="-f
       -DXPLOR_BUILD_EXAMPLES=OFF -DXPLOR_BUILD_BENCHMARKS=OFF --log-level=WARNING
 cmake --build build/tsan -j "$jobs" --target xplor_env_core_tests xplor_dist_tests
 TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/xplor_env_core_tests "[threads]"
-TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/xplor_dist_tests
+# One OpenMP thread: libgomp is not instrumented, so TSan cannot see its barriers and reports the
+# team's writes as races with the rank thread that reads them after the parallel region.
+OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 build/tsan/tests/xplor_dist_tests
 step "all test stages passed"
