@@ -323,7 +323,6 @@ class transformer {
     std::vector<std::vector<float>> norm1, mean1, rstd1, qkv, att, att_y, mid, norm2, mean2, rstd2, mlp_a,
         mlp_b, mlp_act;
     std::vector<float> final_norm, final_mean, final_rstd, logits, dlogits;
-    std::vector<float> transposed;                                         // linear_backward's copies
     std::vector<float> dx, dnorm, dmid, dqkv, datt_y, dmlp, dmlp_b, datt;  // backward scratch
     std::vector<lora_cache> lora_qkv, lora_out;                            // per layer, with an adapter
   };
