@@ -3,6 +3,7 @@
 // from the block it is computed in (what makes decoding batch-independent).
 #include "xplor/model/dense.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
@@ -65,6 +66,43 @@ TEST_CASE("dense: an element's bits do not depend on the block it is computed in
   for (std::int64_t j = 0; j < m; ++j) std::copy_n(w.data() + j * in, in, wide.data() + j * 2 * in + in);
   dense::dot_products(x.data(), in, wide.data() + in, 2 * in, in, strided.data(), m, n, m);
   CHECK(strided == all);
+}
+
+TEST_CASE("dense: a row's bits do not depend on the rows beside it, padded copies and both product orders",
+          "[model][dense]") {
+  // Depth 1024 takes the padded copy of x (n >= 4), depth 96 reads x in place; one row alone
+  // takes the vector-times-matrix path.
+  for (std::int64_t in : {96, 1024}) {
+    const std::int64_t n = 9, out = 37;
+    const auto x = random_vector(n * in, 11), w = random_vector(out * in, 12);
+    std::vector<float> all(n * out), one(out);
+    dense::linear_forward(x.data(), w.data(), all.data(), n, in, out);
+    for (std::int64_t i = 0; i < n; ++i) {
+      dense::linear_forward(x.data() + i * in, w.data(), one.data(), 1, in, out);
+      REQUIRE(std::equal(one.begin(), one.end(), all.begin() + i * out));
+    }
+  }
+  // C += A B by panels and by row blocks, A read across rows (dW) and along them (dx), depths on
+  // both sides of the automatic choice: the same bits, and the double-precision product.
+  for (std::int64_t K : {5, 200, 1100})
+    for (bool transposed : {false, true}) {
+      const std::int64_t M = 29, N = 41;
+      const auto a = random_vector(M * K, 13), b = random_vector(K * N, 14), c0 = random_vector(M * N, 15);
+      const std::int64_t ai = transposed ? 1 : K, ak = transposed ? M : 1;
+      auto by_panel = c0, by_rows = c0;
+      dense::outer_products(a.data(), ai, ak, b.data(), N, by_panel.data(), N, M, N, K,
+                            dense::product_order::by_panel);
+      dense::outer_products(a.data(), ai, ak, b.data(), N, by_rows.data(), N, M, N, K,
+                            dense::product_order::by_row_block);
+      INFO("K " << K << " transposed " << transposed);
+      REQUIRE(by_panel == by_rows);
+      for (std::int64_t i = 0; i < M; ++i)
+        for (std::int64_t j = 0; j < N; ++j) {
+          double ref = c0[i * N + j];
+          for (std::int64_t k = 0; k < K; ++k) ref += double(a[i * ai + k * ak]) * b[k * N + j];
+          REQUIRE(std::abs(by_rows[i * N + j] - ref) <= 1e-5 * (1.0 + std::sqrt(double(K))));
+        }
+    }
 }
 
 TEST_CASE("dense: linear_forward agrees with Eigen's packed product at any size", "[model][dense]") {
