@@ -1,8 +1,8 @@
 // Dense matrix products of the reference transformer on the CPU: y = x W^T by a weight-streaming
 // dot-product kernel (each element one fixed-order dot product: the same bits on any thread
-// count and whatever other rows share the call), and its backward as the same dot products over
-// transposed copies. Row-major float buffers throughout; W is
-// (out, in) as in PyTorch's Linear.
+// count and whatever other rows share the call), and its backward, dx = dy W and dW = dy^T x, as
+// outer products of broadcast values against packed panels (each element summed over k in
+// order). Row-major float buffers throughout; W is (out, in) as in PyTorch's Linear.
 #pragma once
 
 #include <Eigen/Core>
@@ -242,9 +242,9 @@ inline void linear_forward(const float* x, const float* w, float* y, std::int64_
 // ---------------------------------------------------------------------------------------------
 // The backward products, C[M, N] += A B with B row-major [K, N] (W for dx, x for dW) and A read
 // at a[i * ai + k * ak] (dy for dx; dy transposed for dW): a panel of 2 vectors of B's columns is
-// packed once per task, and each block of up to 12 rows of C accumulates it against broadcast
-// A values in registers over the whole K. Every element sums k = 0, 1, ... in order: the same
-// bits on any thread count.
+// packed, and each block of mr rows of C accumulates it against broadcast A values in registers
+// over the whole K. Every element sums k = 0, 1, ... in order: the same bits on any thread count
+// and in either loop order of outer_products.
 namespace outer_kernel {
 using L = rows_kernel::lanes;
 inline constexpr int nr = 2 * L::n;  // columns per panel
