@@ -170,8 +170,8 @@ void dots(const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, st
 
 /// The tile of RI x RJ dot products kept in registers: RI * RJ accumulators, RJ weight vectors
 /// and one x vector within the register file: 4 x 4 with AVX-512's 32 registers, 4 x 3 with 16
-/// (4 x 4 there spilled accumulators on every step: 45 against 69 GFLOP/s at 256 rows, Zen 3
-/// AVX2). The tile does not change any bits.
+/// (4 x 4 there spilled accumulators on every step: 45 against 69 GFLOP/s at 256 rows on an
+/// AVX2 Zen 4). The tile does not change any bits.
 inline constexpr int tile_i = 4;
 inline constexpr int tile_j = lanes::registers >= 32 ? 4 : 3;
 /// Weight rows per step of a vector-times-matrix product (one accumulator and one weight each).
@@ -332,8 +332,12 @@ inline void outer_products(const float* a, std::int64_t ai, std::int64_t ak, con
   for (std::int64_t t = 0; t < panels; ++t)
     pack_panel(b, ldb, t * nr, std::min<std::int64_t>(nr, N - t * nr), K, packed.data() + t * K * nr);
   const float* pb = packed.data();
-  // Rows per task: a block of about 256 KiB of A, kept in L2 while every panel passes.
-  const std::int64_t mc = std::max<std::int64_t>(mr, 65536 / std::max<std::int64_t>(K, 1) / mr * mr);
+  // Rows per task: a block of about 256 KiB of A, kept in L2 while every panel passes, and at
+  // least two tasks a thread (a small model's dx would otherwise be one task). The block size
+  // changes no bits.
+  const std::int64_t tasks = 2 * xplor::detail::cpu_threads(cpu), per_thread = (M + tasks - 1) / tasks;
+  const std::int64_t mc = std::max<std::int64_t>(
+      mr, std::min(65536 / std::max<std::int64_t>(K, 1), per_thread + mr - 1) / mr * mr);
   thread_independent_for((M + mc - 1) / mc, work, [&](std::int64_t t) {
     const std::int64_t i0 = t * mc, rows = std::min(mc, M - i0), slivers = (rows + mr - 1) / mr;
     thread_local std::vector<float> block;  // sliver s: A(i0 + s mr + r, k) at [s K mr + k mr + r]
