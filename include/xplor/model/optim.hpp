@@ -121,11 +121,14 @@ class basic_adamw {
     for (const segment& s : segments_) {
       const Real decay = s.decay ? Real(1) - lr * Real(opt_.weight_decay) : Real(1);
       constexpr std::int64_t chunk = 4096;  // tasks of 4096 parameters
-      for_each_index(cpu, (s.size + chunk - 1) / chunk, [&, s, decay](std::int64_t c) {
-        const std::int64_t i = s.offset + c * chunk, n = std::min(chunk, s.size - c * chunk);
-        adamw_kernel::adamw_update(params.data() + i, grads.data() + i, m_.data() + i, v_.data() + i, n,
-                                   {b1, b2, eps, lr, decay, c1, c2});
-      });
+      for_each_index(
+          cpu, (s.size + chunk - 1) / chunk,
+          [&, s, decay](std::int64_t c) {
+            const std::int64_t i = s.offset + c * chunk, n = std::min(chunk, s.size - c * chunk);
+            adamw_kernel::adamw_update(params.data() + i, grads.data() + i, m_.data() + i, v_.data() + i, n,
+                                       {b1, b2, eps, lr, decay, c1, c2});
+          },
+          /*cost=*/chunk);
     }
   }
 
