@@ -53,17 +53,17 @@ void tiles(std::int64_t rows, std::int64_t cols, std::int64_t depth, F f) {
   });
 }
 
-/// y = x W^T for n rows through xplor's dot-product kernel (arg 1) or the Eigen baseline (arg 0): W is GPT-2
-/// small's MLP up-projection (768 -> 3072, 9 MiB, from L3) or its unembedding (768 -> 50257, 147 MiB, from
-/// memory).
+/// y = x W^T for n rows through the Eigen baseline (kernel 0), xplor's streamed kernel (1) or its packed
+/// kernel (2): W is GPT-2 small's MLP up-projection (768 -> 3072, 9 MiB, from L3) or its unembedding
+/// (768 -> 50257, 147 MiB, from memory).
 void linear_rows(benchmark::State& state) {
-  const std::int64_t n = state.range(0), in = 768, out = state.range(1);
-  const bool stream = state.range(2) != 0;
+  const std::int64_t n = state.range(0), in = 768, out = state.range(1), kernel = state.range(2);
   const row_matrix X = row_matrix::Random(n, in), W = row_matrix::Random(out, in);
   row_matrix Y(n, out);
   for (auto _ : state) {
-    if (stream)
-      dense::linear_forward(X.data(), W.data(), Y.data(), n, in, out);
+    if (kernel != 0)
+      dense::linear_forward(X.data(), W.data(), Y.data(), n, in, out, false,
+                            kernel == 1 ? dense::forward_kernel::streamed : dense::forward_kernel::packed);
     else
       tiles(n, out, in, [&](std::int64_t r0, std::int64_t nr, std::int64_t c0, std::int64_t nc) {
         Y.block(r0, c0, nr, nc).noalias() = X.middleRows(r0, nr) * W.middleRows(c0, nc).transpose();
@@ -74,11 +74,13 @@ void linear_rows(benchmark::State& state) {
       2.0 * double(n * in * out) * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
   state.counters["weight_GBps"] = benchmark::Counter(
       4.0 * double(in * out) * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
-  if (!stream) state.SetLabel("baseline");
+  state.SetLabel(kernel == 0 ? "baseline" : kernel == 1 ? "streamed" : "packed");
 }
 
-void train_step(benchmark::State& state, transformer_config c, std::int64_t B, std::int64_t T) {
+void train_step(benchmark::State& state, transformer_config c, std::int64_t B, std::int64_t T,
+                dense::forward_kernel kernel = dense::forward_kernel::packed) {
   transformer model(c, 1);
+  model.set_forward_kernel(kernel);
   adamw opt(model.layout());
   std::mt19937 rng(1);
   std::vector<std::int32_t> tokens(B * T), targets(B * T);
@@ -127,6 +129,9 @@ transformer_config gpt2_small() {
 }
 
 void train_step_gpt2_small(benchmark::State& state) { train_step(state, gpt2_small(), 4, 64); }
+void train_step_gpt2_small_streamed(benchmark::State& state) {
+  train_step(state, gpt2_small(), 4, 64, dense::forward_kernel::streamed);
+}
 
 /// GPT-2 small decoding as tools/torch_decode_bench.py times it in PyTorch: `streams` completions
 /// of 128 tokens after 64-token prompts (one prompt forked, or separate prompts), the time from the
@@ -230,8 +235,8 @@ void decode_512_separate(benchmark::State& state) { decode_forks(state, false); 
 
 BENCHMARK(linear_rows)
     ->Name("linear_forward")
-    ->ArgNames({"rows", "out", "stream"})
-    ->ArgsProduct({{1, 4, 16, 64, 256}, {64, 3072, 50257}, {0, 1}})
+    ->ArgNames({"rows", "out", "kernel"})
+    ->ArgsProduct({{1, 4, 16, 64, 256}, {64, 3072, 50257}, {0, 1, 2}})
     ->UseRealTime();
 BENCHMARK(train_step_small)
     ->Name("train_step/d128_L4_T128_B16")
@@ -239,6 +244,10 @@ BENCHMARK(train_step_small)
     ->UseRealTime();
 BENCHMARK(train_step_gpt2_small)
     ->Name("train_step/gpt2_small_T64_B4")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(train_step_gpt2_small_streamed)
+    ->Name("train_step/gpt2_small_T64_B4_streamed")
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(decode_gpt2_one)->Name("decode_gpt2_small/1_state")->Unit(benchmark::kMillisecond)->UseRealTime();

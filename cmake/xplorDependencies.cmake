@@ -43,7 +43,8 @@ endif()
 # MPI: dist/mpi.hpp's communicator (xplor::mpi). Optional: single-process builds need no MPI.
 find_package(MPI QUIET COMPONENTS CXX)
 set(XPLOR_HAVE_MPI OFF)
-if(TARGET MPI::MPI_CXX)
+# CMake 3.25's FindMPI defines MPI::MPI_CXX even when it finds no MPI: test MPI_CXX_FOUND.
+if(MPI_CXX_FOUND AND TARGET MPI::MPI_CXX)
   set(XPLOR_HAVE_MPI ON)
 else()
   message(STATUS "xplor: MPI not found (Debian: libopenmpi-dev); xplor::mpi is not defined")

@@ -1,6 +1,7 @@
-// The reference transformer's matrix products: the weight-streaming kernel against a double
-// reference and against Eigen's packed product, and the independence of each element's bits
-// from the block it is computed in (what makes decoding batch-independent).
+// The reference transformer's matrix products: both forward kernels (streamed and packed) against
+// a double reference and against Eigen's product, the packed kernel against the chain of fused
+// multiply-adds it promises, and the independence of each element's bits from the block it is
+// computed in (what makes decoding batch-independent).
 #include "xplor/model/dense.hpp"
 
 #include <algorithm>
@@ -22,33 +23,80 @@ std::vector<float> random_vector(std::int64_t n, std::uint32_t seed) {
 
 }  // namespace
 
+constexpr dense::forward_kernel kernels[] = {dense::forward_kernel::streamed, dense::forward_kernel::packed};
+
 TEST_CASE("dense: a hand-computed product, plain and accumulated", "[model][dense]") {
-  const std::vector<float> x{1, 2, 3}, w{1, 0, -1, 0.5f, 0.5f, 0.5f};
-  std::vector<float> y(2, 0.0f);
-  dense::linear_forward(x.data(), w.data(), y.data(), 1, 3, 2);
-  CHECK(y == std::vector<float>{-2.0f, 3.0f});
-  dense::linear_forward(x.data(), w.data(), y.data(), 1, 3, 2, /*accumulate=*/true);
-  CHECK(y == std::vector<float>{-4.0f, 6.0f});
+  for (auto kernel : kernels) {
+    const std::vector<float> x{1, 2, 3, -1, 0, 2}, w{1, 0, -1, 0.5f, 0.5f, 0.5f};
+    for (std::int64_t n : {1, 2}) {
+      std::vector<float> y(2 * n, 0.0f);
+      dense::linear_forward(x.data(), w.data(), y.data(), n, 3, 2, false, kernel);
+      CHECK(std::vector<float>(y.begin(), y.begin() + 2) == std::vector<float>{-2.0f, 3.0f});
+      if (n == 2) CHECK(std::vector<float>(y.begin() + 2, y.end()) == std::vector<float>{-3.0f, 0.5f});
+      dense::linear_forward(x.data(), w.data(), y.data(), n, 3, 2, /*accumulate=*/true, kernel);
+      CHECK(std::vector<float>(y.begin(), y.begin() + 2) == std::vector<float>{-4.0f, 6.0f});
+    }
+  }
 }
 
-TEST_CASE("dense: the streaming kernel against a double-precision product on random shapes",
+TEST_CASE("dense: the packed kernel sums every element as one chain over k, alone or batched",
+          "[model][dense]") {
+  // The chain s = fma(x[k], w[k], s) for k = 0, 1, ... (unfused where the build has no FMA),
+  // then y + s when accumulating: depths and widths around the 8 x 8 transposes, the 16- or
+  // 32-column panels, the 6- or 12-row slivers, one row (the transposing vector path) and more.
+  const auto chain = [](const float* x, const float* w, std::int64_t in) {
+    float s = 0.0f;
+    for (std::int64_t k = 0; k < in; ++k)
+#if defined(__FMA__) && !defined(__CUDACC__)
+      s = std::fma(x[k], w[k], s);
+#else
+      s = x[k] * w[k] + s;
+#endif
+    return s;
+  };
+  std::uint32_t seed = 100;
+  for (std::int64_t in : {1, 7, 8, 9, 64, 100, 1031})
+    for (std::int64_t out : {1, 8, 15, 16, 17, 33, 70, 129})
+      for (std::int64_t n : {1, 5, 13})
+        for (bool accumulate : {false, true}) {
+          const auto x = random_vector(n * in, seed++), w = random_vector(out * in, seed++);
+          const auto y0 = random_vector(n * out, seed++);
+          auto all = y0;
+          dense::linear_forward(x.data(), w.data(), all.data(), n, in, out, accumulate,
+                                dense::forward_kernel::packed);
+          INFO("in " << in << " out " << out << " n " << n << " accumulate " << accumulate);
+          for (std::int64_t i = 0; i < n; ++i) {
+            std::vector<float> one(y0.begin() + i * out, y0.begin() + (i + 1) * out);
+            dense::linear_forward(x.data() + i * in, w.data(), one.data(), 1, in, out, accumulate,
+                                  dense::forward_kernel::packed);
+            REQUIRE(std::equal(one.begin(), one.end(), all.begin() + i * out));
+            for (std::int64_t j = 0; j < out; ++j) {
+              const float s = chain(x.data() + i * in, w.data() + j * in, in);
+              REQUIRE(all[i * out + j] == (accumulate ? y0[i * out + j] + s : s));
+            }
+          }
+        }
+}
+
+TEST_CASE("dense: both forward kernels against a double-precision product on random shapes",
           "[model][dense]") {
   std::uint32_t seed = 1;
-  for (std::int64_t n : {1, 3, 4, 5, 17, 40})
-    for (std::int64_t in : {1, 7, 16, 40, 100, 257})
-      for (std::int64_t out : {1, 5, 9, 70}) {
-        const auto x = random_vector(n * in, seed++), w = random_vector(out * in, seed++);
-        auto y = random_vector(n * out, seed++);
-        const auto y0 = y;
-        dense::linear_forward(x.data(), w.data(), y.data(), n, in, out, /*accumulate=*/true);
-        for (std::int64_t i = 0; i < n; ++i)
-          for (std::int64_t j = 0; j < out; ++j) {
-            double ref = y0[i * out + j];
-            for (std::int64_t k = 0; k < in; ++k) ref += double(x[i * in + k]) * w[j * in + k];
-            INFO("n " << n << " in " << in << " out " << out << " at " << i << ", " << j);
-            REQUIRE(std::abs(y[i * out + j] - ref) <= 1e-5 * (1.0 + std::sqrt(double(in))));
-          }
-      }
+  for (auto kernel : kernels)
+    for (std::int64_t n : {1, 3, 4, 5, 17, 40})
+      for (std::int64_t in : {1, 7, 16, 40, 100, 257})
+        for (std::int64_t out : {1, 5, 9, 70}) {
+          const auto x = random_vector(n * in, seed++), w = random_vector(out * in, seed++);
+          auto y = random_vector(n * out, seed++);
+          const auto y0 = y;
+          dense::linear_forward(x.data(), w.data(), y.data(), n, in, out, /*accumulate=*/true, kernel);
+          for (std::int64_t i = 0; i < n; ++i)
+            for (std::int64_t j = 0; j < out; ++j) {
+              double ref = y0[i * out + j];
+              for (std::int64_t k = 0; k < in; ++k) ref += double(x[i * in + k]) * w[j * in + k];
+              INFO("n " << n << " in " << in << " out " << out << " at " << i << ", " << j);
+              REQUIRE(std::abs(y[i * out + j] - ref) <= 1e-5 * (1.0 + std::sqrt(double(in))));
+            }
+        }
 }
 
 TEST_CASE("dense: an element's bits do not depend on the block it is computed in", "[model][dense]") {
@@ -106,14 +154,16 @@ TEST_CASE("dense: a row's bits do not depend on the rows beside it, padded copie
 }
 
 TEST_CASE("dense: linear_forward agrees with Eigen's packed product at any size", "[model][dense]") {
-  for (std::int64_t n : {1, 33, 130}) {
-    const std::int64_t in = 96, out = 200;
-    const auto x = random_vector(n * in, 5), w = random_vector(out * in, 6);
-    std::vector<float> streamed(n * out);
-    dense::linear_forward(x.data(), w.data(), streamed.data(), n, in, out);
-    const dense::row_matrix packed = dense::mat(x.data(), n, in) * dense::mat(w.data(), out, in).transpose();
-    for (std::int64_t i = 0; i < n; ++i)
-      for (std::int64_t j = 0; j < out; ++j)
-        REQUIRE(streamed[i * out + j] == Approx(packed(i, j)).margin(1e-5));
-  }
+  for (auto kernel : kernels)
+    for (std::int64_t n : {1, 33, 130, 300}) {
+      const std::int64_t in = 96, out = 200;
+      const auto x = random_vector(n * in, 5), w = random_vector(out * in, 6);
+      std::vector<float> streamed(n * out);
+      dense::linear_forward(x.data(), w.data(), streamed.data(), n, in, out, false, kernel);
+      const dense::row_matrix packed =
+          dense::mat(x.data(), n, in) * dense::mat(w.data(), out, in).transpose();
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < out; ++j)
+          REQUIRE(streamed[i * out + j] == Approx(packed(i, j)).margin(1e-5));
+    }
 }

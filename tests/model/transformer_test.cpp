@@ -283,6 +283,38 @@ TEST_CASE("a 2-layer model learns to reverse short strings", "[model][transforme
   CHECK(held_out < 0.1f);
 }
 
+TEST_CASE("the packed forward kernel: the streamed kernel's results within float rounding",
+          "[model][transformer]") {
+  int combo = 0;
+  for (auto norm : {norm_kind::rmsnorm, norm_kind::layernorm})
+    for (auto mlp : {mlp_kind::gelu, mlp_kind::swiglu}) {
+      transformer m(tiny(norm, position_kind::rope, mlp, combo++ % 2 == 0), 5);
+      const auto b = random_batch(3, 6, 13, 29);
+      auto run = [&](dense::forward_kernel kernel) {
+        m.set_forward_kernel(kernel);
+        CHECK(m.forward_kernel() == kernel);
+        m.zero_grad();
+        const float loss = m.forward(b.view(3, 6));
+        m.backward();
+        const auto logits = m.logits();
+        std::vector<float> out(logits.data(), logits.data() + logits.size());
+        out.insert(out.end(), m.grads().begin(), m.grads().end());
+        out.push_back(loss);
+        return out;
+      };
+      const auto streamed = run(dense::forward_kernel::streamed), packed = run(dense::forward_kernel::packed);
+      REQUIRE(streamed.size() == packed.size());
+      float scale = 0.0f, err = 0.0f;
+      for (std::size_t i = 0; i < streamed.size(); ++i) {
+        scale = std::max(scale, std::abs(streamed[i]));
+        err = std::max(err, std::abs(streamed[i] - packed[i]));
+      }
+      INFO("norm " << to_string(norm) << ", mlp " << to_string(mlp));
+      CHECK(err <= 1e-5f * scale);
+      CHECK(err > 0.0f);  // the two kernels sum in different orders: the switch takes effect
+    }
+}
+
 #if XPLOR_HAS_OPENMP
 TEST_CASE("forward and backward give the same bits on 1, 2 and 3 threads", "[model][threads]") {
   // Shapes where Eigen would split the products over threads (and choose its depth blocking by
@@ -300,19 +332,22 @@ TEST_CASE("forward and backward give the same bits on 1, 2 and 3 threads", "[mod
   for (auto& t : tokens) t = static_cast<std::int32_t>(rng() % 64);
   for (auto& t : targets) t = static_cast<std::int32_t>(rng() % 64);
   const int saved = omp_get_max_threads();
-  auto run = [&](int threads) {
-    omp_set_num_threads(threads);
-    transformer m(c, 7);
-    const float loss = m.forward({tokens, B, T, targets, {}, {}});
-    m.backward();
-    std::vector<float> bits(m.grads().begin(), m.grads().end());
-    bits.push_back(loss);
-    return bits;
-  };
-  const auto one = run(1);
-  for (const int threads : {2, 3}) {
-    const auto many = run(threads);
-    CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
+  for (const auto kernel : {dense::forward_kernel::streamed, dense::forward_kernel::packed}) {
+    auto run = [&](int threads) {
+      omp_set_num_threads(threads);
+      transformer m(c, 7);
+      m.set_forward_kernel(kernel);
+      const float loss = m.forward({tokens, B, T, targets, {}, {}});
+      m.backward();
+      std::vector<float> bits(m.grads().begin(), m.grads().end());
+      bits.push_back(loss);
+      return bits;
+    };
+    const auto one = run(1);
+    for (const int threads : {2, 3}) {
+      const auto many = run(threads);
+      CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
+    }
   }
   omp_set_num_threads(saved);
 }

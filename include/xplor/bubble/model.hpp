@@ -59,6 +59,10 @@ inline xplor::model::parameter_layout bubble_layout(const xplor::model::transfor
   return layout;
 }
 
+/// The kernel of the model's matrix products: the plain transformer's default (dense.hpp), so
+/// that a bubble model without forks computes the plain model's bits.
+inline constexpr auto products = xplor::model::dense::forward_kernel::packed;
+
 class transformer {
  public:
   /// The transformer's parameters drawn from `seed` exactly as xplor::model::transformer draws
@@ -153,7 +157,8 @@ class transformer {
                                         layout_.final_norm_b >= 0 ? p(layout_.final_norm_b) : nullptr,
                                         final_norm_.data(), final_mean_.data(), final_rstd_.data(), N,
                                         cfg_.d_model, cfg_.norm_eps);
-    xplor::model::dense::linear_forward(final_norm_.data(), p(layout_.unembed()), logits_.data(), N, C, V);
+    xplor::model::dense::linear_forward(final_norm_.data(), p(layout_.unembed()), logits_.data(), N, C, V,
+                                        false, products);
     return scores_.score(logits_.data(), V);
   }
 
@@ -384,7 +389,7 @@ class transformer {
     xplor::model::rowwise::norm_forward(a.in.x.data(), p(o.attn_norm_w),
                                         o.attn_norm_b >= 0 ? p(o.attn_norm_b) : nullptr, a.norm1.data(),
                                         a.mean1.data(), a.rstd1.data(), S, cfg_.d_model, cfg_.norm_eps);
-    xplor::model::dense::linear_forward(a.norm1.data(), p(o.qkv), a.qkv.data(), S, C, 3 * C);
+    xplor::model::dense::linear_forward(a.norm1.data(), p(o.qkv), a.qkv.data(), S, C, 3 * C, false, products);
     a.att.resize(static_cast<std::size_t>(B_));
     const std::size_t half = static_cast<std::size_t>(D / 2);
     xplor::model::dense::thread_independent_for(
@@ -399,14 +404,15 @@ class transformer {
                                    a.att[static_cast<std::size_t>(b)],
                                    std::span<float>(a.att_y).subspan(lo * Cs, n * Cs));
         });
-    xplor::model::dense::linear_forward(a.att_y.data(), p(o.attn_out), a.attn.data(), S, C, C);
+    xplor::model::dense::linear_forward(a.att_y.data(), p(o.attn_out), a.attn.data(), S, C, C, false,
+                                        products);
     for (std::size_t i = 0; i < Sz * Cs; ++i) a.mid[i] = a.in.x[i] + a.gate[i / Cs] * a.attn[i];
     xplor::model::rowwise::norm_forward(a.mid.data(), p(o.mlp_norm_w),
                                         o.mlp_norm_b >= 0 ? p(o.mlp_norm_b) : nullptr, a.norm2.data(),
                                         a.mean2.data(), a.rstd2.data(), S, cfg_.d_model, cfg_.norm_eps);
     xplor::model::rowwise::mlp_forward(cfg_.mlp, mlp_weights_of(o), a.norm2.data(), a.mlp_a.data(),
                                        a.mlp_b.data(), a.mlp_act.data(), a.mlp.data(), S, C, F,
-                                       /*accumulate=*/false);
+                                       /*accumulate=*/false, products);
     for (std::size_t i = 0; i < Sz * Cs; ++i) a.out[i] = a.mid[i] + a.gate[i / Cs] * a.mlp[i];
   }
 

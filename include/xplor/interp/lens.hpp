@@ -72,7 +72,9 @@ inline std::vector<float> lens_logits(const model::transformer& m, view2d<const 
                                layout.final_norm_b >= 0 ? p + layout.final_norm_b : nullptr, y.data(),
                                stats.data(), stats.data() + n, n, c.d_model, c.norm_eps);
   std::vector<float> logits(static_cast<std::size_t>(n * V));
-  model::dense::linear_forward(y.data(), p + layout.unembed(), logits.data(), n, C, V);
+  // The model's own kernel: the last layer's lens is forward()'s logits, bit for bit.
+  model::dense::linear_forward(y.data(), p + layout.unembed(), logits.data(), n, C, V, false,
+                               m.forward_kernel());
   return logits;
 }
 

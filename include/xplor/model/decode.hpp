@@ -282,7 +282,8 @@ class kv_decoder {
       dense::linear_forward(att_y_.data(), m.p(o.attn_out), x_.data(), n, C, C, /*accumulate=*/true);
       if (lora.layout != nullptr) lora_forward(lora, l, lora_site::out, att_y_.data(), n, x_.data(), nullptr);
       m.norm_rows(x_.data(), o.mlp_norm_w, o.mlp_norm_b, norm_.data(), stats_.data(), stats_.data() + n, n);
-      m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n);
+      m.mlp_forward(l, norm_.data(), a_.data(), b_.data(), act_.data(), x_.data(), n,
+                    dense::forward_kernel::streamed);
       if (hooks_.after_block) hooks_.after_block(l, view2d<float>(x_.data(), {n, C}, {C, 1}));
     }
     for (std::int64_t i = 0; i < n; ++i) {

@@ -1,8 +1,15 @@
-// Dense matrix products of the reference transformer on the CPU: y = x W^T by a weight-streaming
-// dot-product kernel (each element one fixed-order dot product: the same bits on any thread
-// count and whatever other rows share the call), and its backward, dx = dy W and dW = dy^T x, as
-// outer products of broadcast values against packed panels (each element summed over k in
-// order). Row-major float buffers throughout; W is (out, in) as in PyTorch's Linear.
+// Dense matrix products of the reference transformer on the CPU. The forward, y = x W^T, has two
+// kernels, each computing every element in its own fixed order, so that an element's bits depend
+// neither on the thread count nor on the other rows of the call (a state's logits are the same
+// alone or in a batch):
+//   streamed (linear_forward's default; the decoder's): each weight row streamed once and dotted
+//     with every x row, summed lane-wise then as a tree; fastest for a few rows (decoding reads
+//     the weights from memory);
+//   packed (transformer::forward's default): panels of W^T packed by 8 x 8 transposes, outer
+//     products against broadcast x values, each element one chain of fused multiply-adds over k
+//     in order; fastest for many rows (a training batch), and the same bits on AVX2 and AVX-512.
+// The backward, dx = dy W and dW = dy^T x, are outer products in the packed kernel's order.
+// Row-major float buffers throughout; W is (out, in) as in PyTorch's Linear.
 #pragma once
 
 #include <Eigen/Core>
@@ -52,12 +59,11 @@ void thread_independent_for(std::int64_t n, double work, F f) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The forward product. Eigen packs the whole weight matrix into its panel layout on every call,
-// which for the few rows of a decoding step costs more than the product; here each weight row is
-// streamed once from memory and dotted with every input row, 4 x 4 dot products at a time in
-// vector registers. Every output element is one dot product summed in a
-// fixed order (lane-wise over `in`, then the lanes as a balanced tree, then the tail), whatever
-// the thread count or the block an element falls in.
+// The streamed forward and attention scores: dot products of rows, 4 x 4 or 4 x 3 in vector
+// registers. Eigen packs the whole weight matrix on every call, which for the few rows of a
+// decoding step costs more than the product; here each weight row is streamed once from memory
+// and dotted with every x row. Every element is summed in a fixed order (lane-wise over `in`,
+// then the lanes as a balanced tree, then the tail), whatever the block it falls in.
 namespace rows_kernel {
 #if !defined(__CUDACC__) && defined(__AVX512F__)
 struct lanes {
@@ -213,8 +219,8 @@ inline void dot_products(const float* x, std::int64_t ldx, const float* w, std::
 /// dotted with every x row, tasks of 64 outputs. Faster than Eigen's packed product at every
 /// row count (bench_model's linear_forward: ~90 vs ~70 GFLOP/s at 256 rows, AVX-512), and each
 /// row's result is the same bits whatever other rows share the call.
-inline void linear_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
-                           std::int64_t out, bool accumulate = false) {
+inline void streamed_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
+                             std::int64_t out, bool accumulate = false) {
   constexpr std::int64_t block = 64;
   // Rows a multiple of 4 KiB apart fall into the same L1 sets as each other and as the weight
   // rows: such x is read through a copy with 16 more floats a row (GPT-2's MLP down-projection,
@@ -240,11 +246,11 @@ inline void linear_forward(const float* x, const float* w, float* y, std::int64_
 }
 
 // ---------------------------------------------------------------------------------------------
-// The backward products, C[M, N] += A B with B row-major [K, N] (W for dx, x for dW) and A read
-// at a[i * ai + k * ak] (dy for dx; dy transposed for dW): a panel of 2 vectors of B's columns is
-// packed, and each block of mr rows of C accumulates it against broadcast A values in registers
-// over the whole K. Every element sums k = 0, 1, ... in order: the same bits on any thread count
-// and in either loop order of outer_products.
+// The packed products, C[M, N] (+)= A B with A read at a[i * ai + k * ak] (dy for dx, dy
+// transposed for dW, x for the packed forward) and B row-major [K, N] (W for dx, x for dW) or
+// B = W^T for the forward: a panel of 2 vectors of B's columns is packed, and each block of mr
+// rows of C accumulates it against broadcast A values in registers over the whole K. Every
+// element sums k = 0, 1, ... in order: the same bits on any thread count and in any loop order.
 namespace outer_kernel {
 using L = rows_kernel::lanes;
 inline constexpr int nr = 2 * L::n;  // columns per panel
@@ -253,7 +259,7 @@ inline constexpr int mr = L::registers >= 32 ? 12 : (L::registers - 3) / 2;  // 
 
 template <int MR>
 void block(const float* a, std::int64_t ai, std::int64_t ak, const float* panel, std::int64_t K, float* c,
-           std::int64_t ldc, std::int64_t cols) {
+           std::int64_t ldc, std::int64_t cols, bool accumulate) {
   typename L::v acc[MR][2];
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = L::zero();
   for (std::int64_t k = 0; k < K; ++k) {
@@ -268,16 +274,17 @@ void block(const float* a, std::int64_t ai, std::int64_t ak, const float* panel,
     float out[nr];
     L::store(out, acc[i][0]);
     L::store(out + L::n, acc[i][1]);
-    for (std::int64_t j = 0; j < cols; ++j) c[i * ldc + j] += out[j];
+    for (std::int64_t j = 0; j < cols; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + out[j] : out[j];
   }
 }
 
+/// block<m> for m <= MR chosen at run time; C = (C +) the block's sums.
 template <int MR = mr>
 void rows_block(int m, const float* a, std::int64_t ai, std::int64_t ak, const float* panel, std::int64_t K,
-                float* c, std::int64_t ldc, std::int64_t cols) {
+                float* c, std::int64_t ldc, std::int64_t cols, bool accumulate = true) {
   if constexpr (MR > 1)
-    if (m < MR) return rows_block<MR - 1>(m, a, ai, ak, panel, K, c, ldc, cols);
-  block<MR>(a, ai, ak, panel, K, c, ldc, cols);
+    if (m < MR) return rows_block<MR - 1>(m, a, ai, ak, panel, K, c, ldc, cols, accumulate);
+  block<MR>(a, ai, ak, panel, K, c, ldc, cols, accumulate);
 }
 }  // namespace outer_kernel
 
@@ -288,6 +295,122 @@ inline void pack_panel(const float* b, std::int64_t ldb, std::int64_t j0, std::i
   for (std::int64_t k = 0; k < K; ++k) {
     std::copy_n(b + k * ldb + j0, cols, panel + k * nr);
     std::fill(panel + k * nr + cols, panel + (k + 1) * nr, 0.0f);
+  }
+}
+
+/// Copies `rows` rows of A (A(i, k) = a[i * ai + k * ak]) into slivers of mr rows with contiguous
+/// broadcasts: sliver s holds A(s mr + r, k) at [s K mr + k mr + r], zeros past the last row.
+inline void pack_slivers(const float* a, std::int64_t ai, std::int64_t ak, std::int64_t rows, std::int64_t K,
+                         float* slivers) {
+  const std::int64_t count = (rows + mr - 1) / mr;
+  for (std::int64_t s = 0; s < count; ++s)
+    for (std::int64_t r = 0; r < mr; ++r) {
+      const std::int64_t i = s * mr + r;
+      float* dst = slivers + s * K * mr + r;
+      if (i < rows)
+        for (std::int64_t k = 0; k < K; ++k) dst[k * mr] = a[i * ai + k * ak];
+      else
+        for (std::int64_t k = 0; k < K; ++k) dst[k * mr] = 0.0f;
+    }
+}
+
+#if !defined(__CUDACC__) && defined(__AVX2__) && defined(__FMA__)
+/// r[q] := (r[0][q], r[1][q], ..., r[7][q]): column q of the 8 x 8 block whose rows are r.
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+               t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+               t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+               t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+/// One fused multiply-add, s + x w rounded once (block's L::fma on one lane).
+inline float fma1(float x, float w, float s) {
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(x), _mm_set_ss(w), _mm_set_ss(s)));
+}
+
+/// y[j] (+)= sum_k x[k] w[j, k] for the 8 G rows j of w (ldw apart), summed over k in order as
+/// one chain of fused multiply-adds: block<1>'s bits on a packed panel of these rows, without
+/// writing the panel, so that one state's decoding reads each weight once. `prefetch`: fetch the
+/// next 8 G rows meanwhile (weights streamed from memory).
+template <int G>
+void transposed_rows(const float* x, const float* w, std::int64_t ldw, std::int64_t K, float* y,
+                     bool accumulate, bool prefetch) {
+  __m256 acc[G];
+  for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
+  std::int64_t k = 0;
+  for (; k + 8 <= K; k += 8)
+    for (int g = 0; g < G; ++g) {
+      const float* src = w + 8 * g * ldw + k;
+      __m256 r[8];
+      for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + q * ldw);
+      if (prefetch)
+        for (int q = 0; q < 8; ++q) __builtin_prefetch(src + (8 * G + q) * ldw);
+      transpose8(r);
+      for (int q = 0; q < 8; ++q) acc[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k + q), r[q], acc[g]);
+    }
+  for (; k < K; ++k)
+    for (int g = 0; g < G; ++g) {
+      const float* src = w + 8 * g * ldw + k;
+      const __m256 col = _mm256_setr_ps(src[0], src[ldw], src[2 * ldw], src[3 * ldw], src[4 * ldw],
+                                        src[5 * ldw], src[6 * ldw], src[7 * ldw]);
+      acc[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k), col, acc[g]);
+    }
+  for (int g = 0; g < G; ++g) {
+    __m256 out = acc[g];
+    if (accumulate) out = _mm256_add_ps(_mm256_loadu_ps(y + 8 * g), out);
+    _mm256_storeu_ps(y + 8 * g, out);
+  }
+}
+
+/// y[j] (+)= x . w[j, :] for j < m, each summed as transposed_rows sums it.
+inline void transposed_vector(const float* x, const float* w, std::int64_t ldw, std::int64_t K, float* y,
+                              std::int64_t m, bool accumulate, bool prefetch) {
+  std::int64_t j = 0;
+  for (; j + 16 <= m; j += 16)
+    transposed_rows<2>(x, w + j * ldw, ldw, K, y + j, accumulate, prefetch && j + 32 <= m);
+  for (; j + 8 <= m; j += 8) transposed_rows<1>(x, w + j * ldw, ldw, K, y + j, accumulate, false);
+  for (; j < m; ++j) {
+    float s = 0.0f;
+    for (std::int64_t k = 0; k < K; ++k) s = fma1(x[k], w[j * ldw + k], s);
+    y[j] = accumulate ? y[j] + s : s;
+  }
+}
+#endif
+
+/// Rows [j0, j0 + cols) of W (ldw apart) as columns of a K x nr panel of B = W^T, zeros past
+/// `cols`. `prefetch`: fetch the next panel's rows meanwhile (weights streamed from memory: the
+/// fetch overlaps the products run on this panel).
+inline void pack_transposed(const float* w, std::int64_t ldw, std::int64_t j0, std::int64_t cols,
+                            std::int64_t K, float* panel, bool prefetch) {
+  for (std::int64_t c0 = 0; c0 < nr; c0 += 8) {
+    std::int64_t k = 0;
+#if !defined(__CUDACC__) && defined(__AVX2__) && defined(__FMA__)
+    if (c0 + 8 <= cols)
+      for (const float* src = w + (j0 + c0) * ldw; k + 8 <= K; k += 8) {
+        __m256 r[8];
+        for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + q * ldw + k);
+        if (prefetch)
+          for (int q = 0; q < 8; ++q) __builtin_prefetch(src + (nr + q) * ldw + k);
+        transpose8(r);
+        for (int q = 0; q < 8; ++q) _mm256_storeu_ps(panel + (k + q) * nr + c0, r[q]);
+      }
+#else
+    (void)prefetch;
+#endif
+    for (; k < K; ++k)
+      for (std::int64_t c = c0; c < c0 + 8 && c < nr; ++c)
+        panel[k * nr + c] = c < cols ? w[(j0 + c) * ldw + k] : 0.0f;
   }
 }
 
@@ -340,17 +463,9 @@ inline void outer_products(const float* a, std::int64_t ai, std::int64_t ak, con
       mr, std::min(65536 / std::max<std::int64_t>(K, 1), per_thread + mr - 1) / mr * mr);
   thread_independent_for((M + mc - 1) / mc, work, [&](std::int64_t t) {
     const std::int64_t i0 = t * mc, rows = std::min(mc, M - i0), slivers = (rows + mr - 1) / mr;
-    thread_local std::vector<float> block;  // sliver s: A(i0 + s mr + r, k) at [s K mr + k mr + r]
+    thread_local std::vector<float> block;
     block.resize(static_cast<std::size_t>(slivers * K * mr));
-    for (std::int64_t s = 0; s < slivers; ++s)
-      for (std::int64_t r = 0; r < mr; ++r) {
-        const std::int64_t i = i0 + s * mr + r;
-        float* dst = block.data() + s * K * mr + r;
-        if (i < M)
-          for (std::int64_t k = 0; k < K; ++k) dst[k * mr] = a[i * ai + k * ak];
-        else
-          for (std::int64_t k = 0; k < K; ++k) dst[k * mr] = 0.0f;
-      }
+    pack_slivers(a + i0 * ai, ai, ak, rows, K, block.data());
     for (std::int64_t p = 0; p < panels; ++p) {
       const std::int64_t j0 = p * nr, cols = std::min<std::int64_t>(nr, N - j0);
       for (std::int64_t s = 0; s < slivers; ++s)
@@ -358,6 +473,63 @@ inline void outer_products(const float* a, std::int64_t ai, std::int64_t ak, con
                    mr, pb + p * K * nr, K, c + (i0 + s * mr) * ldc + j0, ldc, cols);
     }
   });
+}
+
+/// y[n, out] (+)= x[n, in] W^T for W (out, in), as C = x B with B = W^T: x packed into slivers,
+/// tasks of 4 panels, each panel of W^T packed by 8 x 8 transposes of W's rows (the weights are
+/// read once per 256 rows). One row alone runs transposed_vector on AVX2 builds, which reads W
+/// without writing a panel. Either way every element is the chain of fused multiply-adds
+/// over k = 0, 1, ... (then added to y when accumulating): the same bits for a row alone or among
+/// others, on any thread count and any vector width.
+inline void packed_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
+                           std::int64_t out, bool accumulate = false) {
+  using namespace outer_kernel;
+  // Weights beyond 1 MiB come from L3 or memory: prefetching the next rows then pays for itself
+  // (GPT-2 small's unembedding, 16 rows: 47 -> 49 GFLOP/s; 1 row: 15.5 -> 17 GB/s, AVX2).
+  const bool stream = in * out > (std::int64_t(1) << 18);
+  constexpr std::int64_t panels_per_task = 4;
+  const std::int64_t panels = (out + nr - 1) / nr, tasks = (panels + panels_per_task - 1) / panels_per_task;
+#if !defined(__CUDACC__) && defined(__AVX2__) && defined(__FMA__)
+  if (n == 1) {
+    thread_independent_for(tasks, double(in) * double(out), [&](std::int64_t t) {
+      const std::int64_t j0 = t * panels_per_task * nr, m = std::min(panels_per_task * nr, out - j0);
+      transposed_vector(x, w + j0 * in, in, in, y + j0, m, accumulate, stream);
+    });
+    return;
+  }
+#endif
+  // Rows in chunks of 256: a chunk's slivers (768 KiB at depth 768) stay in L2 while the panels pass.
+  constexpr std::int64_t row_chunk = 256;
+  thread_local std::vector<float> slivers;  // the caller's: read by every task
+  for (std::int64_t r0 = 0; r0 < n; r0 += row_chunk) {
+    const std::int64_t rows = std::min(row_chunk, n - r0), count = (rows + mr - 1) / mr;
+    slivers.resize(static_cast<std::size_t>(count * in * mr));
+    pack_slivers(x + r0 * in, in, 1, rows, in, slivers.data());
+    const float* xs = slivers.data();
+    thread_independent_for(tasks, double(rows) * double(in) * double(out), [&](std::int64_t t) {
+      thread_local std::vector<float> panel;
+      panel.resize(static_cast<std::size_t>(in * nr));
+      for (std::int64_t p = t * panels_per_task; p < std::min(panels, (t + 1) * panels_per_task); ++p) {
+        const std::int64_t j0 = p * nr, cols = std::min<std::int64_t>(nr, out - j0);
+        pack_transposed(w, in, j0, cols, in, panel.data(), stream && j0 + 2 * nr <= out);
+        for (std::int64_t s = 0; s < count; ++s)
+          rows_block(static_cast<int>(std::min<std::int64_t>(mr, rows - s * mr)), xs + s * in * mr, 1, mr,
+                     panel.data(), in, y + (r0 + s * mr) * out + j0, out, cols, accumulate);
+      }
+    });
+  }
+}
+
+enum class forward_kernel { streamed, packed };
+
+/// y[n, out] (+)= x[n, in] W^T for W (out, in) by the chosen kernel (the file's header).
+inline void linear_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
+                           std::int64_t out, bool accumulate = false,
+                           forward_kernel kernel = forward_kernel::streamed) {
+  if (kernel == forward_kernel::packed)
+    packed_forward(x, w, y, n, in, out, accumulate);
+  else
+    streamed_forward(x, w, y, n, in, out, accumulate);
 }
 
 /// dx[N, in] += dy[N, out] W and dW[out, in] += dy^T x (skipped when dw is null: a frozen weight).

@@ -69,15 +69,15 @@ inline void mlp_activation(mlp_kind kind, const float* a, const float* b, float*
 /// out (+)= MLP(x_norm) for n rows: a, b (SwiGLU only) and act [n, F] are kept for the backward.
 inline void mlp_forward(mlp_kind kind, const mlp_weights& w, const float* x_norm, float* a, float* b,
                         float* act, float* out, std::int64_t n, std::int64_t C, std::int64_t F,
-                        bool accumulate) {
+                        bool accumulate, dense::forward_kernel kernel = dense::forward_kernel::streamed) {
   if (kind == mlp_kind::swiglu) {
-    dense::linear_forward(x_norm, w.gate, a, n, C, F);
-    dense::linear_forward(x_norm, w.up, b, n, C, F);
+    dense::linear_forward(x_norm, w.gate, a, n, C, F, false, kernel);
+    dense::linear_forward(x_norm, w.up, b, n, C, F, false, kernel);
   } else {
-    dense::linear_forward(x_norm, w.up, a, n, C, F);
+    dense::linear_forward(x_norm, w.up, a, n, C, F, false, kernel);
   }
   mlp_activation(kind, a, b, act, n * F);
-  dense::linear_forward(act, w.down, out, n, F, C, accumulate);
+  dense::linear_forward(act, w.down, out, n, F, C, accumulate, kernel);
 }
 
 /// Backward of mlp_forward from dy [n, C]: dx_norm [n, C] += dL/dx_norm and the weight gradients
