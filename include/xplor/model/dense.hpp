@@ -480,7 +480,7 @@ inline void outer_products(const float* a, std::int64_t ai, std::int64_t ak, con
 /// read once per 256 rows). One row alone runs transposed_vector on AVX2 builds, which reads W
 /// without writing a panel. Either way every element is the chain of fused multiply-adds
 /// over k = 0, 1, ... (then added to y when accumulating): the same bits for a row alone or among
-/// others, on any thread count and any vector width.
+/// others, on any thread count, with AVX2's or AVX-512's registers.
 inline void packed_forward(const float* x, const float* w, float* y, std::int64_t n, std::int64_t in,
                            std::int64_t out, bool accumulate = false) {
   using namespace outer_kernel;
