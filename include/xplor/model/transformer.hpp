@@ -207,9 +207,8 @@ class transformer {
 
   /// The kernel of forward()'s and hidden()'s own matrix products (dense.hpp): `packed`, the
   /// default (a training batch's products at 83-91 GFLOP/s against the streamed kernel's 62-70 on
-  /// an AVX2 core), or `streamed`, the kernel kv_decoder always uses (it is faster for a few rows):
-  /// with `streamed` forward()'s logits are the decoder's bits; with `packed` they agree within
-  /// float rounding.
+  /// an AVX2 core), or `streamed`, the kernel kv_decoder always uses (it is faster for a few rows).
+  /// The two sum in different orders, so the choice changes every trained weight's last bits.
   void set_forward_kernel(dense::forward_kernel kernel) { kernel_ = kernel; }
   dense::forward_kernel forward_kernel() const { return kernel_; }
 
