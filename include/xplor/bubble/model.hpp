@@ -59,10 +59,6 @@ inline xplor::model::parameter_layout bubble_layout(const xplor::model::transfor
   return layout;
 }
 
-/// The kernel of the model's matrix products: the plain transformer's default (dense.hpp), so
-/// that a bubble model without forks computes the plain model's bits.
-inline constexpr auto products = xplor::model::dense::forward_kernel::packed;
-
 class transformer {
  public:
   /// The transformer's parameters drawn from `seed` exactly as xplor::model::transformer draws
@@ -158,7 +154,7 @@ class transformer {
                                         final_norm_.data(), final_mean_.data(), final_rstd_.data(), N,
                                         cfg_.d_model, cfg_.norm_eps);
     xplor::model::dense::linear_forward(final_norm_.data(), p(layout_.unembed()), logits_.data(), N, C, V,
-                                        false, products);
+                                        false, xplor::model::training_forward_kernel);
     return scores_.score(logits_.data(), V);
   }
 
@@ -389,7 +385,8 @@ class transformer {
     xplor::model::rowwise::norm_forward(a.in.x.data(), p(o.attn_norm_w),
                                         o.attn_norm_b >= 0 ? p(o.attn_norm_b) : nullptr, a.norm1.data(),
                                         a.mean1.data(), a.rstd1.data(), S, cfg_.d_model, cfg_.norm_eps);
-    xplor::model::dense::linear_forward(a.norm1.data(), p(o.qkv), a.qkv.data(), S, C, 3 * C, false, products);
+    xplor::model::dense::linear_forward(a.norm1.data(), p(o.qkv), a.qkv.data(), S, C, 3 * C, false,
+                                        xplor::model::training_forward_kernel);
     a.att.resize(static_cast<std::size_t>(B_));
     const std::size_t half = static_cast<std::size_t>(D / 2);
     xplor::model::dense::thread_independent_for(
@@ -405,14 +402,14 @@ class transformer {
                                    std::span<float>(a.att_y).subspan(lo * Cs, n * Cs));
         });
     xplor::model::dense::linear_forward(a.att_y.data(), p(o.attn_out), a.attn.data(), S, C, C, false,
-                                        products);
+                                        xplor::model::training_forward_kernel);
     for (std::size_t i = 0; i < Sz * Cs; ++i) a.mid[i] = a.in.x[i] + a.gate[i / Cs] * a.attn[i];
     xplor::model::rowwise::norm_forward(a.mid.data(), p(o.mlp_norm_w),
                                         o.mlp_norm_b >= 0 ? p(o.mlp_norm_b) : nullptr, a.norm2.data(),
                                         a.mean2.data(), a.rstd2.data(), S, cfg_.d_model, cfg_.norm_eps);
     xplor::model::rowwise::mlp_forward(cfg_.mlp, mlp_weights_of(o), a.norm2.data(), a.mlp_a.data(),
                                        a.mlp_b.data(), a.mlp_act.data(), a.mlp.data(), S, C, F,
-                                       /*accumulate=*/false, products);
+                                       /*accumulate=*/false, xplor::model::training_forward_kernel);
     for (std::size_t i = 0; i < Sz * Cs; ++i) a.out[i] = a.mid[i] + a.gate[i / Cs] * a.mlp[i];
   }
 

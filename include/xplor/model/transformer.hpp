@@ -171,6 +171,10 @@ struct target_scores {
   }
 };
 
+/// The forward kernel of training (dense.hpp): transformer's default, and the bubble model's, so
+/// that a bubble model without forks computes the plain model's bits.
+inline constexpr dense::forward_kernel training_forward_kernel = dense::forward_kernel::packed;
+
 class transformer {
  public:
   /// A model with parameters drawn deterministically from `seed` (Philox; one stream per tensor,
@@ -603,7 +607,7 @@ class transformer {
   std::vector<float> latent_grads_;
   bool has_logits_ = false, frozen_ = false, has_lora_ = false;
   lora_weights lora_;
-  dense::forward_kernel kernel_ = dense::forward_kernel::packed;
+  dense::forward_kernel kernel_ = training_forward_kernel;
 };
 
 }  // namespace xplor::model
